@@ -1,0 +1,130 @@
+//! Choosing the backend once, at the edge: `--device cpu` or `--device cuda[:N]`.
+//!
+//! Models are generic over `B: Backend`; a [`BackendTask`] is the generic work,
+//! and [`DeviceSpec::dispatch`] instantiates it with the concrete backend.
+
+use core::fmt;
+use core::str::FromStr;
+
+use burn::tensor::backend::AutodiffBackend;
+
+/// The CPU backend: burn's pure-Rust `Flex` (see docs/stack.md for the
+/// measured comparison with `NdArray`).
+pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
+
+/// The CUDA backend (feature `cuda`).
+#[cfg(feature = "cuda")]
+pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
+
+/// Where to run, as given on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    /// The CPU ([`CpuBackend`]).
+    #[default]
+    Cpu,
+    /// CUDA device with this ordinal.
+    Cuda(usize),
+}
+
+/// Work that runs on whichever autodiff backend the user picked.
+pub trait BackendTask {
+    /// What the work returns.
+    type Output;
+    /// Runs the work on backend `B`.
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+}
+
+/// A device the build cannot serve.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// Not `cpu`, `cuda` or `cuda:N`.
+    #[error("invalid device '{0}': expected 'cpu', 'cuda' or 'cuda:N'")]
+    Invalid(String),
+    /// CUDA requested from a build without the `cuda` feature.
+    #[error(
+        "device '{0}' needs the CUDA backend, which this build lacks: \
+         use `cargo xtask-cuda …` (xtask built with `--features cuda`)"
+    )]
+    CudaNotBuilt(DeviceSpec),
+}
+
+impl DeviceSpec {
+    /// Runs `task` on this device's backend.
+    pub fn dispatch<T: BackendTask>(self, task: T) -> Result<T::Output, DeviceError> {
+        match self {
+            DeviceSpec::Cpu => Ok(task.run::<CpuBackend>(Default::default())),
+            #[cfg(feature = "cuda")]
+            DeviceSpec::Cuda(index) => {
+                Ok(task.run::<CudaBackend>(burn::backend::cuda::CudaDevice::new(index)))
+            }
+            #[cfg(not(feature = "cuda"))]
+            DeviceSpec::Cuda(_) => Err(DeviceError::CudaNotBuilt(self)),
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => f.write_str("cpu"),
+            DeviceSpec::Cuda(index) => write!(f, "cuda:{index}"),
+        }
+    }
+}
+
+impl FromStr for DeviceSpec {
+    type Err = DeviceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => s
+                .strip_prefix("cuda:")
+                .and_then(|n| n.parse().ok())
+                .map(DeviceSpec::Cuda)
+                .ok_or_else(|| DeviceError::Invalid(s.to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!("cuda:3".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
+        for bad in ["gpu", "cuda:", "cuda:x", "CPU"] {
+            let err = bad.parse::<DeviceSpec>().unwrap_err();
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+
+    use burn::tensor::ElementConversion;
+
+    struct Sum;
+    impl BackendTask for Sum {
+        type Output = f32;
+        fn run<B: AutodiffBackend>(self, device: B::Device) -> f32 {
+            burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0, 3.5], &device)
+                .sum()
+                .into_scalar()
+                .elem::<f32>()
+        }
+    }
+
+    #[test]
+    fn dispatches_to_the_cpu_backend() {
+        assert_eq!(DeviceSpec::Cpu.dispatch(Sum).unwrap(), 6.5);
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn cuda_without_the_feature_is_a_clear_error() {
+        let err = DeviceSpec::Cuda(1).dispatch(Sum).unwrap_err();
+        assert!(err.to_string().contains("--features cuda"), "{err}");
+    }
+}

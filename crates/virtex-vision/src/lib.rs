@@ -1,0 +1,36 @@
+//! # virtex-vision
+//!
+//! VirTex's visual backbones on [burn](https://burn.dev): the torchvision ResNet
+//! family (ResNet-18/34/50/101/152, wide ResNet-50-2/101-2), exactly torchvision's
+//! architecture and initialisation, generic over any burn `Backend`.
+//!
+//! - [`ResNet::forward`] returns the layer4 grid `[batch, C, H/32, W/32]`
+//!   (`[batch, 2048, 7, 7]` for ResNet-50 at 224²), what VirTex's textual heads read;
+//!   [`ResNet::forward_stages`] returns every stage, [`ResNet::forward_pooled`] the
+//!   global-average-pooled `[batch, C]` features.
+//! - [`FrozenResNet`] runs a backbone with BN statistics frozen and no gradients.
+//! - With the `pytorch` feature (on by default), [`pytorch`] reads torchvision,
+//!   VirTex and Detectron2-style `.pth` files and writes the backbone back out
+//!   under torchvision or Detectron2 names, as files `torch.load` reads.
+//!
+//! ```
+//! use burn::backend::Flex;
+//! use burn::tensor::Tensor;
+//! use virtex_vision::{ResNetArch, ResNetConfig};
+//!
+//! let device = Default::default();
+//! let resnet = ResNetConfig::virtex("resnet18".parse::<ResNetArch>().unwrap()).init::<Flex>(&device);
+//! let images = Tensor::<Flex, 4>::zeros([2, 3, 64, 64], &device);
+//! assert_eq!(resnet.forward(images.clone()).dims(), [2, 512, 2, 2]);
+//! assert_eq!(resnet.forward_pooled(images).dims(), [2, 512]);
+//! ```
+
+mod error;
+#[cfg(feature = "pytorch")]
+pub mod pytorch;
+pub mod resnet;
+
+pub use error::VisionError;
+pub use resnet::{
+    FrozenResNet, ResNet, ResNetArch, ResNetConfig, ResNetStages, global_average_pool,
+};

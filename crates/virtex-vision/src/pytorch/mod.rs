@@ -1,0 +1,224 @@
+//! ResNet weights in and out of PyTorch `.pth` files.
+//!
+//! - In: a bare torchvision state dict (`torchvision.models.resnet50().state_dict()`,
+//!   VirTex's hub backbone), or one nested under a top-level key and a prefix, as in
+//!   a VirTex checkpoint (`{"model": {"visual.cnn.conv1.weight": …, "textual.…": …}}`).
+//! - Out: the backbone under torchvision names or under Detectron2 names
+//!   (VirTex's `detectron2_backbone_state_dict`), as files `torch.load` reads.
+
+mod names;
+pub mod torch_save;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+use burn_store::pytorch::PytorchReader;
+use burn_store::{ApplyError, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter};
+
+pub use names::{burn_to_torchvision, torchvision_to_burn, torchvision_to_detectron2};
+use torch_save::{PickleValue, TorchTensor};
+
+use crate::{ResNet, VisionError};
+
+/// BN buffers PyTorch keeps and burn does not (they only matter with `momentum=None`).
+const NUM_BATCHES_TRACKED: &str = "num_batches_tracked";
+
+/// Where a ResNet state dict sits inside a `.pth` file, and how strictly to load it.
+#[derive(Clone, Debug)]
+pub struct TorchvisionWeights {
+    path: PathBuf,
+    top_level_key: Option<String>,
+    prefix: String,
+    allow_partial: bool,
+}
+
+impl TorchvisionWeights {
+    /// A bare torchvision state dict (keys `conv1.weight`, `layer1.0.bn1.bias`, …).
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            top_level_key: None,
+            prefix: String::new(),
+            allow_partial: false,
+        }
+    }
+
+    /// The visual backbone of a VirTex checkpoint: `["model"]`, keys under `visual.cnn.`.
+    pub fn virtex_checkpoint(path: impl Into<PathBuf>) -> Self {
+        Self::new(path)
+            .with_top_level_key("model")
+            .with_prefix("visual.cnn.")
+    }
+
+    /// Read the state dict from `checkpoint[key]`.
+    pub fn with_top_level_key(mut self, key: impl Into<String>) -> Self {
+        self.top_level_key = Some(key.into());
+        self
+    }
+
+    /// Only keys starting with `prefix` belong to the backbone (the prefix is
+    /// stripped); all others are left alone.
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Tolerate missing and unexpected keys (shape mismatches stay errors).
+    pub fn allow_partial(mut self, allow: bool) -> Self {
+        self.allow_partial = allow;
+        self
+    }
+
+    /// Loads the weights into `model`.
+    ///
+    /// `fc.*` keys are skipped when the model has no classifier (VirTex sets
+    /// `fc = Identity`), and so are BN `num_batches_tracked` counters. Any other
+    /// unexpected, missing, wrongly-shaped or wrongly-typed key is an error naming
+    /// it, unless [`allow_partial`](Self::allow_partial) is set.
+    pub fn load<B: Backend>(&self, mut model: ResNet<B>) -> Result<ResNet<B>, VisionError> {
+        let reader = match &self.top_level_key {
+            Some(key) => PytorchReader::with_top_level_key(&self.path, key),
+            None => PytorchReader::new(&self.path),
+        }
+        .map_err(|e| VisionError::Read {
+            path: self.path.clone(),
+            message: e.to_string(),
+        })?;
+
+        let has_fc = model.fc.is_some();
+        let snapshots: Vec<_> = reader
+            .into_tensors()
+            .into_iter()
+            .filter_map(|(key, mut snapshot)| {
+                let key = key.strip_prefix(&self.prefix)?;
+                let skipped =
+                    key.ends_with(NUM_BATCHES_TRACKED) || (!has_fc && key.starts_with("fc."));
+                if skipped {
+                    return None;
+                }
+                let path = torchvision_to_burn(key);
+                snapshot.path_stack = Some(path.split('.').map(str::to_string).collect());
+                snapshot.container_stack = None;
+                snapshot.tensor_id = None;
+                Some(snapshot)
+            })
+            .collect();
+
+        let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+
+        let file_key = |path: &str| format!("{}{}", self.prefix, burn_to_torchvision(path));
+        if let Some(error) = result.errors.first() {
+            let message = match error {
+                ApplyError::ShapeMismatch {
+                    path,
+                    expected,
+                    found,
+                } => format!(
+                    "key '{}' has shape {:?}, the model expects {:?}",
+                    file_key(path),
+                    found.as_slice(),
+                    expected.as_slice()
+                ),
+                ApplyError::DTypeMismatch {
+                    path,
+                    expected,
+                    found,
+                } => format!(
+                    "key '{}' has dtype {found:?}, the model expects {expected:?}",
+                    file_key(path)
+                ),
+                ApplyError::AdapterError { path, message }
+                | ApplyError::LoadError { path, message } => {
+                    format!("key '{}': {message}", file_key(path))
+                }
+            };
+            return Err(VisionError::Mismatch {
+                path: self.path.clone(),
+                message,
+            });
+        }
+        if !self.allow_partial && !result.missing.is_empty() {
+            let keys: BTreeSet<String> = result.missing.iter().map(|(p, _)| file_key(p)).collect();
+            return Err(VisionError::MissingKeys {
+                path: self.path.clone(),
+                keys: keys.into_iter().collect(),
+            });
+        }
+        if !self.allow_partial && !result.unused.is_empty() {
+            let keys: BTreeSet<String> = result.unused.iter().map(|p| file_key(p)).collect();
+            return Err(VisionError::UnexpectedKeys {
+                path: self.path.clone(),
+                keys: keys.into_iter().collect(),
+            });
+        }
+        Ok(model)
+    }
+}
+
+/// Key naming of an exported backbone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExportNaming {
+    /// A bare torchvision state dict: `torchvision.models.resnet50().load_state_dict(torch.load(f))`.
+    Torchvision,
+    /// `{"model": {"stem.conv1.weight": …, "res2.0.conv1.norm.weight": …}, "__author__": "virtex-rs"}`,
+    /// what Detectron2's `DetectionCheckpointer` loads as `MODEL.WEIGHTS`.
+    Detectron2,
+}
+
+/// The model's tensors as an ordered torchvision state dict, with the
+/// `num_batches_tracked` counters PyTorch's `load_state_dict` expects.
+pub fn torchvision_state_dict<B: Backend>(model: &ResNet<B>) -> Vec<(String, TorchTensor)> {
+    let mut state = Vec::new();
+    for snapshot in model.collect(None, Some(Box::new(BurnToPyTorchAdapter)), true) {
+        let key = burn_to_torchvision(&snapshot.full_path());
+        let data = snapshot
+            .to_data()
+            .expect("a live module's tensors are readable")
+            .convert::<f32>();
+        let values = data.to_vec::<f32>().expect("converted to f32");
+        let running_var = key.strip_suffix("running_var").map(str::to_string);
+        state.push((key, TorchTensor::f32(data.shape.to_vec(), &values)));
+        if let Some(bn) = running_var {
+            state.push((
+                format!("{bn}{NUM_BATCHES_TRACKED}"),
+                TorchTensor::i64(vec![], &[0]),
+            ));
+        }
+    }
+    state
+}
+
+/// Writes the backbone to `path` (atomically) under the given naming.
+pub fn export<B: Backend>(
+    model: &ResNet<B>,
+    path: &Path,
+    naming: ExportNaming,
+) -> Result<(), VisionError> {
+    let state = torchvision_state_dict(model);
+    let value = match naming {
+        ExportNaming::Torchvision => PickleValue::Dict(
+            state
+                .into_iter()
+                .map(|(k, t)| (k, PickleValue::Tensor(t)))
+                .collect(),
+        ),
+        ExportNaming::Detectron2 => PickleValue::Dict(vec![
+            (
+                "model".into(),
+                PickleValue::Dict(
+                    state
+                        .into_iter()
+                        .filter(|(k, _)| !k.starts_with("fc."))
+                        .map(|(k, t)| (torchvision_to_detectron2(&k), PickleValue::Tensor(t)))
+                        .collect(),
+                ),
+            ),
+            ("__author__".into(), PickleValue::Str("virtex-rs".into())),
+        ]),
+    };
+    torch_save::save(path, &value).map_err(|source| VisionError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
+}

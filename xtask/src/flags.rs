@@ -1,0 +1,127 @@
+//! The command tree of `cargo xtask`. Doc comments are the help text.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use virtex_train::device::DeviceSpec;
+use virtex_vision::ResNetArch;
+
+/// virtex-rs: VirTex (Desai & Johnson, CVPR 2021) in Rust on burn.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", bin_name = "cargo xtask", version, about)]
+pub struct Xtask {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Pretrain a visual backbone from captions (bicaptioning and the other
+    /// four tasks). Planned: issue #5.
+    Pretrain(Planned),
+    /// Evaluate a backbone: VOC07 SVMs, linear probes, captioning metrics,
+    /// feature extraction. Planned: issue #6.
+    Evaluate(Planned),
+    /// Build a SentencePiece vocabulary from COCO-format captions. Planned: issue #3.
+    BuildVocab(Planned),
+    /// Convert ResNet weights between torchvision, VirTex and Detectron2 layouts.
+    ExportBackbone(ExportBackbone),
+    /// Measure training and inference speed.
+    Bench(Bench),
+}
+
+/// Arguments of a command that is not built yet (accepted, then refused).
+#[derive(Debug, clap::Args)]
+pub struct Planned {
+    /// Arguments of the planned command.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+/// `cargo xtask export-backbone`.
+#[derive(Debug, clap::Args)]
+pub struct ExportBackbone {
+    /// Backbone architecture (`resnet50`, `torchvision::wide_resnet50_2`, …).
+    #[arg(long, default_value = "resnet50")]
+    pub arch: ResNetArch,
+    /// Weights to read. Without it, a freshly initialised backbone is written.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Layout of `--checkpoint`.
+    #[arg(long, value_enum, default_value_t = WeightsLayout::Torchvision)]
+    pub layout: WeightsLayout,
+    /// Names to write.
+    #[arg(long, value_enum, default_value_t = Naming::Detectron2)]
+    pub to: Naming,
+    /// The `.pth` file to write.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+/// Where the backbone sits in a `.pth` file.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum WeightsLayout {
+    /// A bare torchvision state dict.
+    Torchvision,
+    /// A VirTex checkpoint: `["model"]`, keys under `visual.cnn.`.
+    Virtex,
+}
+
+/// Key naming of written weights.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Naming {
+    /// torchvision (`layer1.0.conv1.weight`).
+    Torchvision,
+    /// Detectron2 (`res2.0.conv1.weight`), under `["model"]`.
+    Detectron2,
+}
+
+/// `cargo xtask bench`.
+#[derive(Debug, clap::Args)]
+pub struct Bench {
+    /// Which benchmark.
+    #[command(subcommand)]
+    pub what: BenchKind,
+}
+
+/// The benchmarks.
+#[derive(Debug, Subcommand)]
+pub enum BenchKind {
+    /// Seconds per ResNet training step (SGD, cross-entropy over a 1000-way fc)
+    /// and per eval forward, on each CPU backend (or the given device).
+    Backbone(BackboneBench),
+}
+
+/// `cargo xtask bench backbone`.
+#[derive(Debug, clap::Args)]
+pub struct BackboneBench {
+    /// Backbone architecture.
+    #[arg(long, default_value = "resnet50")]
+    pub arch: ResNetArch,
+    /// Images per step.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// Backends to compare; `cuda` needs `cargo xtask-cuda`.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [CpuBackendName::Flex, CpuBackendName::Ndarray])]
+    pub backends: Vec<CpuBackendName>,
+    /// Run on this device instead of comparing CPU backends.
+    #[arg(long)]
+    pub device: Option<DeviceSpec>,
+}
+
+/// CPU backends burn offers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CpuBackendName {
+    /// burn's pure-Rust Flex backend (the default).
+    Flex,
+    /// burn's NdArray backend.
+    Ndarray,
+}

@@ -1,0 +1,20 @@
+//! `cargo xtask`: the project's commands. This file only dispatches; each
+//! command lives in its own module.
+
+mod bench;
+mod export_backbone;
+mod flags;
+
+use anyhow::bail;
+use clap::Parser;
+use flags::{Command, Xtask};
+
+fn main() -> anyhow::Result<()> {
+    match Xtask::parse().command {
+        Command::Pretrain(_) => bail!("`cargo xtask pretrain` is not built yet (issue #5)"),
+        Command::Evaluate(_) => bail!("`cargo xtask evaluate` is not built yet (issue #6)"),
+        Command::BuildVocab(_) => bail!("`cargo xtask build-vocab` is not built yet (issue #3)"),
+        Command::ExportBackbone(cmd) => cmd.run(),
+        Command::Bench(cmd) => cmd.run(),
+    }
+}
