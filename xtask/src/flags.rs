@@ -26,6 +26,9 @@ pub enum Command {
     Evaluate(Planned),
     /// Build a SentencePiece vocabulary from COCO-format captions. Planned: issue #3.
     BuildVocab(Planned),
+    /// Convert a public dataset into the COCO captions layout (the bundled
+    /// emoji dataset). Planned: issue #3.
+    PrepareData(Planned),
     /// Convert ResNet weights between torchvision, VirTex and Detectron2 layouts.
     ExportBackbone(ExportBackbone),
     /// Measure training and inference speed.
@@ -109,8 +112,8 @@ pub struct BackboneBench {
     /// Timed steps (after one untimed warm-up step).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
-    /// Backends to compare; `cuda` needs `cargo xtask-cuda`.
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [CpuBackendName::Flex, CpuBackendName::Ndarray])]
+    /// CPU backends to compare (ndarray is >10x slower: minutes per step).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [CpuBackendName::Flex])]
     pub backends: Vec<CpuBackendName>,
     /// Run on this device instead of comparing CPU backends.
     #[arg(long)]

@@ -14,6 +14,7 @@ fn main() -> anyhow::Result<()> {
         Command::Pretrain(_) => bail!("`cargo xtask pretrain` is not built yet (issue #5)"),
         Command::Evaluate(_) => bail!("`cargo xtask evaluate` is not built yet (issue #6)"),
         Command::BuildVocab(_) => bail!("`cargo xtask build-vocab` is not built yet (issue #3)"),
+        Command::PrepareData(_) => bail!("`cargo xtask prepare-data` is not built yet (issue #3)"),
         Command::ExportBackbone(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
     }

@@ -1,6 +1,9 @@
 //! Errors of the vision crate.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use burn_store::{ApplyError, ApplyResult};
 
 /// Everything that can go wrong building a backbone or moving its weights.
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,14 @@ pub enum VisionError {
         /// The unused keys, in the file's naming.
         keys: Vec<String>,
     },
+    /// A native weights file without (or with an unreadable) backbone config.
+    #[error("{path}: not a virtex-rs backbone file: {message}")]
+    NotNative {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with its metadata.
+        message: String,
+    },
     /// A tensor whose shape or type differs from the model's.
     #[error("{path}: {message}")]
     Mismatch {
@@ -54,4 +65,60 @@ pub enum VisionError {
         /// Which key and how it differs.
         message: String,
     },
+}
+
+/// Turns what burn-store reports after applying a file's tensors into an error
+/// naming the first offending key(s) in the file's naming (`file_key` maps a
+/// burn path to it). Missing and unused keys pass when `allow_partial`.
+pub(crate) fn check_applied(
+    result: &ApplyResult,
+    path: &Path,
+    allow_partial: bool,
+    file_key: impl Fn(&str) -> String,
+) -> Result<(), VisionError> {
+    if let Some(error) = result.errors.first() {
+        let message = match error {
+            ApplyError::ShapeMismatch {
+                path,
+                expected,
+                found,
+            } => format!(
+                "key '{}' has shape {:?}, the model expects {:?}",
+                file_key(path),
+                found.as_slice(),
+                expected.as_slice()
+            ),
+            ApplyError::DTypeMismatch {
+                path,
+                expected,
+                found,
+            } => format!(
+                "key '{}' has dtype {found:?}, the model expects {expected:?}",
+                file_key(path)
+            ),
+            ApplyError::AdapterError { path, message }
+            | ApplyError::LoadError { path, message } => {
+                format!("key '{}': {message}", file_key(path))
+            }
+        };
+        return Err(VisionError::Mismatch {
+            path: path.to_path_buf(),
+            message,
+        });
+    }
+    if !allow_partial && !result.missing.is_empty() {
+        let keys: BTreeSet<String> = result.missing.iter().map(|(p, _)| file_key(p)).collect();
+        return Err(VisionError::MissingKeys {
+            path: path.to_path_buf(),
+            keys: keys.into_iter().collect(),
+        });
+    }
+    if !allow_partial && !result.unused.is_empty() {
+        let keys: BTreeSet<String> = result.unused.iter().map(|p| file_key(p)).collect();
+        return Err(VisionError::UnexpectedKeys {
+            path: path.to_path_buf(),
+            keys: keys.into_iter().collect(),
+        });
+    }
+    Ok(())
 }

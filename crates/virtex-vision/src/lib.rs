@@ -9,6 +9,8 @@
 //!   [`ResNet::forward_stages`] returns every stage, [`ResNet::forward_pooled`] the
 //!   global-average-pooled `[batch, C]` features.
 //! - [`FrozenResNet`] runs a backbone with BN statistics frozen and no gradients.
+//! - [`weights`] saves and loads the native format (safetensors with the
+//!   config in its metadata, written atomically).
 //! - With the `pytorch` feature (on by default), [`pytorch`] reads torchvision,
 //!   VirTex and Detectron2-style `.pth` files and writes the backbone back out
 //!   under torchvision or Detectron2 names, as files `torch.load` reads.
@@ -29,6 +31,7 @@ mod error;
 #[cfg(feature = "pytorch")]
 pub mod pytorch;
 pub mod resnet;
+pub mod weights;
 
 pub use error::VisionError;
 pub use resnet::{

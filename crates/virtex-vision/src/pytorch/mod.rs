@@ -9,16 +9,16 @@
 mod names;
 pub mod torch_save;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn_store::pytorch::PytorchReader;
-use burn_store::{ApplyError, BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter};
+use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter};
 
 pub use names::{burn_to_torchvision, torchvision_to_burn, torchvision_to_detectron2};
 use torch_save::{PickleValue, TorchTensor};
 
+use crate::error::check_applied;
 use crate::{ResNet, VisionError};
 
 /// BN buffers PyTorch keeps and burn does not (they only matter with `momentum=None`).
@@ -108,50 +108,7 @@ impl TorchvisionWeights {
         let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), true);
 
         let file_key = |path: &str| format!("{}{}", self.prefix, burn_to_torchvision(path));
-        if let Some(error) = result.errors.first() {
-            let message = match error {
-                ApplyError::ShapeMismatch {
-                    path,
-                    expected,
-                    found,
-                } => format!(
-                    "key '{}' has shape {:?}, the model expects {:?}",
-                    file_key(path),
-                    found.as_slice(),
-                    expected.as_slice()
-                ),
-                ApplyError::DTypeMismatch {
-                    path,
-                    expected,
-                    found,
-                } => format!(
-                    "key '{}' has dtype {found:?}, the model expects {expected:?}",
-                    file_key(path)
-                ),
-                ApplyError::AdapterError { path, message }
-                | ApplyError::LoadError { path, message } => {
-                    format!("key '{}': {message}", file_key(path))
-                }
-            };
-            return Err(VisionError::Mismatch {
-                path: self.path.clone(),
-                message,
-            });
-        }
-        if !self.allow_partial && !result.missing.is_empty() {
-            let keys: BTreeSet<String> = result.missing.iter().map(|(p, _)| file_key(p)).collect();
-            return Err(VisionError::MissingKeys {
-                path: self.path.clone(),
-                keys: keys.into_iter().collect(),
-            });
-        }
-        if !self.allow_partial && !result.unused.is_empty() {
-            let keys: BTreeSet<String> = result.unused.iter().map(|p| file_key(p)).collect();
-            return Err(VisionError::UnexpectedKeys {
-                path: self.path.clone(),
-                keys: keys.into_iter().collect(),
-            });
-        }
+        check_applied(&result, &self.path, self.allow_partial, file_key)?;
         Ok(model)
     }
 }
