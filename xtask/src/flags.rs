@@ -26,9 +26,8 @@ pub enum Command {
     Evaluate(Planned),
     /// Build a SentencePiece vocabulary from COCO-format captions. Planned: issue #3.
     BuildVocab(Planned),
-    /// Convert a public dataset into the COCO captions layout (the bundled
-    /// emoji dataset). Planned: issue #3.
-    PrepareData(Planned),
+    /// Convert a public dataset into the COCO captions layout.
+    PrepareData(PrepareData),
     /// Convert ResNet weights between torchvision, VirTex and Detectron2 layouts.
     ExportBackbone(ExportBackbone),
     /// Measure training and inference speed.
@@ -41,6 +40,30 @@ pub struct Planned {
     /// Arguments of the planned command.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// `cargo xtask prepare-data`.
+#[derive(Debug, clap::Args)]
+pub struct PrepareData {
+    /// Which dataset.
+    #[command(subcommand)]
+    pub dataset: PrepareDataset,
+}
+
+/// Datasets `prepare-data` can build.
+#[derive(Debug, Subcommand)]
+pub enum PrepareDataset {
+    /// The bundled emoji dataset: Twemoji 64 px images (CC-BY 4.0) captioned
+    /// from their names, from the npm package emoji-datasource-twitter@16.0.0.
+    Emoji {
+        /// The package tarball (`npm pack emoji-datasource-twitter@16.0.0`).
+        /// Without it, `npm pack` fetches it from the npm registry.
+        #[arg(long)]
+        from: Option<PathBuf>,
+        /// Output directory.
+        #[arg(long, default_value = "data/emoji")]
+        output: PathBuf,
+    },
 }
 
 /// `cargo xtask export-backbone`.

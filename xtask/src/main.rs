@@ -4,6 +4,7 @@
 mod bench;
 mod export_backbone;
 mod flags;
+mod prepare_data;
 
 use anyhow::bail;
 use clap::Parser;
@@ -14,7 +15,7 @@ fn main() -> anyhow::Result<()> {
         Command::Pretrain(_) => bail!("`cargo xtask pretrain` is not built yet (issue #5)"),
         Command::Evaluate(_) => bail!("`cargo xtask evaluate` is not built yet (issue #6)"),
         Command::BuildVocab(_) => bail!("`cargo xtask build-vocab` is not built yet (issue #3)"),
-        Command::PrepareData(_) => bail!("`cargo xtask prepare-data` is not built yet (issue #3)"),
+        Command::PrepareData(cmd) => cmd.run(),
         Command::ExportBackbone(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
     }
