@@ -5,4 +5,18 @@
 //! parallel batching for the five pretraining tasks.
 //!
 //! This crate is the bottom of the stack and depends on no other virtex crate.
-//! Its contents arrive with issue #3.
+//! Today it holds the tokenizer; the datasets, transforms and loaders arrive
+//! with the rest of issue #3.
+//!
+//! ```
+//! use virtex_data::tokenizer::SentencePieceTokenizer;
+//!
+//! // Any SentencePiece model, e.g. the reference's coco_10k.model.
+//! let tokenizer = SentencePieceTokenizer::from_file("../../data/fixtures/tokenizer/emoji_bpe.model")?;
+//! let ids = tokenizer.encode("a dog surfing");
+//! assert_eq!(tokenizer.decode(&ids), "a dog surfing");
+//! assert_eq!(tokenizer.piece_to_id("[SOS]"), Some(1));
+//! # Ok::<(), virtex_data::tokenizer::TokenizerError>(())
+//! ```
+
+pub mod tokenizer;
