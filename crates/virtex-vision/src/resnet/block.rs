@@ -60,15 +60,21 @@ pub struct Downsample<B: Backend> {
 }
 
 impl<B: Backend> Downsample<B> {
-    fn new(channels: [usize; 2], stride: usize, device: &B::Device) -> Self {
-        Self {
-            conv: conv(channels, 1, stride, device),
-            bn: batch_norm(channels[1], false, device),
-        }
+    /// The projection a block needs when its stride or width changes the shape
+    /// (torchvision's `_make_layer` condition), else `None`.
+    fn for_block(spec: &BlockSpec, out_channels: usize, device: &B::Device) -> Option<Self> {
+        (spec.stride != 1 || spec.in_channels != out_channels).then(|| Self {
+            conv: conv([spec.in_channels, out_channels], 1, spec.stride, device),
+            bn: batch_norm(out_channels, false, device),
+        })
     }
 
-    fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        self.bn.forward(self.conv.forward(x))
+    /// The residual branch's partner: `x` itself, or its projection.
+    fn shortcut(downsample: Option<&Self>, x: &Tensor<B, 4>) -> Tensor<B, 4> {
+        match downsample {
+            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            None => x.clone(),
+        }
     }
 }
 
@@ -110,18 +116,14 @@ impl<B: Backend> BasicBlock<B> {
             bn1: batch_norm(out, false, device),
             conv2: conv([out, out], 3, 1, device),
             bn2: batch_norm(out, spec.zero_init_residual, device),
-            downsample: (spec.stride != 1 || spec.in_channels != out)
-                .then(|| Downsample::new([spec.in_channels, out], spec.stride, device)),
+            downsample: Downsample::for_block(&spec, out, device),
         }
     }
 
     /// # Shapes
     /// - `x`: `[batch, in, H, W]` → `[batch, planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let identity = match &self.downsample {
-            Some(downsample) => downsample.forward(x.clone()),
-            None => x.clone(),
-        };
+        let identity = Downsample::shortcut(self.downsample.as_ref(), &x);
         let out = relu(self.bn1.forward(self.conv1.forward(x)));
         let out = self.bn2.forward(self.conv2.forward(out));
         relu(out + identity)
@@ -158,18 +160,14 @@ impl<B: Backend> Bottleneck<B> {
             bn2: batch_norm(width, false, device),
             conv3: conv([width, out], 1, 1, device),
             bn3: batch_norm(out, spec.zero_init_residual, device),
-            downsample: (spec.stride != 1 || spec.in_channels != out)
-                .then(|| Downsample::new([spec.in_channels, out], spec.stride, device)),
+            downsample: Downsample::for_block(&spec, out, device),
         }
     }
 
     /// # Shapes
     /// - `x`: `[batch, in, H, W]` → `[batch, 4 * planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let identity = match &self.downsample {
-            Some(downsample) => downsample.forward(x.clone()),
-            None => x.clone(),
-        };
+        let identity = Downsample::shortcut(self.downsample.as_ref(), &x);
         let out = relu(self.bn1.forward(self.conv1.forward(x)));
         let out = relu(self.bn2.forward(self.conv2.forward(out)));
         let out = self.bn3.forward(self.conv3.forward(out));
