@@ -5,8 +5,10 @@
 //! parallel batching for the five pretraining tasks.
 //!
 //! This crate is the bottom of the stack and depends on no other virtex crate.
-//! Today it holds the tokenizer; the datasets, transforms and loaders arrive
-//! with the rest of issue #3.
+//! Today it holds the tokenizer ([`tokenizer`]) and caption preparation
+//! ([`caption`]: normalisation, the flip's word swap, `[SOS]`/`[EOS]` framing
+//! and backward tokens); the datasets, transforms and loaders arrive with the
+//! rest of issue #3.
 //!
 //! ```
 //! use virtex_data::tokenizer::SentencePieceTokenizer;
@@ -19,4 +21,5 @@
 //! # Ok::<(), virtex_data::tokenizer::TokenizerError>(())
 //! ```
 
+pub mod caption;
 pub mod tokenizer;
