@@ -7,8 +7,8 @@
 //! This crate is the bottom of the stack and depends on no other virtex crate.
 //! Today it holds the tokenizer ([`tokenizer`]) and caption preparation
 //! ([`caption`]: normalisation, the flip's word swap, `[SOS]`/`[EOS]` framing
-//! and backward tokens); the datasets, transforms and loaders arrive with the
-//! rest of issue #3.
+//! and backward tokens) and the COCO captions index ([`coco`]); image
+//! decoding, transforms, task views and loaders arrive with the rest of issue #3.
 //!
 //! ```
 //! use virtex_data::tokenizer::SentencePieceTokenizer;
@@ -22,4 +22,5 @@
 //! ```
 
 pub mod caption;
+pub mod coco;
 pub mod tokenizer;

@@ -1,0 +1,166 @@
+//! COCO Captions in its own layout, and any dataset in its JSON format:
+//! `ROOT/{split}2017/*.jpg` with `ROOT/annotations/captions_{split}2017.json`
+//! (`virtex/data/datasets/coco_captions.py`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// A dataset that cannot be indexed.
+#[derive(Debug, thiserror::Error)]
+pub enum CocoError {
+    /// The annotation file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The annotation file is not COCO captions JSON.
+    #[error("{path}: malformed COCO captions JSON: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// Where and what (line and column included).
+        source: serde_json::Error,
+    },
+    /// An annotation refers to an image the file does not list.
+    #[error("{path}: annotation {annotation_id} refers to unknown image_id {image_id}")]
+    UnknownImage {
+        /// The annotation file.
+        path: PathBuf,
+        /// The annotation's id.
+        annotation_id: u64,
+        /// The image id it names.
+        image_id: u64,
+    },
+    /// An annotation whose caption is empty or only whitespace.
+    #[error("{path}: annotation {annotation_id} (image {image_id}) has an empty caption")]
+    EmptyCaption {
+        /// The annotation file.
+        path: PathBuf,
+        /// The annotation's id.
+        annotation_id: u64,
+        /// Its image.
+        image_id: u64,
+    },
+    /// A listed image whose file does not exist.
+    #[error("{annotations}: image {image_id} is listed, but {path} does not exist")]
+    MissingImage {
+        /// The annotation file.
+        annotations: PathBuf,
+        /// The image id.
+        image_id: u64,
+        /// The expected image file.
+        path: PathBuf,
+    },
+}
+
+#[derive(Deserialize)]
+struct CaptionsFile {
+    images: Vec<ImageEntry>,
+    annotations: Vec<AnnotationEntry>,
+}
+
+#[derive(Deserialize)]
+struct ImageEntry {
+    id: u64,
+    file_name: String,
+}
+
+#[derive(Deserialize)]
+struct AnnotationEntry {
+    id: u64,
+    image_id: u64,
+    caption: String,
+}
+
+/// One image and all its captions (the dataset's unit: an epoch visits each
+/// image once and picks one caption).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CaptionedImage {
+    /// COCO image id.
+    pub id: u64,
+    /// The image file.
+    pub path: PathBuf,
+    /// Its captions, as written in the file.
+    pub captions: Vec<String>,
+}
+
+/// The images of one split that have at least one caption, by image id.
+#[derive(Clone, Debug)]
+pub struct CocoCaptions {
+    /// Images in ascending id order.
+    pub images: Vec<CaptionedImage>,
+}
+
+impl CocoCaptions {
+    /// Indexes `root` for `split` (`train` or `val`, as in `train2017`).
+    pub fn load(root: &Path, split: &str) -> Result<Self, CocoError> {
+        let annotations = root
+            .join("annotations")
+            .join(format!("captions_{split}2017.json"));
+        Self::from_files(&annotations, &root.join(format!("{split}2017")))
+    }
+
+    /// Indexes a COCO captions JSON file whose images live in `image_dir`.
+    ///
+    /// Images without captions are dropped, as the reference's dataset only
+    /// visits captioned images; an annotation naming an unknown image, an empty
+    /// caption and a listed image whose file is missing are errors.
+    pub fn from_files(annotations: &Path, image_dir: &Path) -> Result<Self, CocoError> {
+        let bytes = std::fs::read(annotations).map_err(|source| CocoError::Read {
+            path: annotations.to_path_buf(),
+            source,
+        })?;
+        let file: CaptionsFile =
+            serde_json::from_slice(&bytes).map_err(|source| CocoError::Json {
+                path: annotations.to_path_buf(),
+                source,
+            })?;
+        let mut by_id: BTreeMap<u64, CaptionedImage> = file
+            .images
+            .into_iter()
+            .map(|image| {
+                let entry = CaptionedImage {
+                    id: image.id,
+                    path: image_dir.join(&image.file_name),
+                    captions: Vec::new(),
+                };
+                (image.id, entry)
+            })
+            .collect();
+        for annotation in file.annotations {
+            let image =
+                by_id
+                    .get_mut(&annotation.image_id)
+                    .ok_or_else(|| CocoError::UnknownImage {
+                        path: annotations.to_path_buf(),
+                        annotation_id: annotation.id,
+                        image_id: annotation.image_id,
+                    })?;
+            if annotation.caption.trim().is_empty() {
+                return Err(CocoError::EmptyCaption {
+                    path: annotations.to_path_buf(),
+                    annotation_id: annotation.id,
+                    image_id: annotation.image_id,
+                });
+            }
+            image.captions.push(annotation.caption);
+        }
+        let images: Vec<CaptionedImage> = by_id
+            .into_values()
+            .filter(|image| !image.captions.is_empty())
+            .collect();
+        if let Some(missing) = images.iter().find(|image| !image.path.is_file()) {
+            return Err(CocoError::MissingImage {
+                annotations: annotations.to_path_buf(),
+                image_id: missing.id,
+                path: missing.path.clone(),
+            });
+        }
+        Ok(Self { images })
+    }
+}

@@ -1,0 +1,75 @@
+//! Indexing COCO-format captions: the bundled emoji dataset, and malformed files.
+
+use std::path::{Path, PathBuf};
+
+use virtex_data::coco::{CocoCaptions, CocoError};
+
+fn emoji_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/emoji")
+}
+
+/// A scratch dataset: one real image and the given annotation text.
+fn scratch(name: &str, annotations: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("virtex-coco-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(root.join("annotations")).unwrap();
+    std::fs::create_dir_all(root.join("val2017")).unwrap();
+    let source = CocoCaptions::load(&emoji_root(), "val").unwrap().images[0]
+        .path
+        .clone();
+    std::fs::copy(source, root.join("val2017/a.jpg")).unwrap();
+    std::fs::write(root.join("annotations/captions_val2017.json"), annotations).unwrap();
+    root
+}
+
+#[test]
+fn the_bundled_emoji_dataset_indexes() {
+    let train = CocoCaptions::load(&emoji_root(), "train").unwrap();
+    let val = CocoCaptions::load(&emoji_root(), "val").unwrap();
+    assert_eq!((train.images.len(), val.images.len()), (3415, 371));
+    assert_eq!(
+        val.images.iter().map(|i| i.captions.len()).sum::<usize>(),
+        1337
+    );
+    assert!(train.images.windows(2).all(|w| w[0].id < w[1].id));
+    assert!(train.images.iter().all(|i| i.captions.len() >= 3));
+}
+
+/// Whether an error is the expected kind.
+type IsExpected = fn(&CocoError) -> bool;
+
+#[test]
+fn bad_annotation_files_are_named_with_the_problem() {
+    let image = r#"{"id": 7, "file_name": "a.jpg"}"#;
+    let cases: [(&str, String, IsExpected); 4] = [
+        ("truncated", format!(r#"{{"images": [{image}], "annotations": [{{"id": 1, "#), |e| {
+            matches!(e, CocoError::Json { .. })
+        }),
+        (
+            "unknown",
+            format!(r#"{{"images": [{image}], "annotations": [{{"id": 1, "image_id": 8, "caption": "a"}}]}}"#),
+            |e| matches!(e, CocoError::UnknownImage { image_id: 8, .. }),
+        ),
+        (
+            "empty",
+            format!(r#"{{"images": [{image}], "annotations": [{{"id": 3, "image_id": 7, "caption": "  "}}]}}"#),
+            |e| matches!(e, CocoError::EmptyCaption { annotation_id: 3, .. }),
+        ),
+        (
+            "missing",
+            r#"{"images": [{"id": 9, "file_name": "b.jpg"}], "annotations": [{"id": 1, "image_id": 9, "caption": "a"}]}"#.to_string(),
+            |e| matches!(e, CocoError::MissingImage { image_id: 9, .. }),
+        ),
+    ];
+    for (name, text, expected) in cases {
+        let root = scratch(name, &text);
+        let err = CocoCaptions::load(&root, "val").unwrap_err();
+        assert!(expected(&err), "{name}: {err}");
+        assert!(
+            err.to_string().contains("captions_val2017.json"),
+            "{name}: {err}"
+        );
+        std::fs::remove_dir_all(root).unwrap();
+    }
+    let err = CocoCaptions::load(&std::env::temp_dir().join("no-such-dataset"), "val").unwrap_err();
+    assert!(matches!(err, CocoError::Read { .. }), "{err}");
+}
