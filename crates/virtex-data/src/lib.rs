@@ -7,8 +7,9 @@
 //! This crate is the bottom of the stack and depends on no other virtex crate.
 //! Today it holds the tokenizer ([`tokenizer`]) and caption preparation
 //! ([`caption`]: normalisation, the flip's word swap, `[SOS]`/`[EOS]` framing
-//! and backward tokens) and the COCO captions index ([`coco`]); image
-//! decoding, transforms, task views and loaders arrive with the rest of issue #3.
+//! and backward tokens), the COCO captions index ([`coco`]) and image decoding
+//! with the evaluation preprocessing ([`images`]); training augmentation, task
+//! views and loaders arrive with the rest of issue #3.
 //!
 //! ```
 //! use virtex_data::tokenizer::SentencePieceTokenizer;
@@ -23,4 +24,5 @@
 
 pub mod caption;
 pub mod coco;
+pub mod images;
 pub mod tokenizer;

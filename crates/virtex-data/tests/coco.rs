@@ -73,3 +73,13 @@ fn bad_annotation_files_are_named_with_the_problem() {
     let err = CocoCaptions::load(&std::env::temp_dir().join("no-such-dataset"), "val").unwrap_err();
     assert!(matches!(err, CocoError::Read { .. }), "{err}");
 }
+
+#[test]
+fn every_bundled_image_decodes_at_64_px() {
+    for split in ["train", "val"] {
+        for image in CocoCaptions::load(&emoji_root(), split).unwrap().images {
+            let rgb = virtex_data::images::load_rgb(&image.path).unwrap();
+            assert_eq!(rgb.dimensions(), (64, 64), "{}", image.path.display());
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Reading images as 8-bit RGB, whatever their layout, and the evaluation
+//! preprocessing (`virtex/factories.py::ImageTransformsFactory`, val branch).
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use image::imageops::{self, FilterType};
+use image::{ImageFormat, ImageReader, RgbImage};
+
+/// ImageNet channel means (RGB, on 0–1 values), the reference's `Normalize`.
+pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet channel standard deviations (RGB, on 0–1 values).
+pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// An image that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ImageError {
+    /// The file.
+    pub path: PathBuf,
+    /// What is wrong (missing, truncated, not an image, …).
+    pub message: String,
+}
+
+/// Decodes `path` as 8-bit RGB: grayscale is replicated, palettes expanded,
+/// CMYK converted, 16-bit scaled down, and alpha dropped (as OpenCV's
+/// `imread(IMREAD_COLOR)`, which the reference uses).
+///
+/// A truncated JPEG is an error: the decoder would otherwise fill the missing
+/// rows with grey, so the end-of-image marker is required.
+pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
+    let error = |message: String| ImageError {
+        path: path.to_path_buf(),
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
+    let reader = ImageReader::new(Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| error(format!("cannot read: {e}")))?;
+    if reader.format() == Some(ImageFormat::Jpeg) && !has_jpeg_end_marker(&bytes) {
+        return Err(error("truncated JPEG (no end-of-image marker)".into()));
+    }
+    let image = reader
+        .decode()
+        .map_err(|e| error(format!("cannot decode: {e}")))?;
+    Ok(image.to_rgb8())
+}
+
+/// Whether the end-of-image marker (`FF D9`) closes the file, allowing a
+/// little trailing padding as some writers add.
+fn has_jpeg_end_marker(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(32)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
+/// Resizes the shorter side to `size` (bilinear) and crops the centre
+/// `size × size`: albumentations' `SmallestMaxSize` + `CenterCrop`.
+pub fn resize_and_center_crop(image: &RgbImage, size: u32) -> RgbImage {
+    let (w, h) = image.dimensions();
+    let scale = size as f32 / w.min(h) as f32;
+    let (nw, nh) = (
+        ((w as f32 * scale).round() as u32).max(size),
+        ((h as f32 * scale).round() as u32).max(size),
+    );
+    let resized = imageops::resize(image, nw, nh, FilterType::Triangle);
+    imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size).to_image()
+}
+
+/// ImageNet-normalised CHW floats of an RGB image.
+///
+/// # Shapes
+/// - `image`: `H × W` RGB → `[3, H, W]` flattened, channel-major
+pub fn to_normalized_chw(image: &RgbImage) -> Vec<f32> {
+    let (w, h) = image.dimensions();
+    let plane = (w * h) as usize;
+    let mut out = vec![0.0; 3 * plane];
+    for (i, pixel) in image.pixels().enumerate() {
+        for c in 0..3 {
+            out[c * plane + i] =
+                (f32::from(pixel.0[c]) / 255.0 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../data/fixtures/images")
+            .join(name)
+    }
+
+    #[test]
+    fn every_layout_decodes_to_rgb() {
+        let reference = load_rgb(&fixture("rgb.jpg")).unwrap();
+        assert_eq!(reference.dimensions(), (48, 32));
+        for name in [
+            "gray.png",
+            "cmyk.jpg",
+            "palette.png",
+            "rgba.png",
+            "gray16.png",
+        ] {
+            let image = load_rgb(&fixture(name)).unwrap();
+            assert_eq!(image.dimensions(), (48, 32), "{name}");
+            // Same picture: mean brightness within a few levels of the RGB original.
+            let mean = |im: &RgbImage| {
+                im.pixels()
+                    .map(|p| p.0.iter().map(|&v| f64::from(v)).sum::<f64>())
+                    .sum::<f64>()
+                    / (3.0 * f64::from(im.width() * im.height()))
+            };
+            let (a, b) = (mean(&image), mean(&reference));
+            assert!((a - b).abs() < 12.0, "{name}: mean {a} vs {b}");
+        }
+    }
+
+    #[test]
+    fn broken_files_are_errors_naming_them() {
+        for name in ["truncated.jpg", "not_an_image.jpg", "absent.jpg"] {
+            let err = load_rgb(&fixture(name)).unwrap_err();
+            assert!(err.to_string().contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn evaluation_preprocessing_resizes_crops_and_normalises() {
+        let image = load_rgb(&fixture("rgb.jpg")).unwrap();
+        let crop = resize_and_center_crop(&image, 16);
+        assert_eq!(crop.dimensions(), (16, 16));
+        let chw = to_normalized_chw(&crop);
+        assert_eq!(chw.len(), 3 * 16 * 16);
+        let white = RgbImage::from_pixel(2, 2, image::Rgb([255, 255, 255]));
+        let expected_red = (1.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0];
+        assert!((to_normalized_chw(&white)[0] - expected_red).abs() < 1e-6);
+    }
+}
