@@ -8,8 +8,9 @@
 //! Today it holds the tokenizer ([`tokenizer`]) and caption preparation
 //! ([`caption`]: normalisation, the flip's word swap, `[SOS]`/`[EOS]` framing
 //! and backward tokens), the COCO captions index ([`coco`]) and image decoding
-//! with the evaluation preprocessing ([`images`]); training augmentation, task
-//! views and loaders arrive with the rest of issue #3.
+//! with the evaluation preprocessing ([`images`]) and caption-aware training
+//! augmentation ([`augment`]); task views and parallel loaders arrive with the
+//! rest of issue #3.
 //!
 //! ```
 //! use virtex_data::tokenizer::SentencePieceTokenizer;
@@ -22,6 +23,7 @@
 //! # Ok::<(), virtex_data::tokenizer::TokenizerError>(())
 //! ```
 
+pub mod augment;
 pub mod caption;
 pub mod coco;
 pub mod images;
