@@ -9,8 +9,8 @@
 //! ([`caption`]: normalisation, the flip's word swap, `[SOS]`/`[EOS]` framing
 //! and backward tokens), the COCO captions index ([`coco`]) and image decoding
 //! with the evaluation preprocessing ([`images`]) and caption-aware training
-//! augmentation ([`augment`]); task views and parallel loaders arrive with the
-//! rest of issue #3.
+//! augmentation ([`augment`]), masked-LM masking and padding ([`tasks`]); the
+//! dataset task views and parallel loaders arrive with the rest of issue #3.
 //!
 //! ```
 //! use virtex_data::tokenizer::SentencePieceTokenizer;
@@ -27,4 +27,5 @@ pub mod augment;
 pub mod caption;
 pub mod coco;
 pub mod images;
+pub mod tasks;
 pub mod tokenizer;
