@@ -104,9 +104,9 @@ mod tests {
                 .filter(|&i| out.labels[i] != 0 || out.tokens[i] != tokens[i])
                 .count();
             assert!(changed_or_labelled <= 3);
-            for i in 1..21 {
-                if out.labels[i] != 0 {
-                    assert_eq!((out.tokens[i], out.labels[i]), (3, tokens[i]));
+            for ((&token, &label), &original) in out.tokens.iter().zip(&out.labels).zip(&tokens) {
+                if label != 0 {
+                    assert_eq!((token, label), (3, original));
                     masked += 1;
                 }
             }
