@@ -9,8 +9,9 @@
 //! ([`caption`]: normalisation, the flip's word swap, `[SOS]`/`[EOS]` framing
 //! and backward tokens), the COCO captions index ([`coco`]) and image decoding
 //! with the evaluation preprocessing ([`images`]) and caption-aware training
-//! augmentation ([`augment`]), masked-LM masking and padding ([`tasks`]); the
-//! dataset task views and parallel loaders arrive with the rest of issue #3.
+//! augmentation ([`augment`]), masked-LM masking and padding ([`tasks`]), and a
+//! parallel prefetching captioning loader ([`loader`]); the other tasks'
+//! dataset views and the data benchmark arrive with the rest of issue #3.
 //!
 //! ```
 //! use virtex_data::tokenizer::SentencePieceTokenizer;
@@ -27,5 +28,6 @@ pub mod augment;
 pub mod caption;
 pub mod coco;
 pub mod images;
+pub mod loader;
 pub mod tasks;
 pub mod tokenizer;

@@ -1,0 +1,229 @@
+//! Parallel, prefetching batches for (bi)captioning: decode + augment +
+//! tokenize on rayon's worker threads while the model trains on the previous
+//! batch. Every sample's randomness comes from `(seed, epoch, index)`, so the
+//! batches are identical whatever the number of threads.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, sync_channel};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::{IndexedRandom, SliceRandom};
+use rayon::prelude::*;
+
+use crate::augment::TrainAugmentation;
+use crate::caption::{CaptionTokens, normalize_caption};
+use crate::coco::CocoCaptions;
+use crate::images::{ImageError, load_rgb, resize_and_center_crop, to_normalized_chw};
+use crate::tasks::pad_batch;
+use crate::tokenizer::SentencePieceTokenizer;
+
+/// What to do with an image that cannot be decoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BadImagePolicy {
+    /// Stop with an error naming the file (the default).
+    #[default]
+    Error,
+    /// Leave the sample out of its batch and count it.
+    Skip,
+}
+
+/// A failure while producing a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    /// An image could not be used (policy `Error`).
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The tokenizer lacks `[SOS]` or `[EOS]`.
+    #[error("the tokenizer has no [SOS]/[EOS] control symbols")]
+    NoBoundaryTokens,
+}
+
+/// One batch for (bi)captioning.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CaptioningBatch {
+    /// COCO ids of the images.
+    pub image_ids: Vec<u64>,
+    /// Normalised images, `[batch, 3, size, size]` row-major.
+    pub images: Vec<f32>,
+    /// Image side.
+    pub size: usize,
+    /// `[SOS] … [EOS]` padded with 0, `[batch, max_len]` row-major.
+    pub forward: Vec<u32>,
+    /// The reversed tokens, padded, `[batch, max_len]`.
+    pub backward: Vec<u32>,
+    /// Padded length.
+    pub max_len: usize,
+    /// Tokens per caption.
+    pub lengths: Vec<usize>,
+}
+
+impl CaptioningBatch {
+    /// Number of samples.
+    pub fn len(&self) -> usize {
+        self.image_ids.len()
+    }
+
+    /// Whether every sample was skipped.
+    pub fn is_empty(&self) -> bool {
+        self.image_ids.is_empty()
+    }
+}
+
+/// A processed sample.
+struct Sample {
+    id: u64,
+    pixels: Vec<f32>,
+    tokens: CaptionTokens,
+}
+
+/// Produces captioning batches from a COCO-format dataset.
+#[derive(Clone)]
+pub struct CaptioningLoader {
+    dataset: Arc<CocoCaptions>,
+    tokenizer: Arc<SentencePieceTokenizer>,
+    /// Training augmentation, or `None` for the evaluation preprocessing.
+    augmentation: Option<TrainAugmentation>,
+    size: u32,
+    batch_size: usize,
+    seed: u64,
+    policy: BadImagePolicy,
+    skipped: Arc<AtomicUsize>,
+}
+
+impl CaptioningLoader {
+    /// A loader over `dataset`; `augmentation: None` gives the evaluation
+    /// preprocessing at `size` (shorter side → size, centre crop).
+    pub fn new(
+        dataset: Arc<CocoCaptions>,
+        tokenizer: Arc<SentencePieceTokenizer>,
+        augmentation: Option<TrainAugmentation>,
+        size: u32,
+        batch_size: usize,
+        seed: u64,
+    ) -> Self {
+        Self {
+            dataset,
+            tokenizer,
+            augmentation,
+            size,
+            batch_size,
+            seed,
+            policy: BadImagePolicy::Error,
+            skipped: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Sets what to do with undecodable images.
+    pub fn with_bad_image_policy(mut self, policy: BadImagePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Images skipped so far under [`BadImagePolicy::Skip`].
+    pub fn skipped(&self) -> usize {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Full batches per epoch (the last partial batch is dropped, as the reference).
+    pub fn batches_per_epoch(&self) -> usize {
+        self.dataset.images.len() / self.batch_size
+    }
+
+    /// The sample order of `epoch`: a permutation seeded by `(seed, epoch)`.
+    fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.dataset.images.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(
+            self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+        ));
+        order
+    }
+
+    fn sample(&self, epoch: u64, index: usize) -> Result<Option<Sample>, LoaderError> {
+        let item = &self.dataset.images[index];
+        let mut rng = StdRng::seed_from_u64(
+            self.seed
+                ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+        );
+        let image = match load_rgb(&item.path) {
+            Ok(image) => image,
+            Err(_) if self.policy == BadImagePolicy::Skip => {
+                self.skipped.fetch_add(1, Ordering::Relaxed);
+                return Ok(None);
+            }
+            Err(err) => return Err(err.into()),
+        };
+        let caption = normalize_caption(
+            item.captions
+                .choose(&mut rng)
+                .expect("indexed images have captions"),
+        );
+        let (image, caption) = match &self.augmentation {
+            Some(augment) => augment.apply(&image, &caption, &mut rng),
+            None => (resize_and_center_crop(&image, self.size), caption),
+        };
+        let tokens =
+            CaptionTokens::new(&self.tokenizer, &caption).ok_or(LoaderError::NoBoundaryTokens)?;
+        Ok(Some(Sample {
+            id: item.id,
+            pixels: to_normalized_chw(&image),
+            tokens,
+        }))
+    }
+
+    /// Batch `batch` of `epoch`, its samples processed in parallel.
+    pub fn batch(&self, epoch: u64, batch: usize) -> Result<CaptioningBatch, LoaderError> {
+        let order = self.order(epoch);
+        let indices = &order[batch * self.batch_size..(batch + 1) * self.batch_size];
+        let samples: Vec<Option<Sample>> = indices
+            .par_iter()
+            .map(|&index| self.sample(epoch, index))
+            .collect::<Result<_, _>>()?;
+        let samples: Vec<Sample> = samples.into_iter().flatten().collect();
+        let forward: Vec<&[u32]> = samples
+            .iter()
+            .map(|s| s.tokens.forward.as_slice())
+            .collect();
+        let backward: Vec<&[u32]> = samples
+            .iter()
+            .map(|s| s.tokens.backward.as_slice())
+            .collect();
+        let (forward, max_len, lengths) = pad_batch(&forward);
+        let (backward, _, _) = pad_batch(&backward);
+        Ok(CaptioningBatch {
+            image_ids: samples.iter().map(|s| s.id).collect(),
+            images: samples
+                .iter()
+                .flat_map(|s| s.pixels.iter().copied())
+                .collect(),
+            size: self.size as usize,
+            forward,
+            backward,
+            max_len,
+            lengths,
+        })
+    }
+
+    /// Every full batch of `epoch` in order, produced on a background thread
+    /// up to `prefetch` batches ahead of the consumer.
+    pub fn epoch(
+        &self,
+        epoch: u64,
+        prefetch: usize,
+    ) -> Receiver<Result<CaptioningBatch, LoaderError>> {
+        let (sender, receiver) = sync_channel(prefetch.max(1));
+        let loader = self.clone();
+        std::thread::spawn(move || {
+            for batch in 0..loader.batches_per_epoch() {
+                let result = loader.batch(epoch, batch);
+                let failed = result.is_err();
+                if sender.send(result).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        receiver
+    }
+}

@@ -1,0 +1,94 @@
+//! The captioning loader on the bundled emoji dataset.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use virtex_data::augment::TrainAugmentation;
+use virtex_data::coco::CocoCaptions;
+use virtex_data::loader::{BadImagePolicy, CaptioningLoader, LoaderError};
+use virtex_data::tokenizer::SentencePieceTokenizer;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn loader(dataset: CocoCaptions, batch: usize) -> CaptioningLoader {
+    let tokenizer =
+        SentencePieceTokenizer::from_file(root().join("data/fixtures/tokenizer/emoji_bpe.model"))
+            .unwrap();
+    CaptioningLoader::new(
+        Arc::new(dataset),
+        Arc::new(tokenizer),
+        Some(TrainAugmentation::new(32)),
+        32,
+        batch,
+        42,
+    )
+}
+
+fn emoji_val() -> CocoCaptions {
+    CocoCaptions::load(&root().join("data/emoji"), "val").unwrap()
+}
+
+#[test]
+fn batches_have_images_tokens_and_lengths() {
+    let loader = loader(emoji_val(), 8);
+    assert_eq!(loader.batches_per_epoch(), 371 / 8);
+    let batch = loader.batch(0, 0).unwrap();
+    assert_eq!(batch.len(), 8);
+    assert_eq!(batch.images.len(), 8 * 3 * 32 * 32);
+    for (row, &length) in batch.lengths.iter().enumerate() {
+        let forward = &batch.forward[row * batch.max_len..][..length];
+        let backward = &batch.backward[row * batch.max_len..][..length];
+        assert_eq!(forward[0], 1, "[SOS] first");
+        assert_eq!(forward.iter().rev().copied().collect::<Vec<_>>(), backward);
+        assert!(
+            batch.forward[row * batch.max_len + length..(row + 1) * batch.max_len]
+                .iter()
+                .all(|&t| t == 0)
+        );
+    }
+    assert!(batch.images.iter().all(|v| v.is_finite()));
+}
+
+#[test]
+fn batches_do_not_depend_on_the_thread_count() {
+    let loader = loader(emoji_val(), 6);
+    let on = |threads| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| loader.batch(3, 2).unwrap())
+    };
+    assert_eq!(on(1), on(2));
+    assert_ne!(
+        loader.batch(3, 2).unwrap(),
+        loader.batch(4, 2).unwrap(),
+        "epochs reshuffle"
+    );
+}
+
+#[test]
+fn the_prefetching_epoch_yields_every_batch_in_order() {
+    let loader = loader(emoji_val(), 64);
+    let batches: Vec<_> = loader.epoch(1, 2).into_iter().map(Result::unwrap).collect();
+    assert_eq!(batches.len(), 371 / 64);
+    assert_eq!(batches[3], loader.batch(1, 3).unwrap());
+}
+
+#[test]
+fn a_corrupt_image_is_an_error_or_skipped_by_policy() {
+    let mut dataset = emoji_val();
+    dataset.images.truncate(4);
+    dataset.images[1].path = root().join("data/fixtures/images/truncated.jpg");
+    let strict = loader(dataset.clone(), 4);
+    match strict.batch(0, 0).unwrap_err() {
+        LoaderError::Image(err) => assert!(err.to_string().contains("truncated.jpg"), "{err}"),
+        other => panic!("expected an image error, got {other}"),
+    }
+    let lenient = loader(dataset, 4).with_bad_image_policy(BadImagePolicy::Skip);
+    let batch = lenient.batch(0, 0).unwrap();
+    assert_eq!(batch.len(), 3);
+    assert_eq!(lenient.skipped(), 1);
+}
