@@ -12,12 +12,13 @@ use burn::tensor::{Distribution, Int, Tensor};
 use virtex_train::device::BackendTask;
 use virtex_vision::ResNetConfig;
 
-use crate::flags::{BackboneBench, Bench, BenchKind, CpuBackendName};
+use crate::flags::{BackboneBench, Bench, BenchKind, CpuBackendName, DataBench};
 
 impl Bench {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         match self.what {
             BenchKind::Backbone(bench) => bench.run(),
+            BenchKind::Data(bench) => bench.run(),
         }
     }
 }
@@ -138,4 +139,56 @@ impl BackendTask for BackboneStep {
         }
         times
     }
+}
+
+impl DataBench {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        use std::sync::Arc;
+        use virtex_data::augment::TrainAugmentation;
+        use virtex_data::coco::CocoCaptions;
+        use virtex_data::loader::CaptioningLoader;
+        use virtex_data::tokenizer::SentencePieceTokenizer;
+
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let dataset = CocoCaptions::load(&root.join("data/emoji"), "train")?;
+        let tokenizer = SentencePieceTokenizer::from_file(
+            root.join("data/fixtures/tokenizer/emoji_bpe.model"),
+        )?;
+        let loader = CaptioningLoader::new(
+            Arc::new(dataset),
+            Arc::new(tokenizer),
+            Some(TrainAugmentation::new(self.size)),
+            self.size,
+            self.batch,
+            0,
+        );
+        let threads = self.threads.unwrap_or_else(rayon_threads);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let per_epoch = loader.batches_per_epoch();
+        let elapsed = pool.install(|| -> anyhow::Result<f64> {
+            loader.batch(0, 0)?;
+            let start = Instant::now();
+            for i in 1..=self.batches {
+                loader.batch((i / per_epoch) as u64, i % per_epoch)?;
+            }
+            Ok(start.elapsed().as_secs_f64())
+        })?;
+        let images = (self.batches * self.batch) as f64;
+        println!(
+            "data pipeline (emoji train, decode 64 px JPEG + random resized crop to {0}x{0} + flip + jitter + normalise + tokenize), batch {1}, {2} threads:",
+            self.size, self.batch, threads
+        );
+        println!(
+            "{:.0} images/s, {:.0} images/s per thread",
+            images / elapsed,
+            images / elapsed / threads as f64
+        );
+        Ok(())
+    }
+}
+
+fn rayon_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
 }

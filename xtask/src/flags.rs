@@ -118,6 +118,26 @@ pub enum BenchKind {
     /// Seconds per ResNet training step (SGD, cross-entropy over a 1000-way fc)
     /// and per eval forward, on each CPU backend (or the given device).
     Backbone(BackboneBench),
+    /// Images/s of the captioning data pipeline (decode + augment + tokenize)
+    /// on the bundled emoji dataset.
+    Data(DataBench),
+}
+
+/// `cargo xtask bench data`.
+#[derive(Debug, clap::Args)]
+pub struct DataBench {
+    /// Output image side (the emoji images are 64 px; 224 upsamples).
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Batches to time (after one untimed batch).
+    #[arg(long, default_value_t = 20)]
+    pub batches: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
 }
 
 /// `cargo xtask bench backbone`.
