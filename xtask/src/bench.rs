@@ -146,7 +146,7 @@ impl DataBench {
         use std::sync::Arc;
         use virtex_data::augment::TrainAugmentation;
         use virtex_data::coco::CocoCaptions;
-        use virtex_data::loader::CaptioningLoader;
+        use virtex_data::loader::{CaptioningLoader, Preprocessing};
         use virtex_data::tokenizer::SentencePieceTokenizer;
 
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -157,8 +157,7 @@ impl DataBench {
         let loader = CaptioningLoader::new(
             Arc::new(dataset),
             Arc::new(tokenizer),
-            Some(TrainAugmentation::new(self.size)),
-            self.size,
+            Preprocessing::Train(TrainAugmentation::new(self.size)),
             self.batch,
             0,
         );

@@ -71,6 +71,28 @@ impl CaptioningBatch {
     }
 }
 
+/// How samples' images are prepared.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Preprocessing {
+    /// Caption-aware training augmentation.
+    Train(TrainAugmentation),
+    /// Evaluation: shorter side → `size`, centre crop.
+    Eval {
+        /// Output side.
+        size: u32,
+    },
+}
+
+impl Preprocessing {
+    /// Output image side.
+    pub fn size(&self) -> u32 {
+        match self {
+            Preprocessing::Train(augment) => augment.size,
+            Preprocessing::Eval { size } => *size,
+        }
+    }
+}
+
 /// A processed sample.
 struct Sample {
     id: u64,
@@ -83,9 +105,7 @@ struct Sample {
 pub struct CaptioningLoader {
     dataset: Arc<CocoCaptions>,
     tokenizer: Arc<SentencePieceTokenizer>,
-    /// Training augmentation, or `None` for the evaluation preprocessing.
-    augmentation: Option<TrainAugmentation>,
-    size: u32,
+    preprocessing: Preprocessing,
     batch_size: usize,
     seed: u64,
     policy: BadImagePolicy,
@@ -93,21 +113,18 @@ pub struct CaptioningLoader {
 }
 
 impl CaptioningLoader {
-    /// A loader over `dataset`; `augmentation: None` gives the evaluation
-    /// preprocessing at `size` (shorter side → size, centre crop).
+    /// A loader over `dataset` producing batches of `batch_size`.
     pub fn new(
         dataset: Arc<CocoCaptions>,
         tokenizer: Arc<SentencePieceTokenizer>,
-        augmentation: Option<TrainAugmentation>,
-        size: u32,
+        preprocessing: Preprocessing,
         batch_size: usize,
         seed: u64,
     ) -> Self {
         Self {
             dataset,
             tokenizer,
-            augmentation,
-            size,
+            preprocessing,
             batch_size,
             seed,
             policy: BadImagePolicy::Error,
@@ -131,21 +148,22 @@ impl CaptioningLoader {
         self.dataset.images.len() / self.batch_size
     }
 
+    /// The seed of everything random in `epoch`.
+    fn epoch_seed(&self, epoch: u64) -> u64 {
+        self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
     /// The sample order of `epoch`: a permutation seeded by `(seed, epoch)`.
     fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.dataset.images.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(
-            self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-        ));
+        order.shuffle(&mut StdRng::seed_from_u64(self.epoch_seed(epoch)));
         order
     }
 
     fn sample(&self, epoch: u64, index: usize) -> Result<Option<Sample>, LoaderError> {
         let item = &self.dataset.images[index];
         let mut rng = StdRng::seed_from_u64(
-            self.seed
-                ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
+            self.epoch_seed(epoch) ^ (index as u64).wrapping_mul(0xD1B5_4A32_D192_ED03),
         );
         let image = match load_rgb(&item.path) {
             Ok(image) => image,
@@ -160,9 +178,9 @@ impl CaptioningLoader {
                 .choose(&mut rng)
                 .expect("indexed images have captions"),
         );
-        let (image, caption) = match &self.augmentation {
-            Some(augment) => augment.apply(&image, &caption, &mut rng),
-            None => (resize_and_center_crop(&image, self.size), caption),
+        let (image, caption) = match &self.preprocessing {
+            Preprocessing::Train(augment) => augment.apply(&image, &caption, &mut rng),
+            Preprocessing::Eval { size } => (resize_and_center_crop(&image, *size), caption),
         };
         let tokens =
             CaptionTokens::new(&self.tokenizer, &caption).ok_or(LoaderError::NoBoundaryTokens)?;
@@ -198,7 +216,7 @@ impl CaptioningLoader {
                 .iter()
                 .flat_map(|s| s.pixels.iter().copied())
                 .collect(),
-            size: self.size as usize,
+            size: self.preprocessing.size() as usize,
             forward,
             backward,
             max_len,

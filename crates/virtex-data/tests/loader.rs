@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use virtex_data::augment::TrainAugmentation;
 use virtex_data::coco::CocoCaptions;
-use virtex_data::loader::{BadImagePolicy, CaptioningLoader, LoaderError};
+use virtex_data::loader::{BadImagePolicy, CaptioningLoader, LoaderError, Preprocessing};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 
 fn root() -> PathBuf {
@@ -19,8 +19,7 @@ fn loader(dataset: CocoCaptions, batch: usize) -> CaptioningLoader {
     CaptioningLoader::new(
         Arc::new(dataset),
         Arc::new(tokenizer),
-        Some(TrainAugmentation::new(32)),
-        32,
+        Preprocessing::Train(TrainAugmentation::new(32)),
         batch,
         42,
     )
@@ -91,4 +90,35 @@ fn a_corrupt_image_is_an_error_or_skipped_by_policy() {
     let batch = lenient.batch(0, 0).unwrap();
     assert_eq!(batch.len(), 3);
     assert_eq!(lenient.skipped(), 1);
+}
+
+#[test]
+fn evaluation_preprocessing_is_not_random() {
+    let tokenizer = Arc::new(
+        SentencePieceTokenizer::from_file(root().join("data/fixtures/tokenizer/emoji_bpe.model"))
+            .unwrap(),
+    );
+    let mut dataset = emoji_val();
+    dataset.images.truncate(2);
+    let dataset = Arc::new(dataset);
+    let eval = |seed| {
+        let loader = CaptioningLoader::new(
+            dataset.clone(),
+            tokenizer.clone(),
+            Preprocessing::Eval { size: 48 },
+            2,
+            seed,
+        );
+        let batch = loader.batch(0, 0).unwrap();
+        let pixels = 3 * 48 * 48;
+        let mut by_id: Vec<(u64, Vec<f32>)> = batch
+            .image_ids
+            .iter()
+            .zip(batch.images.chunks(pixels))
+            .map(|(&id, image)| (id, image.to_vec()))
+            .collect();
+        by_id.sort_by_key(|(id, _)| *id);
+        by_id
+    };
+    assert_eq!(eval(1), eval(2));
 }
