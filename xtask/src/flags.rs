@@ -24,8 +24,8 @@ pub enum Command {
     /// Evaluate a backbone: VOC07 SVMs, linear probes, captioning metrics,
     /// feature extraction. Planned: issue #6.
     Evaluate(Planned),
-    /// Build a SentencePiece vocabulary from COCO-format captions. Planned: issue #3.
-    BuildVocab(Planned),
+    /// Build a SentencePiece BPE vocabulary from COCO-format captions.
+    BuildVocab(BuildVocab),
     /// Convert a public dataset into the COCO captions layout.
     PrepareData(PrepareData),
     /// Convert ResNet weights between torchvision, VirTex and Detectron2 layouts.
@@ -40,6 +40,20 @@ pub struct Planned {
     /// Arguments of the planned command.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// `cargo xtask build-vocab`.
+#[derive(Debug, clap::Args)]
+pub struct BuildVocab {
+    /// COCO captions JSON files (`captions_train2017.json`).
+    #[arg(long, num_args = 1.., required = true)]
+    pub captions: Vec<PathBuf>,
+    /// Pieces in the vocabulary, `<unk>` and `[SOS]`/`[EOS]`/`[MASK]` included.
+    #[arg(long, default_value_t = 10000)]
+    pub vocab_size: usize,
+    /// Output prefix: writes `<prefix>.model`.
+    #[arg(long)]
+    pub output: PathBuf,
 }
 
 /// `cargo xtask prepare-data`.

@@ -2,6 +2,7 @@
 //! command lives in its own module.
 
 mod bench;
+mod build_vocab;
 mod export_backbone;
 mod flags;
 mod prepare_data;
@@ -14,7 +15,7 @@ fn main() -> anyhow::Result<()> {
     match Xtask::parse().command {
         Command::Pretrain(_) => bail!("`cargo xtask pretrain` is not built yet (issue #5)"),
         Command::Evaluate(_) => bail!("`cargo xtask evaluate` is not built yet (issue #6)"),
-        Command::BuildVocab(_) => bail!("`cargo xtask build-vocab` is not built yet (issue #3)"),
+        Command::BuildVocab(cmd) => cmd.run(),
         Command::PrepareData(cmd) => cmd.run(),
         Command::ExportBackbone(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),

@@ -77,6 +77,37 @@ struct AnnotationEntry {
     caption: String,
 }
 
+fn read_captions_file(path: &Path) -> Result<CaptionsFile, CocoError> {
+    let bytes = std::fs::read(path).map_err(|source| CocoError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| CocoError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Every caption of a COCO captions JSON file, in file order (for building a
+/// vocabulary; no image is looked at). Empty captions are errors.
+pub fn read_captions(path: &Path) -> Result<Vec<String>, CocoError> {
+    read_captions_file(path)?
+        .annotations
+        .into_iter()
+        .map(|a| {
+            if a.caption.trim().is_empty() {
+                Err(CocoError::EmptyCaption {
+                    path: path.to_path_buf(),
+                    annotation_id: a.id,
+                    image_id: a.image_id,
+                })
+            } else {
+                Ok(a.caption)
+            }
+        })
+        .collect()
+}
+
 /// One image and all its captions (the dataset's unit: an epoch visits each
 /// image once and picks one caption).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -111,15 +142,7 @@ impl CocoCaptions {
     /// visits captioned images; an annotation naming an unknown image, an empty
     /// caption and a listed image whose file is missing are errors.
     pub fn from_files(annotations: &Path, image_dir: &Path) -> Result<Self, CocoError> {
-        let bytes = std::fs::read(annotations).map_err(|source| CocoError::Read {
-            path: annotations.to_path_buf(),
-            source,
-        })?;
-        let file: CaptionsFile =
-            serde_json::from_slice(&bytes).map_err(|source| CocoError::Json {
-                path: annotations.to_path_buf(),
-                source,
-            })?;
+        let file = read_captions_file(annotations)?;
         let mut by_id: BTreeMap<u64, CaptionedImage> = file
             .images
             .into_iter()

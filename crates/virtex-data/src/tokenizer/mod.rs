@@ -12,6 +12,7 @@
 
 mod bpe;
 mod normalizer;
+pub mod train;
 mod unigram;
 
 use std::collections::HashMap;
