@@ -72,6 +72,8 @@ pub struct SentencePieceTokenizer {
     /// Every piece by text, control symbols included.
     ids: HashMap<String, u32>,
     unk_id: u32,
+    /// Unigram search constants, derived from `pieces`.
+    lattice: unigram::Lattice,
 }
 
 impl SentencePieceTokenizer {
@@ -139,6 +141,7 @@ impl SentencePieceTokenizer {
         Ok(Self {
             algorithm,
             normalizer,
+            lattice: unigram::Lattice::new(&pieces),
             pieces,
             ids,
             unk_id,

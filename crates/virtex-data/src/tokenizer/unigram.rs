@@ -2,10 +2,33 @@
 //! (`EncodeOptimized`): the Viterbi path maximising the summed piece scores;
 //! a character no piece covers becomes `<unk>` with score `min_score − 10`.
 
-use super::SentencePieceTokenizer;
+use super::{Piece, SentencePieceTokenizer};
 
 /// SentencePiece's `kUnkPenalty`.
 const UNK_PENALTY: f32 = 10.0;
+
+/// What the Viterbi search needs from the vocabulary, derived once at load.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Lattice {
+    /// Score of an `<unk>` node: the lowest piece score minus the penalty.
+    unk_score: f32,
+    /// Longest segmentable piece, in characters.
+    max_chars: usize,
+}
+
+impl Lattice {
+    pub(super) fn new(pieces: &[Piece]) -> Self {
+        let segmentable = || pieces.iter().filter(|p| p.segmentable);
+        let min_score = segmentable().map(|p| p.score).fold(f32::INFINITY, f32::min);
+        Self {
+            unk_score: min_score - UNK_PENALTY,
+            max_chars: segmentable()
+                .map(|p| p.text.chars().count())
+                .max()
+                .unwrap_or(1),
+        }
+    }
+}
 
 /// Best path ending at a character boundary.
 #[derive(Clone, Copy)]
@@ -23,20 +46,10 @@ pub(super) fn encode(model: &SentencePieceTokenizer, text: &str) -> Vec<u32> {
         .chain(std::iter::once(text.len()))
         .collect();
     let n = bounds.len() - 1;
-    let min_score = model
-        .pieces
-        .iter()
-        .filter(|p| p.segmentable)
-        .map(|p| p.score)
-        .fold(f32::INFINITY, f32::min);
-    let unk_score = min_score - UNK_PENALTY;
-    let max_chars = model
-        .pieces
-        .iter()
-        .filter(|p| p.segmentable)
-        .map(|p| p.text.chars().count())
-        .max()
-        .unwrap_or(1);
+    let Lattice {
+        unk_score,
+        max_chars,
+    } = model.lattice;
 
     let mut best: Vec<Option<Node>> = vec![None; n + 1];
     best[0] = Some(Node {
