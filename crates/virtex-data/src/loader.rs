@@ -193,7 +193,16 @@ impl CaptioningLoader {
 
     /// Batch `batch` of `epoch`, its samples processed in parallel.
     pub fn batch(&self, epoch: u64, batch: usize) -> Result<CaptioningBatch, LoaderError> {
-        let order = self.order(epoch);
+        self.batch_in_order(&self.order(epoch), epoch, batch)
+    }
+
+    /// Batch `batch` of `epoch`, given the epoch's sample `order`.
+    fn batch_in_order(
+        &self,
+        order: &[usize],
+        epoch: u64,
+        batch: usize,
+    ) -> Result<CaptioningBatch, LoaderError> {
         let indices = &order[batch * self.batch_size..(batch + 1) * self.batch_size];
         let samples: Vec<Option<Sample>> = indices
             .par_iter()
@@ -234,8 +243,9 @@ impl CaptioningLoader {
         let (sender, receiver) = sync_channel(prefetch.max(1));
         let loader = self.clone();
         std::thread::spawn(move || {
+            let order = loader.order(epoch);
             for batch in 0..loader.batches_per_epoch() {
-                let result = loader.batch(epoch, batch);
+                let result = loader.batch_in_order(&order, epoch, batch);
                 let failed = result.is_err();
                 if sender.send(result).is_err() || failed {
                     break;
