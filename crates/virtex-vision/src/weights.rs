@@ -3,6 +3,7 @@
 //! so a file alone rebuilds its backbone. Readable from Python with
 //! `safetensors.torch.load_file`.
 
+use std::io::Write;
 use std::path::Path;
 
 use burn::tensor::backend::Backend;
@@ -33,13 +34,11 @@ pub fn save<B: Backend>(
     let bytes = store
         .get_bytes()
         .map_err(|e| write_error(std::io::Error::other(e.to_string())))?;
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| {
-            let _ = std::fs::remove_file(&tmp);
-            write_error(source)
-        })
+    crate::atomic::write_file(path, |mut file| {
+        file.write_all(&bytes)?;
+        Ok(file)
+    })
+    .map_err(write_error)
 }
 
 /// Reads a file written by [`save`]: rebuilds the backbone from the stored

@@ -7,7 +7,6 @@
 //! bytes per tensor, and `archive/version`. Only globals that
 //! `torch.load(weights_only=True)` allows are emitted.
 
-use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
@@ -95,9 +94,8 @@ pub fn save(path: &Path, value: &PickleValue) -> io::Result<()> {
     pickle.value(value);
     pickle.buf.push(b'.'); // STOP
 
-    let tmp = path.with_extension("tmp-write");
-    let result = (|| {
-        let mut zip = ZipWriter::new(BufWriter::new(File::create(&tmp)?));
+    crate::atomic::write_file(path, |file| {
+        let mut zip = ZipWriter::new(BufWriter::new(file));
         let stored = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Stored)
             .large_file(true);
@@ -112,18 +110,8 @@ pub fn save(path: &Path, value: &PickleValue) -> io::Result<()> {
         }
         zip.start_file("archive/version", stored)?;
         zip.write_all(b"3\n")?;
-        zip.finish()?
-            .into_inner()
-            .map_err(|e| e.into_error())?
-            .sync_all()
-    })();
-    match result {
-        Ok(()) => std::fs::rename(&tmp, path),
-        Err(err) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(err)
-        }
-    }
+        zip.finish()?.into_inner().map_err(|e| e.into_error())
+    })
 }
 
 /// Pickle protocol 2 encoder for [`PickleValue`].
