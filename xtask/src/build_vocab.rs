@@ -8,6 +8,7 @@ use virtex_data::tokenizer::SentencePieceTokenizer;
 use virtex_data::tokenizer::train::train_bpe;
 
 use crate::flags::BuildVocab;
+use crate::write_atomically;
 
 impl BuildVocab {
     pub(crate) fn run(self) -> anyhow::Result<()> {
@@ -34,14 +35,6 @@ impl BuildVocab {
         );
         Ok(())
     }
-}
-
-/// Writes beside `path` and renames, so a crash never leaves half a model.
-fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .with_context(|| format!("writing {}", path.display()))
 }
 
 #[cfg(test)]

@@ -7,7 +7,9 @@ mod export_backbone;
 mod flags;
 mod prepare_data;
 
-use anyhow::bail;
+use std::path::Path;
+
+use anyhow::{Context, bail};
 use clap::Parser;
 use flags::{Command, Xtask};
 
@@ -20,4 +22,12 @@ fn main() -> anyhow::Result<()> {
         Command::ExportBackbone(cmd) => cmd.run(),
         Command::Bench(cmd) => cmd.run(),
     }
+}
+
+/// Writes `bytes` beside `path` and renames, so a crash never leaves half a file.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp-write");
+    std::fs::write(&tmp, bytes)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
 }

@@ -28,6 +28,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::flags::{PrepareData, PrepareDataset};
+use crate::write_atomically;
 
 /// The npm package and version the bundled dataset is made from.
 const EMOJI_PACKAGE: &str = "emoji-datasource-twitter@16.0.0";
@@ -383,9 +384,7 @@ fn named(ids: &BTreeMap<&str, usize>) -> Vec<serde_json::Value> {
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> anyhow::Result<()> {
-    let tmp = path.with_extension("json.tmp");
-    serde_json::to_writer(BufWriter::new(File::create(&tmp)?), value)?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    write_atomically(path, &serde_json::to_vec(value)?)
 }
 
 const TWEMOJI_LICENSE: &str = "\
