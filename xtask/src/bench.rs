@@ -146,7 +146,7 @@ impl DataBench {
         use std::sync::Arc;
         use virtex_data::augment::TrainAugmentation;
         use virtex_data::coco::CocoCaptions;
-        use virtex_data::loader::{CaptioningLoader, Preprocessing};
+        use virtex_data::loader::{Preprocessing, PretrainingLoader};
         use virtex_data::tokenizer::SentencePieceTokenizer;
 
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -154,7 +154,7 @@ impl DataBench {
         let tokenizer = SentencePieceTokenizer::from_file(
             root.join("data/fixtures/tokenizer/emoji_bpe.model"),
         )?;
-        let loader = CaptioningLoader::new(
+        let loader = PretrainingLoader::new(
             Arc::new(dataset),
             Arc::new(tokenizer),
             Preprocessing::Train(TrainAugmentation::new(self.size)),

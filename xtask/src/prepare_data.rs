@@ -10,6 +10,9 @@
 //!   captions per image built from the emoji's name and short names.
 //! - `annotations/categories_{train,val}2017.json`: the classification view
 //!   (category and subcategory of every image) for linear probes.
+//! - `annotations/instances_{train,val}2017.json`: the same labels in COCO
+//!   instances format (one instance per image, its subcategory as the category
+//!   and the category as COCO's `supercategory`), for multilabel pretraining.
 //! - `LICENSE-twemoji.md`: attribution and licence of the graphics.
 //!
 //! The split is fixed: an emoji and all its skin-tone variants go to `val`
@@ -293,7 +296,8 @@ pub(crate) fn prepare_emoji(tgz: &Path, output: &Path) -> anyhow::Result<Summary
     for (split, val) in [("train2017", false), ("val2017", true)] {
         let dir = output.join(split);
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        let (mut coco_images, mut annotations, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut coco_images, mut annotations, mut labels, mut instances) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for (index, image) in images.iter().enumerate().filter(|(_, i)| i.val == val) {
             let id = index + 1;
             let png = pngs.get(&image.source).with_context(|| {
@@ -330,6 +334,12 @@ pub(crate) fn prepare_emoji(tgz: &Path, output: &Path) -> anyhow::Result<Summary
                 "category_id": categories[image.category.as_str()],
                 "subcategory_id": subcategories[image.subcategory.as_str()],
             }));
+            instances.push(json!({
+                "id": instances.len() + 1,
+                "image_id": id,
+                "category_id": subcategories[image.subcategory.as_str()],
+                "iscrowd": 0,
+            }));
         }
         let counts = (coco_images.len(), annotations.len());
         if val {
@@ -360,6 +370,14 @@ pub(crate) fn prepare_emoji(tgz: &Path, output: &Path) -> anyhow::Result<Summary
                 "labels": labels,
             }),
         )?;
+        write_json(
+            &output.join(format!("annotations/instances_{year_split}2017.json")),
+            &json!({
+                "images": coco_images,
+                "categories": supercategorised(&subcategories, &images),
+                "annotations": instances,
+            }),
+        )?;
     }
     std::fs::write(output.join("LICENSE-twemoji.md"), TWEMOJI_LICENSE)?;
     Ok(summary)
@@ -380,6 +398,25 @@ fn named(ids: &BTreeMap<&str, usize>) -> Vec<serde_json::Value> {
     list.sort();
     list.into_iter()
         .map(|(id, name)| json!({ "id": id, "name": name }))
+        .collect()
+}
+
+/// Subcategories as COCO categories, each with its category as `supercategory`.
+fn supercategorised(
+    subcategories: &BTreeMap<&str, usize>,
+    images: &[EmojiImage],
+) -> Vec<serde_json::Value> {
+    let parent: HashMap<&str, &str> = images
+        .iter()
+        .map(|i| (i.subcategory.as_str(), i.category.as_str()))
+        .collect();
+    named(subcategories)
+        .into_iter()
+        .map(|mut entry| {
+            let name = entry["name"].as_str().expect("named() writes names");
+            entry["supercategory"] = json!(parent[name]);
+            entry
+        })
         .collect()
 }
 
@@ -498,6 +535,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(labels["labels"].as_array().unwrap().len(), 1);
+        let instances = virtex_data::instances::CocoInstances::load(&out, "val").unwrap();
+        assert_eq!(instances.labels.len(), 1);
+        // Subcategory ids are 1..=K already, so the reference's remapping keeps them.
+        let subcategory = labels["labels"][0]["subcategory_id"].as_u64().unwrap() as u32;
+        assert_eq!(instances.labels.values().next().unwrap(), &[subcategory]);
         assert!(out.join("LICENSE-twemoji.md").exists());
         std::fs::remove_dir_all(&out).unwrap();
     }

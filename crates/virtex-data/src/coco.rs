@@ -46,6 +46,16 @@ pub enum CocoError {
         /// Its image.
         image_id: u64,
     },
+    /// An instance annotation names a category the file does not list.
+    #[error("{path}: annotation {annotation_id} has unknown category_id {category_id}")]
+    UnknownCategory {
+        /// The instances file.
+        path: PathBuf,
+        /// The annotation's id.
+        annotation_id: u64,
+        /// The category id it names.
+        category_id: u64,
+    },
     /// A listed image whose file does not exist.
     #[error("{annotations}: image {image_id} is listed, but {path} does not exist")]
     MissingImage {

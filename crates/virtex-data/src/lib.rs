@@ -5,13 +5,13 @@
 //! parallel batching for the five pretraining tasks.
 //!
 //! This crate is the bottom of the stack and depends on no other virtex crate.
-//! Today it holds the tokenizer ([`tokenizer`]) and caption preparation
+//! It holds the tokenizer ([`tokenizer`]) and caption preparation
 //! ([`caption`]: normalisation, the flip's word swap, `[SOS]`/`[EOS]` framing
 //! and backward tokens), the COCO captions index ([`coco`]) and image decoding
 //! with the evaluation preprocessing ([`images`]) and caption-aware training
-//! augmentation ([`augment`]), masked-LM masking and padding ([`tasks`]), and a
-//! parallel prefetching captioning loader ([`loader`]); the other tasks'
-//! dataset views and the data benchmark arrive with the rest of issue #3.
+//! augmentation ([`augment`]), the instance categories of multilabel
+//! classification ([`instances`]), the five tasks' targets ([`tasks`]) and a
+//! parallel prefetching loader that produces them ([`loader`]).
 //!
 //! ```
 //! use virtex_data::tokenizer::SentencePieceTokenizer;
@@ -28,6 +28,7 @@ pub mod augment;
 pub mod caption;
 pub mod coco;
 pub mod images;
+pub mod instances;
 pub mod loader;
 pub mod tasks;
 pub mod tokenizer;

@@ -1,7 +1,8 @@
-//! Parallel, prefetching batches for (bi)captioning: decode + augment +
-//! tokenize on rayon's worker threads while the model trains on the previous
-//! batch. Every sample's randomness comes from `(seed, epoch, index)`, so the
-//! batches are identical whatever the number of threads.
+//! Parallel, prefetching batches for the pretraining tasks: decode + augment +
+//! tokenize (+ the task's targets) on rayon's worker threads while the model
+//! trains on the previous batch. Every sample's randomness comes from
+//! `(seed, epoch, index)`, so the batches are identical whatever the number of
+//! threads.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +17,7 @@ use crate::augment::TrainAugmentation;
 use crate::caption::{CaptionTokens, normalize_caption};
 use crate::coco::CocoCaptions;
 use crate::images::{ImageError, load_rgb, resize_and_center_crop, to_normalized_chw};
-use crate::tasks::pad_batch;
+use crate::tasks::{MaskedCaption, TaskTargets, TaskView, pad_batch, token_bag};
 use crate::tokenizer::SentencePieceTokenizer;
 
 /// What to do with an image that cannot be decoded.
@@ -40,9 +41,9 @@ pub enum LoaderError {
     NoBoundaryTokens,
 }
 
-/// One batch for (bi)captioning.
+/// One batch: images, caption tokens in both directions, and the task's targets.
 #[derive(Clone, Debug, PartialEq)]
-pub struct CaptioningBatch {
+pub struct PretrainingBatch {
     /// COCO ids of the images.
     pub image_ids: Vec<u64>,
     /// Normalised images, `[batch, 3, size, size]` row-major.
@@ -57,9 +58,11 @@ pub struct CaptioningBatch {
     pub max_len: usize,
     /// Tokens per caption.
     pub lengths: Vec<usize>,
+    /// The targets of the loader's [`TaskView`].
+    pub targets: TaskTargets,
 }
 
-impl CaptioningBatch {
+impl PretrainingBatch {
     /// Number of samples.
     pub fn len(&self) -> usize {
         self.image_ids.len()
@@ -98,12 +101,23 @@ struct Sample {
     id: u64,
     pixels: Vec<f32>,
     tokens: CaptionTokens,
+    target: SampleTarget,
 }
 
-/// Produces captioning batches from a COCO-format dataset.
+/// One sample's task target.
+enum SampleTarget {
+    None,
+    Labels(Vec<u32>),
+    Masked(MaskedCaption),
+}
+
+/// Produces pretraining batches from a COCO-format dataset.
 #[derive(Clone)]
-pub struct CaptioningLoader {
+pub struct PretrainingLoader {
     dataset: Arc<CocoCaptions>,
+    /// The dataset positions an epoch visits (all, or those with instances).
+    visited: Arc<Vec<usize>>,
+    task: TaskView,
     tokenizer: Arc<SentencePieceTokenizer>,
     preprocessing: Preprocessing,
     batch_size: usize,
@@ -112,8 +126,9 @@ pub struct CaptioningLoader {
     skipped: Arc<AtomicUsize>,
 }
 
-impl CaptioningLoader {
-    /// A loader over `dataset` producing batches of `batch_size`.
+impl PretrainingLoader {
+    /// A captioning loader over `dataset` producing batches of `batch_size`
+    /// (see [`Self::with_task`] for the other tasks).
     pub fn new(
         dataset: Arc<CocoCaptions>,
         tokenizer: Arc<SentencePieceTokenizer>,
@@ -122,6 +137,8 @@ impl CaptioningLoader {
         seed: u64,
     ) -> Self {
         Self {
+            visited: Arc::new((0..dataset.images.len()).collect()),
+            task: TaskView::Captioning,
             dataset,
             tokenizer,
             preprocessing,
@@ -130,6 +147,29 @@ impl CaptioningLoader {
             policy: BadImagePolicy::Error,
             skipped: Arc::new(AtomicUsize::new(0)),
         }
+    }
+
+    /// Produces `task`'s targets; for multilabel classification, the images
+    /// without instances are left out from then on.
+    pub fn with_task(mut self, task: TaskView) -> Self {
+        self.visited = Arc::new(match &task {
+            TaskView::MultilabelClassification(instances) => (0..self.dataset.images.len())
+                .filter(|&i| instances.labels.contains_key(&self.dataset.images[i].id))
+                .collect(),
+            _ => (0..self.dataset.images.len()).collect(),
+        });
+        self.task = task;
+        self
+    }
+
+    /// Number of images an epoch visits.
+    pub fn len(&self) -> usize {
+        self.visited.len()
+    }
+
+    /// Whether no image is visited.
+    pub fn is_empty(&self) -> bool {
+        self.visited.is_empty()
     }
 
     /// Sets what to do with undecodable images.
@@ -145,7 +185,7 @@ impl CaptioningLoader {
 
     /// Full batches per epoch (the last partial batch is dropped, as the reference).
     pub fn batches_per_epoch(&self) -> usize {
-        self.dataset.images.len() / self.batch_size
+        self.visited.len() / self.batch_size
     }
 
     /// The seed of everything random in `epoch`.
@@ -155,7 +195,7 @@ impl CaptioningLoader {
 
     /// The sample order of `epoch`: a permutation seeded by `(seed, epoch)`.
     fn order(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.dataset.images.len()).collect();
+        let mut order: Vec<usize> = self.visited.as_ref().clone();
         order.shuffle(&mut StdRng::seed_from_u64(self.epoch_seed(epoch)));
         order
     }
@@ -184,15 +224,30 @@ impl CaptioningLoader {
         };
         let tokens =
             CaptionTokens::new(&self.tokenizer, &caption).ok_or(LoaderError::NoBoundaryTokens)?;
+        let target = match &self.task {
+            TaskView::Captioning => SampleTarget::None,
+            TaskView::TokenClassification => SampleTarget::Labels(token_bag(&tokens.forward)),
+            TaskView::MultilabelClassification(instances) => {
+                SampleTarget::Labels(instances.labels[&item.id].clone())
+            }
+            TaskView::MaskedLm {
+                config,
+                mask_id,
+                vocab_size,
+            } => {
+                SampleTarget::Masked(config.mask(&tokens.forward, *mask_id, *vocab_size, &mut rng))
+            }
+        };
         Ok(Some(Sample {
             id: item.id,
             pixels: to_normalized_chw(&image),
             tokens,
+            target,
         }))
     }
 
     /// Batch `batch` of `epoch`, its samples processed in parallel.
-    pub fn batch(&self, epoch: u64, batch: usize) -> Result<CaptioningBatch, LoaderError> {
+    pub fn batch(&self, epoch: u64, batch: usize) -> Result<PretrainingBatch, LoaderError> {
         self.batch_in_order(&self.order(epoch), epoch, batch)
     }
 
@@ -202,7 +257,7 @@ impl CaptioningLoader {
         order: &[usize],
         epoch: u64,
         batch: usize,
-    ) -> Result<CaptioningBatch, LoaderError> {
+    ) -> Result<PretrainingBatch, LoaderError> {
         let indices = &order[batch * self.batch_size..(batch + 1) * self.batch_size];
         let samples: Vec<Option<Sample>> = indices
             .par_iter()
@@ -219,7 +274,8 @@ impl CaptioningLoader {
             .collect();
         let (forward, max_len, lengths) = pad_batch(&forward);
         let (backward, _, _) = pad_batch(&backward);
-        Ok(CaptioningBatch {
+        let targets = self.targets(&samples);
+        Ok(PretrainingBatch {
             image_ids: samples.iter().map(|s| s.id).collect(),
             images: samples
                 .iter()
@@ -230,7 +286,36 @@ impl CaptioningLoader {
             backward,
             max_len,
             lengths,
+            targets,
         })
+    }
+
+    /// Pads the samples' task targets into one batch.
+    fn targets(&self, samples: &[Sample]) -> TaskTargets {
+        let labels = |pick: fn(&SampleTarget) -> &[u32]| -> Vec<&[u32]> {
+            samples.iter().map(|s| pick(&s.target)).collect()
+        };
+        match self.task {
+            TaskView::Captioning => TaskTargets::Captioning,
+            TaskView::TokenClassification | TaskView::MultilabelClassification(_) => {
+                let (labels, width, _) = pad_batch(&labels(|t| match t {
+                    SampleTarget::Labels(labels) => labels,
+                    _ => &[],
+                }));
+                TaskTargets::Labels { labels, width }
+            }
+            TaskView::MaskedLm { .. } => {
+                let (tokens, _, _) = pad_batch(&labels(|t| match t {
+                    SampleTarget::Masked(masked) => &masked.tokens,
+                    _ => &[],
+                }));
+                let (labels, _, _) = pad_batch(&labels(|t| match t {
+                    SampleTarget::Masked(masked) => &masked.labels,
+                    _ => &[],
+                }));
+                TaskTargets::MaskedLm { tokens, labels }
+            }
+        }
     }
 
     /// Every full batch of `epoch` in order, produced on a background thread
@@ -239,7 +324,7 @@ impl CaptioningLoader {
         &self,
         epoch: u64,
         prefetch: usize,
-    ) -> Receiver<Result<CaptioningBatch, LoaderError>> {
+    ) -> Receiver<Result<PretrainingBatch, LoaderError>> {
         let (sender, receiver) = sync_channel(prefetch.max(1));
         let loader = self.clone();
         std::thread::spawn(move || {

@@ -1,8 +1,75 @@
-//! Token-level views of a caption for the pretraining tasks
-//! (`virtex/data/datasets/{captioning,masked_lm}.py`) and batch padding.
+//! The targets of the five pretraining tasks over one captioned image
+//! (`virtex/data/datasets/{captioning,masked_lm,token_classification,multilabel}.py`)
+//! and batch padding.
+
+use std::sync::Arc;
 
 use rand::Rng;
 use rand::seq::index::sample;
+
+use crate::instances::CocoInstances;
+
+/// Which task's targets a loader produces beside the images and the forward
+/// and backward caption tokens (which every batch carries).
+#[derive(Clone, Debug)]
+pub enum TaskView {
+    /// Captioning and bicaptioning: the caption tokens are the targets.
+    Captioning,
+    /// The caption's unique token ids ([`token_bag`]).
+    TokenClassification,
+    /// The image's instance categories; images without instances are left
+    /// out of the epoch, as the reference drops them.
+    MultilabelClassification(Arc<CocoInstances>),
+    /// A masked copy of the forward tokens and the labels to predict.
+    MaskedLm {
+        /// Masking proportions.
+        config: MaskedLmConfig,
+        /// The `[MASK]` id (3 in the reference's vocabulary).
+        mask_id: u32,
+        /// Random replacements are drawn from `0..vocab_size`.
+        vocab_size: u32,
+    },
+}
+
+/// The task targets of one batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TaskTargets {
+    /// Nothing beyond the caption tokens.
+    Captioning,
+    /// Label ids `[batch, width]` row-major, right-padded with 0 (token
+    /// classification's token bags, multilabel's categories).
+    Labels {
+        /// The padded ids.
+        labels: Vec<u32>,
+        /// Labels per row.
+        width: usize,
+    },
+    /// Masked-LM inputs and labels, each `[batch, max_len]` like the forward
+    /// tokens; label 0 means "not predicted".
+    MaskedLm {
+        /// Tokens with the masked positions replaced.
+        tokens: Vec<u32>,
+        /// The original token at `[MASK]`ed positions, 0 elsewhere.
+        labels: Vec<u32>,
+    },
+}
+
+/// The first id that is an ordinary token: 0–3 are `<unk>`/pad, `[SOS]`,
+/// `[EOS]` and `[MASK]`, which token classification ignores.
+pub const FIRST_WORD_ID: u32 = 4;
+
+/// The unique ordinary token ids of a caption, ascending: the target set of
+/// token classification (the reference's loss ignores ids 0–3).
+pub fn token_bag(tokens: &[u32]) -> Vec<u32> {
+    let mut bag: Vec<u32> = tokens
+        .iter()
+        .copied()
+        .filter(|&t| t >= FIRST_WORD_ID)
+        .collect();
+    bag.sort_unstable();
+    bag.dedup();
+    bag
+}
 
 /// The reference's masked-LM settings (`MASKED_LM.*`).
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -125,6 +192,12 @@ mod tests {
             assert_eq!(out.tokens.iter().filter(|&&t| t == 3).count(), 1);
             assert_eq!(out.labels.iter().filter(|&&l| l != 0).count(), 1);
         }
+    }
+
+    #[test]
+    fn a_token_bag_holds_each_word_id_once() {
+        assert_eq!(token_bag(&[1, 9, 5, 9, 0, 3, 7, 5, 2]), [5, 7, 9]);
+        assert!(token_bag(&[1, 2]).is_empty());
     }
 
     #[test]

@@ -83,3 +83,44 @@ fn every_bundled_image_decodes_at_64_px() {
         }
     }
 }
+
+#[test]
+fn an_instance_of_an_unlisted_category_is_named() {
+    let root = scratch("instances", r#"{"images": [], "annotations": []}"#);
+    let path = root.join("annotations/instances_val2017.json");
+    std::fs::write(
+        &path,
+        r#"{"images": [{"id": 1, "file_name": "a.jpg"}],
+            "categories": [{"id": 5, "name": "dog"}, {"id": 2, "name": "cat"}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 5},
+                            {"id": 8, "image_id": 1, "category_id": 5},
+                            {"id": 9, "image_id": 1, "category_id": 2}]}"#,
+    )
+    .unwrap();
+    let instances = virtex_data::instances::CocoInstances::load(&root, "val").unwrap();
+    assert_eq!(
+        instances.labels[&1],
+        [1, 2],
+        "ids remapped in order, once each"
+    );
+    std::fs::write(
+        &path,
+        r#"{"categories": [{"id": 5, "name": "dog"}],
+            "annotations": [{"id": 7, "image_id": 1, "category_id": 6}]}"#,
+    )
+    .unwrap();
+    let err = virtex_data::instances::CocoInstances::load(&root, "val").unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CocoError::UnknownCategory {
+                category_id: 6,
+                annotation_id: 7,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("instances_val2017.json"), "{err}");
+    std::fs::remove_dir_all(root).unwrap();
+}

@@ -1,22 +1,24 @@
-//! The captioning loader on the bundled emoji dataset.
+//! The pretraining loader on the bundled emoji dataset, for each task view.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use virtex_data::augment::TrainAugmentation;
 use virtex_data::coco::CocoCaptions;
-use virtex_data::loader::{BadImagePolicy, CaptioningLoader, LoaderError, Preprocessing};
+use virtex_data::instances::CocoInstances;
+use virtex_data::loader::{BadImagePolicy, LoaderError, Preprocessing, PretrainingLoader};
+use virtex_data::tasks::{MaskedLmConfig, TaskTargets, TaskView, token_bag};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn loader(dataset: CocoCaptions, batch: usize) -> CaptioningLoader {
+fn loader(dataset: CocoCaptions, batch: usize) -> PretrainingLoader {
     let tokenizer =
         SentencePieceTokenizer::from_file(root().join("data/fixtures/tokenizer/emoji_bpe.model"))
             .unwrap();
-    CaptioningLoader::new(
+    PretrainingLoader::new(
         Arc::new(dataset),
         Arc::new(tokenizer),
         Preprocessing::Train(TrainAugmentation::new(32)),
@@ -102,7 +104,7 @@ fn evaluation_preprocessing_is_not_random() {
     dataset.images.truncate(2);
     let dataset = Arc::new(dataset);
     let eval = |seed| {
-        let loader = CaptioningLoader::new(
+        let loader = PretrainingLoader::new(
             dataset.clone(),
             tokenizer.clone(),
             Preprocessing::Eval { size: 48 },
@@ -121,4 +123,84 @@ fn evaluation_preprocessing_is_not_random() {
         by_id
     };
     assert_eq!(eval(1), eval(2));
+}
+
+#[test]
+fn token_classification_targets_are_each_captions_word_ids() {
+    let loader = loader(emoji_val(), 8).with_task(TaskView::TokenClassification);
+    let batch = loader.batch(0, 1).unwrap();
+    let TaskTargets::Labels { labels, width } = &batch.targets else {
+        panic!("expected labels, got {:?}", batch.targets);
+    };
+    for (row, &length) in batch.lengths.iter().enumerate() {
+        let bag = token_bag(&batch.forward[row * batch.max_len..][..length]);
+        assert!(!bag.is_empty());
+        assert_eq!(&labels[row * width..][..bag.len()], bag.as_slice());
+        assert!(
+            labels[row * width + bag.len()..(row + 1) * width]
+                .iter()
+                .all(|&l| l == 0)
+        );
+    }
+}
+
+#[test]
+fn multilabel_targets_come_from_instances_and_skip_unlabelled_images() {
+    let emoji = root().join("data/emoji");
+    let mut instances = CocoInstances::load(&emoji, "val").unwrap();
+    assert_eq!(instances.num_categories, 99);
+    assert_eq!(instances.labels.len(), 371);
+    // Drop every other image's instances: the epoch must leave those out.
+    let unlabelled: Vec<u64> = instances.labels.keys().copied().step_by(2).collect();
+    for id in &unlabelled {
+        instances.labels.remove(id);
+    }
+    let expected = instances.clone();
+    let loader =
+        loader(emoji_val(), 5).with_task(TaskView::MultilabelClassification(Arc::new(instances)));
+    assert_eq!(loader.len(), 371 - unlabelled.len());
+    let mut seen = 0;
+    for batch in loader.epoch(0, 2) {
+        let batch = batch.unwrap();
+        let TaskTargets::Labels { labels, width } = &batch.targets else {
+            panic!("expected labels");
+        };
+        for (row, id) in batch.image_ids.iter().enumerate() {
+            let want = &expected.labels[id];
+            assert_eq!(&labels[row * width..][..want.len()], want.as_slice());
+            assert!(want.iter().all(|&c| (1..=99).contains(&c)));
+            seen += 1;
+        }
+    }
+    assert_eq!(seen, loader.batches_per_epoch() * 5);
+}
+
+#[test]
+fn masked_lm_targets_label_only_masked_positions_deterministically() {
+    let tokenizer =
+        SentencePieceTokenizer::from_file(root().join("data/fixtures/tokenizer/emoji_bpe.model"))
+            .unwrap();
+    let task = TaskView::MaskedLm {
+        config: MaskedLmConfig::default(),
+        mask_id: 3,
+        vocab_size: tokenizer.vocab_size() as u32,
+    };
+    let loader = loader(emoji_val(), 16).with_task(task);
+    let batch = loader.batch(2, 0).unwrap();
+    assert_eq!(batch, loader.batch(2, 0).unwrap());
+    let TaskTargets::MaskedLm { tokens, labels } = &batch.targets else {
+        panic!("expected masked-LM targets");
+    };
+    assert_eq!(tokens.len(), batch.forward.len());
+    let mut predicted = 0;
+    for ((&token, &label), &original) in tokens.iter().zip(labels).zip(&batch.forward) {
+        if label != 0 {
+            assert_eq!((token, label), (3, original));
+            predicted += 1;
+        }
+    }
+    assert!(
+        predicted >= 16,
+        "every caption has at least one masked word"
+    );
 }
