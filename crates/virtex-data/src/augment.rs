@@ -5,12 +5,13 @@
 //! the `rng` passed in, so a sample is reproducible from its seed whatever
 //! thread runs it.
 
-use image::imageops::{self, FilterType};
+use image::imageops;
 use image::{Rgb, RgbImage};
 use rand::Rng;
 use rand::seq::SliceRandom;
 
 use crate::caption::swap_left_right;
+use crate::images::resize_region;
 
 /// Training augmentation settings; defaults are the reference's.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,8 +46,8 @@ impl TrainAugmentation {
     /// Augments one image and its caption.
     pub fn apply(&self, image: &RgbImage, caption: &str, rng: &mut impl Rng) -> (RgbImage, String) {
         let (x, y, w, h) = self.crop_box(image.width(), image.height(), rng);
-        let crop = imageops::crop_imm(image, x, y, w, h).to_image();
-        let mut out = imageops::resize(&crop, self.size, self.size, FilterType::Triangle);
+        let region = (f64::from(x), f64::from(y), f64::from(w), f64::from(h));
+        let mut out = resize_region(image, region, self.size);
         let mut caption = caption.to_string();
         if rng.random_bool(self.flip_probability) {
             imageops::flip_horizontal_in_place(&mut out);
@@ -130,7 +131,9 @@ fn color_jitter(image: &mut RgbImage, strength: [f64; 4], rng: &mut impl Rng) {
         }
     }
     for (out, p) in image.pixels_mut().zip(pixels) {
-        *out = Rgb(p.map(|c| (c * 255.0).round() as u8));
+        // Values are in 0–1, so adding ½ and truncating rounds half up
+        // without a libm `roundf` call per channel.
+        *out = Rgb(p.map(|c| (c * 255.0 + 0.5) as u8));
     }
 }
 

@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::imageops::{self, FilterType};
+use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::{ImageFormat, ImageReader, RgbImage};
 
 /// ImageNet channel means (RGB, on 0–1 values), the reference's `Normalize`.
@@ -62,8 +62,32 @@ pub fn resize_and_center_crop(image: &RgbImage, size: u32) -> RgbImage {
         ((w as f32 * scale).round() as u32).max(size),
         ((h as f32 * scale).round() as u32).max(size),
     );
-    let resized = imageops::resize(image, nw, nh, FilterType::Triangle);
-    imageops::crop_imm(&resized, (nw - size) / 2, (nh - size) / 2, size, size).to_image()
+    // The centre crop of the resized image, in source pixels.
+    let (cw, ch) = (size as f64 / scale as f64, size as f64 / scale as f64);
+    let (left, top) = (
+        f64::from(nw - size) / 2.0 / scale as f64,
+        f64::from(nh - size) / 2.0 / scale as f64,
+    );
+    resize_region(
+        image,
+        (left, top, cw.min(f64::from(w)), ch.min(f64::from(h))),
+        size,
+    )
+}
+
+/// Resizes the region `(left, top, width, height)` of `image` (source pixels)
+/// to `size × size` with a bilinear (triangle) filter, scaled to the region's
+/// size when shrinking, as PIL and OpenCV's area-aware resizes do.
+pub fn resize_region(image: &RgbImage, region: (f64, f64, f64, f64), size: u32) -> RgbImage {
+    let mut out = RgbImage::new(size, size);
+    let (left, top, width, height) = region;
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
+        .crop(left, top, width, height);
+    Resizer::new()
+        .resize(image, &mut out, &options)
+        .expect("RGB u8 into RGB u8 with an in-bounds crop");
+    out
 }
 
 /// ImageNet-normalised CHW floats of an RGB image.
