@@ -70,7 +70,7 @@ pub enum VisionError {
 /// Turns what burn-store reports after applying a file's tensors into an error
 /// naming the first offending key(s) in the file's naming (`file_key` maps a
 /// burn path to it). Missing and unused keys pass when `allow_partial`.
-pub(crate) fn check_applied(
+pub fn check_applied(
     result: &ApplyResult,
     path: &Path,
     allow_partial: bool,

@@ -34,7 +34,7 @@ pub mod pytorch;
 pub mod resnet;
 pub mod weights;
 
-pub use error::VisionError;
+pub use error::{VisionError, check_applied};
 pub use resnet::{
     FrozenResNet, ResNet, ResNetArch, ResNetConfig, ResNetStages, global_average_pool,
 };

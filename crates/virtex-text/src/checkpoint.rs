@@ -1,0 +1,228 @@
+//! Official VirTex checkpoints (`torch.save({"model": state_dict, …})`,
+//! REFERENCE.md §8) into a [`PretrainingModel`].
+//!
+//! Key mapping, official → burn:
+//! - `visual.cnn.*` → `visual.*` under virtex-vision's torchvision mapping
+//!   (`num_batches_tracked` dropped);
+//! - `*.in_proj_weight` `[3H, H]` / `in_proj_bias` `[3H]` → the rows q; k; v
+//!   into `query`, `key`, `value`;
+//! - `textual.output.weight` must equal `textual.embedding.words.weight`
+//!   (tied); `backward_textual.{visual_projection,embedding,output}.*` are the
+//!   forward head's tensors again and must equal them;
+//! - every other key keeps its name (LayerNorm `weight`/`bias` become
+//!   `gamma`/`beta`; burn-store's PyTorch adapter transposes Linear weights).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::{Module, ParamId};
+use burn::tensor::TensorData;
+use burn::tensor::backend::Backend;
+use burn_store::pytorch::PytorchReader;
+use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
+use virtex_vision::pytorch::{burn_to_torchvision, torchvision_to_burn};
+use virtex_vision::{VisionError, check_applied};
+
+#[cfg(doc)]
+use crate::models::PretrainingModel;
+
+const WORDS: &str = "textual.embedding.words.weight";
+
+/// A checkpoint that cannot be loaded into the model.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Missing, unexpected or misshapen keys, or an unreadable file.
+    #[error(transparent)]
+    Keys(#[from] VisionError),
+    /// A tensor the reference shares or ties differs from its twin.
+    #[error(
+        "{path}: '{key}' should be the same tensor as '{twin}' (tied or shared in VirTex) but differs"
+    )]
+    Untied {
+        /// The file.
+        path: PathBuf,
+        /// The key.
+        key: String,
+        /// The key it must equal.
+        twin: String,
+    },
+}
+
+/// Which parts of the model a checkpoint must provide.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckpointParts {
+    /// Backbone and textual heads: an official model-zoo or training checkpoint.
+    Full,
+    /// Only `textual.*` / `backward_textual.*`; the backbone comes from
+    /// elsewhere (e.g. a torchvision file) and `visual.cnn.*` keys are ignored.
+    TextualOnly,
+}
+
+/// The official key of a burn parameter path (for error messages).
+fn official_key(path: &str) -> String {
+    if let Some(visual) = path.strip_prefix("visual.") {
+        return format!("visual.cnn.{}", burn_to_torchvision(visual));
+    }
+    let (module, leaf) = path.rsplit_once('.').unwrap_or(("", path));
+    for (projection, _) in IN_PROJ_ROWS {
+        if let Some(attention) = module.strip_suffix(&format!(".{projection}")) {
+            let leaf = if leaf == "weight" {
+                "in_proj_weight"
+            } else {
+                "in_proj_bias"
+            };
+            return format!("{attention}.{leaf}");
+        }
+    }
+    let leaf = match leaf {
+        "gamma" if is_layer_norm(module) => "weight",
+        "beta" if is_layer_norm(module) => "bias",
+        leaf => leaf,
+    };
+    format!("{module}.{leaf}")
+}
+
+/// `norm1`–`norm3`, `layer_norm`, a pre-norm decoder's final `norm`.
+fn is_layer_norm(module: &str) -> bool {
+    module
+        .rsplit('.')
+        .next()
+        .is_some_and(|m| m.contains("norm"))
+}
+
+/// The burn path of an official textual key that keeps its module: only
+/// LayerNorm parameters are renamed (`weight`/`bias` → `gamma`/`beta`).
+fn textual_path(key: &str) -> String {
+    match key.rsplit_once('.') {
+        Some((module, "weight")) if is_layer_norm(module) => format!("{module}.gamma"),
+        Some((module, "bias")) if is_layer_norm(module) => format!("{module}.beta"),
+        _ => key.to_string(),
+    }
+}
+
+/// The rows of `in_proj_*` each projection takes, in order.
+const IN_PROJ_ROWS: [(&str, usize); 3] = [("query", 0), ("key", 1), ("value", 2)];
+
+fn snapshot_at(snapshot: TensorSnapshot, path: &str) -> TensorSnapshot {
+    let mut snapshot = snapshot;
+    snapshot.path_stack = Some(path.split('.').map(str::to_string).collect());
+    snapshot.container_stack = None;
+    snapshot.tensor_id = None;
+    snapshot
+}
+
+fn read_f32(snapshot: &TensorSnapshot, file: &Path, key: &str) -> Result<TensorData, VisionError> {
+    snapshot
+        .to_data()
+        .map(|d| d.convert::<f32>())
+        .map_err(|e| VisionError::Read {
+            path: file.to_path_buf(),
+            message: format!("{key}: {e:?}"),
+        })
+}
+
+/// Splits `in_proj_weight` `[3H, H]` (or `in_proj_bias` `[3H]`) into three
+/// snapshots for `query`, `key`, `value` under `attention`.
+fn split_in_proj(
+    data: TensorData,
+    attention: &str,
+    leaf: &str,
+) -> impl Iterator<Item = TensorSnapshot> {
+    let shape = data.shape.to_vec();
+    let values = data.to_vec::<f32>().expect("converted to f32");
+    let third = shape[0] / 3;
+    let per = values.len() / 3;
+    let attention = attention.to_string();
+    let leaf = leaf.to_string();
+    IN_PROJ_ROWS.into_iter().map(move |(projection, index)| {
+        let mut part_shape = shape.clone();
+        part_shape[0] = third;
+        let part = TensorData::new(values[index * per..(index + 1) * per].to_vec(), part_shape);
+        let path = format!("{attention}.{projection}.{leaf}");
+        let mut snapshot = TensorSnapshot::from_data(
+            part,
+            path.split('.').map(str::to_string).collect(),
+            Vec::new(),
+            ParamId::new(),
+        );
+        snapshot.container_stack = None;
+        snapshot.tensor_id = None;
+        snapshot
+    })
+}
+
+/// Loads an official VirTex checkpoint (`{"model": state_dict}`) into `model`,
+/// a [`PretrainingModel`] with the checkpoint's task, backbone and head sizes
+/// (or any module laid out as one: `visual`, `textual`, `backward_textual`).
+pub fn load_virtex_checkpoint<B: Backend, M: Module<B>>(
+    mut model: M,
+    path: &Path,
+    parts: CheckpointParts,
+) -> Result<M, CheckpointError> {
+    let reader =
+        PytorchReader::with_top_level_key(path, "model").map_err(|e| VisionError::Read {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    let tensors: HashMap<String, TensorSnapshot> = reader.into_tensors().into_iter().collect();
+    // A Transformer head ties its output to the word embedding; a linear
+    // head (`none`) has its own `textual.output.weight` and no embedding.
+    let tied_head = tensors.contains_key(WORDS);
+
+    let mut snapshots = Vec::new();
+    for (key, snapshot) in &tensors {
+        if let Some(cnn) = key.strip_prefix("visual.cnn.") {
+            if parts == CheckpointParts::Full && !cnn.ends_with("num_batches_tracked") {
+                snapshots.push(snapshot_at(
+                    snapshot.clone(),
+                    &format!("visual.{}", torchvision_to_burn(cnn)),
+                ));
+            }
+            continue;
+        }
+        let twin = match key.as_str() {
+            "textual.output.weight" if tied_head => Some(WORDS.to_string()),
+            _ => ["visual_projection.", "embedding.", "output."]
+                .iter()
+                .find_map(|shared| {
+                    key.strip_prefix("backward_textual.")
+                        .filter(|rest| rest.starts_with(shared))
+                        .map(|rest| format!("textual.{rest}"))
+                }),
+        };
+        if let Some(twin) = twin {
+            let equal = tensors.get(&twin).is_some_and(|other| {
+                read_f32(other, path, &twin).ok() == read_f32(snapshot, path, key).ok()
+            });
+            if !equal {
+                return Err(CheckpointError::Untied {
+                    path: path.to_path_buf(),
+                    key: key.clone(),
+                    twin,
+                });
+            }
+            continue;
+        }
+        match key.rsplit_once('.') {
+            Some((attention, "in_proj_weight")) => snapshots.extend(split_in_proj(
+                read_f32(snapshot, path, key)?,
+                attention,
+                "weight",
+            )),
+            Some((attention, "in_proj_bias")) => snapshots.extend(split_in_proj(
+                read_f32(snapshot, path, key)?,
+                attention,
+                "bias",
+            )),
+            _ => snapshots.push(snapshot_at(snapshot.clone(), &textual_path(key))),
+        }
+    }
+
+    let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), true);
+    let mut result = result;
+    if parts == CheckpointParts::TextualOnly {
+        result.missing.retain(|(p, _)| !p.starts_with("visual."));
+    }
+    check_applied(&result, path, false, official_key)?;
+    Ok(model)
+}

@@ -1,0 +1,348 @@
+//! Caption decoding with the forward head (`virtex/utils/beam_search.py`,
+//! `virtex/utils/nucleus_sampling.py`): beam search, nucleus sampling and
+//! greedy, batched over images, each step decoding one position through the
+//! decoder's key/value cache instead of re-running the whole prefix.
+//!
+//! Run it on an inference backend (`model.valid()`), where dropout is off.
+
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use rand::Rng;
+
+use crate::head::{MAX_CAPTION_LENGTH, TransformerTextualHead};
+
+/// The logit the reference gives the previous token, banning immediate repeats.
+const REPEAT_BAN_LOGIT: f32 = -10_000.0;
+
+/// How the next token is chosen.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum DecodingStrategy {
+    /// The reference's beam search: `beam_size` beams, each expanded by its
+    /// `per_node_beam_size` best tokens, no length penalty.
+    Beam {
+        /// Beams kept (5).
+        beam_size: usize,
+        /// Expansions per beam (2).
+        per_node_beam_size: usize,
+    },
+    /// Sampling from the smallest set of tokens whose probability reaches `top_p` (0.9).
+    Nucleus {
+        /// The nucleus mass.
+        top_p: f64,
+    },
+    /// The most likely token at each step.
+    Greedy,
+}
+
+impl Default for DecodingStrategy {
+    fn default() -> Self {
+        Self::Beam {
+            beam_size: 5,
+            per_node_beam_size: 2,
+        }
+    }
+}
+
+/// Decoding settings; defaults are the reference's.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct CaptionDecoder {
+    /// Beam, nucleus or greedy.
+    pub strategy: DecodingStrategy,
+    /// Most tokens generated after `[SOS]` (30).
+    pub max_steps: usize,
+    /// `[SOS]` id (1).
+    pub sos_id: u32,
+    /// `[EOS]` id (2).
+    pub eos_id: u32,
+}
+
+impl Default for CaptionDecoder {
+    fn default() -> Self {
+        Self {
+            strategy: DecodingStrategy::default(),
+            max_steps: MAX_CAPTION_LENGTH,
+            sos_id: 1,
+            eos_id: 2,
+        }
+    }
+}
+
+/// One image's caption.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecodedCaption {
+    /// Token ids after `[SOS]`, up to (not including) `[EOS]`.
+    pub tokens: Vec<u32>,
+    /// For each token, the last decoder layer's cross-attention over the grid
+    /// cells (`h·w` values, averaged over heads) when it was predicted.
+    pub attention: Vec<Vec<f32>>,
+}
+
+/// A partial caption.
+#[derive(Clone, Debug)]
+struct Hypothesis {
+    tokens: Vec<u32>,
+    attention: Vec<Vec<f32>>,
+    score: f32,
+}
+
+impl Hypothesis {
+    fn finish(self, eos: u32) -> DecodedCaption {
+        let end = self
+            .tokens
+            .iter()
+            .position(|&t| t == eos)
+            .unwrap_or(self.tokens.len());
+        DecodedCaption {
+            tokens: self.tokens[..end].to_vec(),
+            attention: self.attention.into_iter().take(end).collect(),
+        }
+    }
+}
+
+/// `[rows, V]` logits and `[rows, heads, S]` weights of one step, on the host.
+struct StepOutput {
+    logits: Vec<Vec<f32>>,
+    attention: Vec<Vec<f32>>,
+}
+
+fn to_host<B: Backend>(logits: Tensor<B, 2>, weights: Tensor<B, 3>) -> StepOutput {
+    let [rows, vocab] = logits.dims();
+    let logits = logits
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 logits");
+    let [_, heads, cells] = weights.dims();
+    let weights = weights
+        .mean_dim(1)
+        .into_data()
+        .convert::<f32>()
+        .to_vec::<f32>()
+        .expect("f32 weights");
+    debug_assert_eq!(weights.len(), rows * cells, "{heads} heads averaged");
+    StepOutput {
+        logits: logits.chunks(vocab).map(<[f32]>::to_vec).collect(),
+        attention: weights.chunks(cells).map(<[f32]>::to_vec).collect(),
+    }
+}
+
+fn log_softmax(logits: &[f32]) -> Vec<f32> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let log_sum = logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln() + max;
+    logits.iter().map(|&l| l - log_sum).collect()
+}
+
+/// Indices of the `k` largest values, largest first (ties: lower index first).
+fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..values.len()).collect();
+    order.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+    order.truncate(k);
+    order
+}
+
+fn int_rows<B: Backend>(values: Vec<i64>, device: &B::Device) -> Tensor<B, 1, Int> {
+    let len = values.len();
+    Tensor::from_data(TensorData::new(values, [len]), device)
+}
+
+impl CaptionDecoder {
+    /// Captions for layer4 features `[batch, C, h, w]`, one per image, with the
+    /// forward decoder of `head`. `rng` drives nucleus sampling only.
+    pub fn decode<B: Backend>(
+        &self,
+        head: &TransformerTextualHead<B>,
+        visual_features: Tensor<B, 4>,
+        rng: &mut impl Rng,
+    ) -> Vec<DecodedCaption> {
+        let max_steps = self.max_steps.min(head.embedding.max_length());
+        match self.strategy {
+            DecodingStrategy::Beam {
+                beam_size,
+                per_node_beam_size,
+            } => self.beam_search(
+                head,
+                visual_features,
+                beam_size,
+                per_node_beam_size,
+                max_steps,
+            ),
+            DecodingStrategy::Greedy => self.sample(head, visual_features, max_steps, |logits| {
+                top_k(logits, 1)[0]
+            }),
+            DecodingStrategy::Nucleus { top_p } => {
+                self.sample(head, visual_features, max_steps, |logits| {
+                    nucleus(logits, top_p, rng)
+                })
+            }
+        }
+    }
+
+    /// One token per step per image, chosen by `pick` from the step's logits
+    /// (after the repeat ban), until every caption has ended.
+    fn sample<B: Backend>(
+        &self,
+        head: &TransformerTextualHead<B>,
+        visual_features: Tensor<B, 4>,
+        max_steps: usize,
+        mut pick: impl FnMut(&[f32]) -> usize,
+    ) -> Vec<DecodedCaption> {
+        let device = visual_features.device();
+        let batch = visual_features.dims()[0];
+        let mut cache = head.start(visual_features);
+        let mut captions = vec![
+            Hypothesis {
+                tokens: Vec::new(),
+                attention: Vec::new(),
+                score: 0.0,
+            };
+            batch
+        ];
+        let mut last = vec![self.sos_id; batch];
+        for position in 0..max_steps {
+            let tokens = int_rows::<B>(last.iter().map(|&t| i64::from(t)).collect(), &device);
+            let (logits, weights) = head.step(tokens, position, &mut cache);
+            let step = to_host(logits, weights);
+            for (row, caption) in captions.iter_mut().enumerate() {
+                if last[row] == self.eos_id {
+                    continue;
+                }
+                let mut logits = step.logits[row].clone();
+                logits[last[row] as usize] = REPEAT_BAN_LOGIT;
+                let token = pick(&logits) as u32;
+                caption.tokens.push(token);
+                caption.attention.push(step.attention[row].clone());
+                last[row] = token;
+            }
+            if last.iter().all(|&t| t == self.eos_id) {
+                break;
+            }
+        }
+        captions
+            .into_iter()
+            .map(|c| c.finish(self.eos_id))
+            .collect()
+    }
+
+    /// The reference's `AutoRegressiveBeamSearch`, batched over images.
+    fn beam_search<B: Backend>(
+        &self,
+        head: &TransformerTextualHead<B>,
+        visual_features: Tensor<B, 4>,
+        beam_size: usize,
+        per_node_beam_size: usize,
+        max_steps: usize,
+    ) -> Vec<DecodedCaption> {
+        let device = visual_features.device();
+        let batch = visual_features.dims()[0];
+        let mut cache = head.start(visual_features);
+        let sos = int_rows::<B>(vec![i64::from(self.sos_id); batch], &device);
+        let (logits, weights) = head.step(sos, 0, &mut cache);
+        let first = to_host(logits, weights);
+        // Each image starts from its `beam_size` best first tokens.
+        let mut beams: Vec<Vec<Hypothesis>> = (0..batch)
+            .map(|b| {
+                let log_probs = log_softmax(&first.logits[b]);
+                top_k(&log_probs, beam_size)
+                    .into_iter()
+                    .map(|token| Hypothesis {
+                        tokens: vec![token as u32],
+                        attention: vec![first.attention[b].clone()],
+                        score: log_probs[token],
+                    })
+                    .collect()
+            })
+            .collect();
+        let rows = (0..batch)
+            .flat_map(|b| std::iter::repeat_n(b as i64, beam_size))
+            .collect();
+        cache = cache.select(int_rows::<B>(rows, &device));
+
+        for position in 1..max_steps {
+            let last: Vec<u32> = beams
+                .iter()
+                .flatten()
+                .map(|h| *h.tokens.last().expect("beams start with a token"))
+                .collect();
+            if last.iter().all(|&t| t == self.eos_id) {
+                break;
+            }
+            let tokens = int_rows::<B>(last.iter().map(|&t| i64::from(t)).collect(), &device);
+            let (logits, weights) = head.step(tokens, position, &mut cache);
+            let step = to_host(logits, weights);
+            let mut parents = Vec::with_capacity(batch * beam_size);
+            for (b, image_beams) in beams.iter_mut().enumerate() {
+                // (score, parent beam, token), in the reference's order.
+                let mut candidates = Vec::with_capacity(beam_size * per_node_beam_size);
+                for (k, hypothesis) in image_beams.iter().enumerate() {
+                    let row = b * beam_size + k;
+                    let previous = last[row];
+                    let log_probs = if previous == self.eos_id {
+                        // A finished beam can only go on with [EOS], at no cost.
+                        let mut forced = vec![f32::NEG_INFINITY; step.logits[row].len()];
+                        forced[self.eos_id as usize] = 0.0;
+                        forced
+                    } else {
+                        let mut logits = step.logits[row].clone();
+                        logits[previous as usize] = REPEAT_BAN_LOGIT;
+                        log_softmax(&logits)
+                    };
+                    for token in top_k(&log_probs, per_node_beam_size) {
+                        candidates.push((hypothesis.score + log_probs[token], k, token as u32));
+                    }
+                }
+                let scores: Vec<f32> = candidates.iter().map(|c| c.0).collect();
+                let next: Vec<Hypothesis> = top_k(&scores, beam_size)
+                    .into_iter()
+                    .map(|i| {
+                        let (score, k, token) = candidates[i];
+                        parents.push((b * beam_size + k) as i64);
+                        let mut hypothesis = image_beams[k].clone();
+                        hypothesis.tokens.push(token);
+                        hypothesis
+                            .attention
+                            .push(step.attention[b * beam_size + k].clone());
+                        hypothesis.score = score;
+                        hypothesis
+                    })
+                    .collect();
+                *image_beams = next;
+            }
+            cache = cache.select(int_rows::<B>(parents, &device));
+        }
+        beams
+            .into_iter()
+            .map(|image_beams| {
+                image_beams
+                    .into_iter()
+                    .next()
+                    .expect("beam_size ≥ 1")
+                    .finish(self.eos_id)
+            })
+            .collect()
+    }
+}
+
+/// Samples from the nucleus: tokens by falling probability, each kept while
+/// the mass before it is at most `top_p` (so the first is always kept).
+fn nucleus(logits: &[f32], top_p: f64, rng: &mut impl Rng) -> usize {
+    let log_probs = log_softmax(logits);
+    let order = top_k(&log_probs, log_probs.len());
+    let mut kept = Vec::new();
+    let mut mass = 0.0f64;
+    for &token in &order {
+        if mass > top_p {
+            break;
+        }
+        let p = f64::from(log_probs[token].exp());
+        kept.push((token, p));
+        mass += p;
+    }
+    let mut draw = rng.random::<f64>() * kept.iter().map(|(_, p)| p).sum::<f64>();
+    for &(token, p) in &kept {
+        if draw < p {
+            return token;
+        }
+        draw -= p;
+    }
+    kept.last().expect("the nucleus is never empty").0
+}

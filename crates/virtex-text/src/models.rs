@@ -1,0 +1,351 @@
+//! The five pretraining models: a visual backbone, a textual head and the
+//! task's loss (`virtex/models/*.py`, `virtex/factories.py::PretrainingModelFactory`).
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
+use virtex_data::loader::PretrainingBatch;
+use virtex_data::tasks::TaskTargets;
+use virtex_vision::{ResNet, ResNetArch, ResNetConfig};
+
+use crate::config::TextualHeadName;
+use crate::decoder::TransformerDecoder;
+use crate::head::{LinearTextualHead, TransformerTextualHead};
+use crate::losses::{cross_entropy_ignoring_padding, label_set_loss};
+
+/// The pretraining task, the reference's `MODEL.NAME`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PretrainingTask {
+    /// Forward and backward captioning, the VirTex model (`virtex` or `bicaptioning`).
+    #[serde(alias = "virtex")]
+    Bicaptioning,
+    /// Forward captioning only.
+    Captioning,
+    /// Predict the caption's bag of words from the pooled features.
+    TokenClassification,
+    /// Predict the image's COCO instance categories.
+    MultilabelClassification,
+    /// Masked language modelling conditioned on the image.
+    MaskedLm,
+}
+
+impl PretrainingTask {
+    /// Whether the task decodes captions with a Transformer head.
+    pub fn needs_transformer(self) -> bool {
+        !matches!(
+            self,
+            Self::TokenClassification | Self::MultilabelClassification
+        )
+    }
+}
+
+impl FromStr for PretrainingTask {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        serde_json::from_value(serde_json::Value::String(name.to_string())).map_err(|_| {
+            format!(
+                "unknown pretraining task {name:?} (expected virtex, bicaptioning, captioning, \
+                 token_classification, multilabel_classification or masked_lm)"
+            )
+        })
+    }
+}
+
+impl fmt::Display for PretrainingTask {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = serde_json::to_value(self).expect("unit variants serialise");
+        f.write_str(name.as_str().expect("unit variants are strings"))
+    }
+}
+
+/// A textual head of either kind.
+// One per model, so the variants' size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Module, Debug)]
+pub enum TextualHead<B: Backend> {
+    /// Transformer decoder head (captioning tasks and masked LM).
+    Transformer(TransformerTextualHead<B>),
+    /// Pooled linear head (token and multilabel classification).
+    Linear(LinearTextualHead<B>),
+}
+
+/// The backward direction of bicaptioning: only its Transformer layers are
+/// its own; the projection, embedding and output are the forward head's.
+#[derive(Module, Debug)]
+pub struct BackwardTextualHead<B: Backend> {
+    /// The backward decoder (starts as a copy of the forward one).
+    pub transformer: TransformerDecoder<B>,
+}
+
+/// Gives every parameter a new id, so a copied module trains on its own
+/// (a plain `clone` shares ids, which the optimiser would treat as one).
+struct NewParamIds;
+
+impl<B: Backend> ModuleMapper<B> for NewParamIds {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        let (_, tensor, mapper) = param.consume();
+        Param::from_mapped_value(ParamId::new(), tensor, mapper)
+    }
+}
+
+/// What a model is built from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PretrainingModelConfig {
+    /// The task.
+    pub task: PretrainingTask,
+    /// The visual backbone.
+    pub visual: ResNetArch,
+    /// The textual head.
+    pub textual: TextualHeadName,
+    /// Outputs: the vocabulary size, or categories + 1 for multilabel.
+    pub vocab_size: usize,
+    /// Dropout in the textual head (0.1).
+    pub dropout: f64,
+}
+
+/// A config whose task and head do not go together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("MODEL.NAME {task} needs {needs}, but MODEL.TEXTUAL.NAME is {textual}")]
+pub struct ModelConfigError {
+    /// The task.
+    pub task: PretrainingTask,
+    /// The head given.
+    pub textual: TextualHeadName,
+    /// What the task needs.
+    pub needs: &'static str,
+}
+
+impl PretrainingModelConfig {
+    /// Builds the model, initialised as the reference.
+    pub fn init<B: Backend>(
+        &self,
+        device: &B::Device,
+    ) -> Result<PretrainingModel<B>, ModelConfigError> {
+        let visual = ResNetConfig::virtex(self.visual).init(device);
+        let channels = visual.out_channels();
+        let (textual, backward_textual) = match (self.textual, self.task.needs_transformer()) {
+            (TextualHeadName::Transformer { norm, size }, true) => {
+                let head = TransformerTextualHead::new(
+                    channels,
+                    self.vocab_size,
+                    &size,
+                    norm,
+                    self.dropout,
+                    device,
+                );
+                let backward =
+                    (self.task == PretrainingTask::Bicaptioning).then(|| BackwardTextualHead {
+                        transformer: head.transformer.clone().map(&mut NewParamIds),
+                    });
+                (TextualHead::Transformer(head), backward)
+            }
+            (TextualHeadName::Linear, false) => (
+                TextualHead::Linear(LinearTextualHead::new(channels, self.vocab_size, device)),
+                None,
+            ),
+            (textual, needs_transformer) => {
+                return Err(ModelConfigError {
+                    task: self.task,
+                    textual,
+                    needs: if needs_transformer {
+                        "a transdec_* head"
+                    } else {
+                        "the linear head `none`"
+                    },
+                });
+            }
+        };
+        Ok(PretrainingModel {
+            visual,
+            textual,
+            backward_textual,
+            task: self.task,
+        })
+    }
+}
+
+/// A visual backbone, a textual head (and for bicaptioning, a backward
+/// decoder) and the task's loss.
+#[derive(Module, Debug)]
+pub struct PretrainingModel<B: Backend> {
+    /// The ResNet (`visual.cnn` in the reference's checkpoints).
+    pub visual: ResNet<B>,
+    /// The (forward) textual head.
+    pub textual: TextualHead<B>,
+    /// Bicaptioning's backward decoder.
+    pub backward_textual: Option<BackwardTextualHead<B>>,
+    /// The task.
+    #[module(skip)]
+    pub task: PretrainingTask,
+}
+
+/// One batch on the model's device.
+#[derive(Clone, Debug)]
+pub struct PretrainingInput<B: Backend> {
+    /// Images `[batch, 3, S, S]`.
+    pub images: Tensor<B, 4>,
+    /// `[SOS] … [EOS]` tokens, `[batch, T]`, padded with 0.
+    pub forward: Tensor<B, 2, Int>,
+    /// The reversed tokens, `[batch, T]`.
+    pub backward: Tensor<B, 2, Int>,
+    /// Caption lengths.
+    pub lengths: Vec<usize>,
+    /// Label ids `[batch, W]` (token or multilabel classification).
+    pub labels: Option<Tensor<B, 2, Int>>,
+    /// Masked-LM inputs and labels, `[batch, T]` each.
+    pub masked: Option<(Tensor<B, 2, Int>, Tensor<B, 2, Int>)>,
+}
+
+fn int_tensor<B: Backend>(values: &[u32], rows: usize, device: &B::Device) -> Tensor<B, 2, Int> {
+    let values: Vec<i64> = values.iter().map(|&v| i64::from(v)).collect();
+    let width = values.len() / rows.max(1);
+    Tensor::from_data(TensorData::new(values, [rows, width]), device)
+}
+
+impl<B: Backend> PretrainingInput<B> {
+    /// Moves a loader batch onto `device`.
+    pub fn from_batch(batch: &PretrainingBatch, device: &B::Device) -> Self {
+        let rows = batch.len();
+        let images = Tensor::from_data(
+            TensorData::new(batch.images.clone(), [rows, 3, batch.size, batch.size]),
+            device,
+        );
+        let (labels, masked) = match &batch.targets {
+            TaskTargets::Captioning => (None, None),
+            TaskTargets::Labels { labels, .. } => (Some(int_tensor(labels, rows, device)), None),
+            TaskTargets::MaskedLm { tokens, labels } => (
+                None,
+                Some((
+                    int_tensor(tokens, rows, device),
+                    int_tensor(labels, rows, device),
+                )),
+            ),
+        };
+        Self {
+            images,
+            forward: int_tensor(&batch.forward, rows, device),
+            backward: int_tensor(&batch.backward, rows, device),
+            lengths: batch.lengths.clone(),
+            labels,
+            masked,
+        }
+    }
+}
+
+/// A loss and its named parts (`captioning_forward`, `captioning_backward`,
+/// `token_classification`, `multilabel_classification`, `masked_lm`).
+#[derive(Clone, Debug)]
+pub struct PretrainingOutput<B: Backend> {
+    /// The total, what the optimiser minimises.
+    pub loss: Tensor<B, 1>,
+    /// Each term of the total.
+    pub components: Vec<(&'static str, Tensor<B, 1>)>,
+}
+
+/// Predicting `tokens[:, 1:]` from `logits[:, :-1]`.
+fn next_token_loss<B: Backend>(logits: Tensor<B, 3>, tokens: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+    let [batch, length, vocab] = logits.dims();
+    cross_entropy_ignoring_padding(
+        logits.slice([0..batch, 0..length - 1, 0..vocab]),
+        tokens.slice([0..batch, 1..length]),
+    )
+}
+
+impl<B: Backend> PretrainingModel<B> {
+    /// The forward Transformer head, if the model has one.
+    pub fn transformer_head(&self) -> Option<&TransformerTextualHead<B>> {
+        match &self.textual {
+            TextualHead::Transformer(head) => Some(head),
+            TextualHead::Linear(_) => None,
+        }
+    }
+
+    /// The task's loss on `input`, from images through the backbone.
+    pub fn forward(&self, input: &PretrainingInput<B>) -> PretrainingOutput<B> {
+        let features = self.visual.forward(input.images.clone());
+        self.forward_features(features, input)
+    }
+
+    /// The task's loss given the backbone's layer4 features `[batch, C, h, w]`.
+    ///
+    /// # Panics
+    /// If `input` lacks the task's targets (labels for the classification
+    /// tasks, masked tokens for masked LM): a loader set up for another task.
+    pub fn forward_features(
+        &self,
+        features: Tensor<B, 4>,
+        input: &PretrainingInput<B>,
+    ) -> PretrainingOutput<B> {
+        let components = match (&self.textual, self.task) {
+            (TextualHead::Transformer(head), task) => {
+                let memory = head.memory(features);
+                match task {
+                    PretrainingTask::MaskedLm => {
+                        let (tokens, labels) = input
+                            .masked
+                            .clone()
+                            .expect("masked_lm needs a loader with the MaskedLm task view");
+                        let logits = head.decode_with(
+                            &head.transformer,
+                            memory,
+                            tokens,
+                            &input.lengths,
+                            false,
+                        );
+                        vec![("masked_lm", cross_entropy_ignoring_padding(logits, labels))]
+                    }
+                    _ => {
+                        let logits = head.decode_with(
+                            &head.transformer,
+                            memory.clone(),
+                            input.forward.clone(),
+                            &input.lengths,
+                            true,
+                        );
+                        let mut terms = vec![(
+                            "captioning_forward",
+                            next_token_loss(logits, input.forward.clone()),
+                        )];
+                        if let Some(backward) = &self.backward_textual {
+                            let logits = head.decode_with(
+                                &backward.transformer,
+                                memory,
+                                input.backward.clone(),
+                                &input.lengths,
+                                true,
+                            );
+                            terms.push((
+                                "captioning_backward",
+                                next_token_loss(logits, input.backward.clone()),
+                            ));
+                        }
+                        terms
+                    }
+                }
+            }
+            (TextualHead::Linear(head), task) => {
+                let labels = input
+                    .labels
+                    .clone()
+                    .expect("classification tasks need a loader with a label task view");
+                let name = match task {
+                    PretrainingTask::MultilabelClassification => "multilabel_classification",
+                    _ => "token_classification",
+                };
+                vec![(name, label_set_loss(head.forward(features), labels))]
+            }
+        };
+        let loss = components
+            .iter()
+            .map(|(_, term)| term.clone())
+            .reduce(|a, b| a + b)
+            .expect("every task has a loss term");
+        PretrainingOutput { loss, components }
+    }
+}
