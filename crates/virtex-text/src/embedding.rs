@@ -3,7 +3,7 @@
 use burn::module::{Initializer, Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, LayerNorm, LayerNormConfig};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor};
+use burn::tensor::{Distribution, Int, Tensor};
 
 /// The reference's embedding LayerNorm epsilon (the Transformer's is 1e-5).
 const EMBEDDING_LAYER_NORM_EPS: f64 = 1e-8;
@@ -46,11 +46,16 @@ impl<B: Backend> WordAndPositionalEmbedding<B> {
         dropout: f64,
         device: &B::Device,
     ) -> Self {
-        let mut words = embedding_table(vocab_size, hidden, device);
-        let table = words.weight.val();
-        words.weight = Param::from_tensor(
-            table.slice_assign([0..1, 0..hidden], Tensor::zeros([1, hidden], device)),
-        );
+        let table = Tensor::<B, 2>::random(
+            [vocab_size, hidden],
+            Distribution::Normal(0.0, 0.02),
+            device,
+        )
+        .slice_assign([0..1, 0..hidden], Tensor::zeros([1, hidden], device));
+        // Detached so the parameter is a leaf of any autodiff graph.
+        let words = Embedding {
+            weight: Param::from_tensor(table.detach()),
+        };
         Self {
             words,
             positions: embedding_table(max_length, hidden, device),

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -83,8 +83,25 @@ pub struct BackwardTextualHead<B: Backend> {
     pub transformer: TransformerDecoder<B>,
 }
 
-/// Gives every parameter a new id, so a copied module trains on its own
-/// (a plain `clone` shares ids, which the optimiser would treat as one).
+/// A copy of `module` with the same values under new parameter ids, so it
+/// trains on its own (`copy.deepcopy` in the reference). A plain `clone`
+/// shares ids, which the optimiser would treat as one parameter, and clones
+/// lazily initialised parameters without their values.
+fn independent_copy<B: Backend, M: Module<B>>(module: &M) -> M {
+    module.visit(&mut Materialise);
+    module.clone().map(&mut NewParamIds)
+}
+
+/// Runs every lazy parameter's initialiser.
+struct Materialise;
+
+impl<B: Backend> ModuleVisitor<B> for Materialise {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        let _ = param.val();
+    }
+}
+
+/// Gives every parameter a new id.
 struct NewParamIds;
 
 impl<B: Backend> ModuleMapper<B> for NewParamIds {
@@ -141,7 +158,7 @@ impl PretrainingModelConfig {
                 );
                 let backward =
                     (self.task == PretrainingTask::Bicaptioning).then(|| BackwardTextualHead {
-                        transformer: head.transformer.clone().map(&mut NewParamIds),
+                        transformer: independent_copy(&head.transformer),
                     });
                 (TextualHead::Transformer(head), backward)
             }
