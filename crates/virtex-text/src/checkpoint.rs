@@ -20,7 +20,9 @@ use burn::tensor::TensorData;
 use burn::tensor::backend::Backend;
 use burn_store::pytorch::PytorchReader;
 use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
-use virtex_vision::pytorch::{burn_to_torchvision, torchvision_to_burn};
+use virtex_vision::pytorch::torchvision_to_burn;
+
+use crate::names::{IN_PROJ_ROWS, official_name, textual_path};
 use virtex_vision::{VisionError, check_applied};
 
 #[cfg(doc)]
@@ -57,51 +59,6 @@ pub enum CheckpointParts {
     /// elsewhere (e.g. a torchvision file) and `visual.cnn.*` keys are ignored.
     TextualOnly,
 }
-
-/// The official key of a burn parameter path (for error messages).
-fn official_key(path: &str) -> String {
-    if let Some(visual) = path.strip_prefix("visual.") {
-        return format!("visual.cnn.{}", burn_to_torchvision(visual));
-    }
-    let (module, leaf) = path.rsplit_once('.').unwrap_or(("", path));
-    for (projection, _) in IN_PROJ_ROWS {
-        if let Some(attention) = module.strip_suffix(&format!(".{projection}")) {
-            let leaf = if leaf == "weight" {
-                "in_proj_weight"
-            } else {
-                "in_proj_bias"
-            };
-            return format!("{attention}.{leaf}");
-        }
-    }
-    let leaf = match leaf {
-        "gamma" if is_layer_norm(module) => "weight",
-        "beta" if is_layer_norm(module) => "bias",
-        leaf => leaf,
-    };
-    format!("{module}.{leaf}")
-}
-
-/// `norm1`–`norm3`, `layer_norm`, a pre-norm decoder's final `norm`.
-fn is_layer_norm(module: &str) -> bool {
-    module
-        .rsplit('.')
-        .next()
-        .is_some_and(|m| m.contains("norm"))
-}
-
-/// The burn path of an official textual key that keeps its module: only
-/// LayerNorm parameters are renamed (`weight`/`bias` → `gamma`/`beta`).
-fn textual_path(key: &str) -> String {
-    match key.rsplit_once('.') {
-        Some((module, "weight")) if is_layer_norm(module) => format!("{module}.gamma"),
-        Some((module, "bias")) if is_layer_norm(module) => format!("{module}.beta"),
-        _ => key.to_string(),
-    }
-}
-
-/// The rows of `in_proj_*` each projection takes, in order.
-const IN_PROJ_ROWS: [(&str, usize); 3] = [("query", 0), ("key", 1), ("value", 2)];
 
 fn snapshot_at(snapshot: TensorSnapshot, path: &str) -> TensorSnapshot {
     let mut snapshot = snapshot;
@@ -223,6 +180,6 @@ pub fn load_virtex_checkpoint<B: Backend, M: Module<B>>(
     if parts == CheckpointParts::TextualOnly {
         result.missing.retain(|(p, _)| !p.starts_with("visual."));
     }
-    check_applied(&result, path, false, official_key)?;
+    check_applied(&result, path, false, official_name)?;
     Ok(model)
 }

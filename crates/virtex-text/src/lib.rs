@@ -19,6 +19,8 @@ pub mod embedding;
 pub mod head;
 pub mod losses;
 pub mod models;
+#[cfg(feature = "pytorch")]
+pub mod names;
 
 pub use config::{NormPosition, TextualHeadName, TransformerSize};
 pub use head::{LinearTextualHead, TransformerTextualHead};

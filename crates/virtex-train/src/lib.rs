@@ -16,4 +16,6 @@
 //! assert_eq!(device.to_string(), "cuda:1");
 //! ```
 
+pub mod config;
 pub mod device;
+pub mod optim;

@@ -1,0 +1,140 @@
+//! The reference's YAML configs load; overrides and bad keys are handled.
+
+use std::path::{Path, PathBuf};
+
+use virtex_text::{PretrainingTask, TextualHeadName};
+use virtex_train::config::{Config, ConfigError, LrDecayName};
+use virtex_vision::ResNetArch;
+
+fn configs() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/configs")
+}
+
+fn yaml_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            yaml_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_shipped_config_loads() {
+    let mut files = Vec::new();
+    yaml_files(&configs(), &mut files);
+    assert!(files.len() >= 17, "{files:?}");
+    for file in files {
+        Config::load(Some(&file), &[]).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    }
+}
+
+#[test]
+fn the_base_config_equals_the_reference_defaults() {
+    let base = Config::load(
+        Some(&configs().join("_base_bicaptioning_R_50_L1_H1024.yaml")),
+        &[],
+    )
+    .unwrap();
+    let defaults = Config::load(
+        None,
+        &["MODEL.TEXTUAL.NAME=transdec_postnorm::L1_H1024_A16_F4096".into()],
+    )
+    .unwrap();
+    assert_eq!(base, defaults);
+    assert_eq!(base.optim.lr_decay_name, LrDecayName::Cosine);
+    assert_eq!(
+        (base.optim.cnn_lr, base.optim.lr, base.optim.batch_size),
+        (0.2, 0.001, 256)
+    );
+}
+
+#[test]
+fn ablations_inherit_from_their_base() {
+    let best = Config::load(
+        Some(&configs().join("task_ablations/bicaptioning_R_50_L1_H2048.yaml")),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(best.model.name, PretrainingTask::Bicaptioning);
+    assert_eq!(
+        best.model.textual.name.to_string(),
+        "transdec_postnorm::L1_H2048_A32_F8192"
+    );
+    assert_eq!(best.optim.num_iterations, 500_000, "inherited");
+    let wide = Config::load(
+        Some(&configs().join("backbone_ablations/bicaptioning_R_50W2X_L1_H1024.yaml")),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(wide.model.visual.name, ResNetArch::WideResnet50_2);
+    let tokens = Config::load(
+        Some(&configs().join("task_ablations/token_classification_R_50.yaml")),
+        &[],
+    )
+    .unwrap();
+    assert_eq!(tokens.model.textual.name, TextualHeadName::Linear);
+}
+
+#[test]
+fn overrides_set_any_key() {
+    let config = Config::load(
+        Some(&configs().join("_base_bicaptioning_R_50_L1_H1024.yaml")),
+        &[
+            "OPTIM.LR=0.002".into(),
+            "OPTIM.LOOKAHEAD.USE=false".into(),
+            "DATA.ROOT=/data/coco".into(),
+            "TRAIN.CHECKPOINT_EVERY=50".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(config.optim.lr, 0.002);
+    assert!(!config.optim.lookahead.enabled);
+    assert_eq!(config.data.root, Path::new("/data/coco"));
+    assert_eq!(config.train.checkpoint_every, 50);
+}
+
+#[test]
+fn bad_keys_and_values_are_named() {
+    let base = configs().join("_base_bicaptioning_R_50_L1_H1024.yaml");
+    for (set, key, needle) in [
+        (
+            "OPTIM.LEARNING_RATE=0.1",
+            "OPTIM.LEARNING_RATE",
+            "unknown field",
+        ),
+        ("OPTIM.LR=fast", "OPTIM.LR", "invalid type"),
+        ("MODEL.VISUAL.NAME=resnet9", "MODEL.VISUAL.NAME", "resnet9"),
+        (
+            "MODEL.TEXTUAL.NAME=transdec_postnorm::L1_H100_A3_F400",
+            "MODEL.TEXTUAL.NAME",
+            "multiple",
+        ),
+        ("MODEL.NAME=contrastive", "MODEL.NAME", "contrastive"),
+        ("OPTIM.WARMUP_STEPS=600000", "OPTIM.WARMUP_STEPS", "below"),
+        (
+            "MODEL.VISUAL.NAME=resnet18",
+            "MODEL.VISUAL.FEATURE_SIZE",
+            "512",
+        ),
+        ("OPTIM.NO_DECAY=(unclosed", "OPTIM.NO_DECAY", "unclosed"),
+    ] {
+        match Config::load(Some(&base), &[set.into()]) {
+            Err(ConfigError::Key {
+                key: got, message, ..
+            }) => {
+                assert_eq!(got, key, "{set}: {message}");
+                assert!(message.contains(needle), "{set}: {message}");
+            }
+            other => panic!("{set}: expected a key error, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        Config::load(None, &["OPTIM.LR".into()]),
+        Err(ConfigError::Override(_))
+    ));
+    let missing = Config::load(Some(Path::new("no/such.yaml")), &[]).unwrap_err();
+    assert!(missing.to_string().contains("no/such.yaml"), "{missing}");
+}
