@@ -185,7 +185,7 @@ impl<B: AutodiffBackend> VirtexOptimizer<B> {
         };
         self.steps += 1;
         let lookahead = &self.config.lookahead;
-        let sync = lookahead.enabled && self.steps % lookahead.steps == 0;
+        let sync = lookahead.enabled && self.steps.is_multiple_of(lookahead.steps);
         let model = model.map(&mut Update {
             optimizer: self,
             grads,
