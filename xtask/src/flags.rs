@@ -19,8 +19,8 @@ pub struct Xtask {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Pretrain a visual backbone from captions (bicaptioning and the other
-    /// four tasks). Planned: issue #5.
-    Pretrain(Planned),
+    /// four tasks), by default on the bundled emoji dataset on the CPU.
+    Pretrain(Pretrain),
     /// Evaluate a backbone: VOC07 SVMs, linear probes, captioning metrics,
     /// feature extraction. Planned: issue #6.
     Evaluate(Planned),
@@ -40,6 +40,26 @@ pub struct Planned {
     /// Arguments of the planned command.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+}
+
+/// `cargo xtask pretrain`.
+#[derive(Debug, clap::Args)]
+pub struct Pretrain {
+    /// A config in the reference's YAML format (`_BASE_` inheritance works).
+    #[arg(long, default_value = "data/configs/emoji_bicaptioning.yaml")]
+    pub config: PathBuf,
+    /// Override a config key, e.g. `--set OPTIM.LR=0.002` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Where checkpoints, metrics.jsonl and plots go [default: runs/<config name>].
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Continue from the newest checkpoint in the output directory.
+    #[arg(long)]
+    pub resume: bool,
 }
 
 /// `cargo xtask build-vocab`.

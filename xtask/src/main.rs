@@ -6,6 +6,7 @@ mod build_vocab;
 mod export_backbone;
 mod flags;
 mod prepare_data;
+mod pretrain;
 
 use std::path::Path;
 
@@ -15,7 +16,7 @@ use flags::{Command, Xtask};
 
 fn main() -> anyhow::Result<()> {
     match Xtask::parse().command {
-        Command::Pretrain(_) => bail!("`cargo xtask pretrain` is not built yet (issue #5)"),
+        Command::Pretrain(cmd) => cmd.run(),
         Command::Evaluate(_) => bail!("`cargo xtask evaluate` is not built yet (issue #6)"),
         Command::BuildVocab(cmd) => cmd.run(),
         Command::PrepareData(cmd) => cmd.run(),
@@ -26,8 +27,6 @@ fn main() -> anyhow::Result<()> {
 
 /// Writes `bytes` beside `path` and renames, so a crash never leaves half a file.
 fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp-write");
-    std::fs::write(&tmp, bytes)
-        .and_then(|()| std::fs::rename(&tmp, path))
+    virtex_vision::atomic::write_bytes(path, bytes)
         .with_context(|| format!("writing {}", path.display()))
 }

@@ -325,11 +325,21 @@ impl PretrainingLoader {
         epoch: u64,
         prefetch: usize,
     ) -> Receiver<Result<PretrainingBatch, LoaderError>> {
+        self.epoch_from(epoch, 0, prefetch)
+    }
+
+    /// [`Self::epoch`] starting at batch `first` (resuming mid-epoch).
+    pub fn epoch_from(
+        &self,
+        epoch: u64,
+        first: usize,
+        prefetch: usize,
+    ) -> Receiver<Result<PretrainingBatch, LoaderError>> {
         let (sender, receiver) = sync_channel(prefetch.max(1));
         let loader = self.clone();
         std::thread::spawn(move || {
             let order = loader.order(epoch);
-            for batch in 0..loader.batches_per_epoch() {
+            for batch in first..loader.batches_per_epoch() {
                 let result = loader.batch_in_order(&order, epoch, batch);
                 let failed = result.is_err();
                 if sender.send(result).is_err() || failed {

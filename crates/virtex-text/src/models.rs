@@ -178,12 +178,16 @@ impl PretrainingModelConfig {
                 });
             }
         };
-        Ok(PretrainingModel {
+        let model = PretrainingModel {
             visual,
             textual,
             backward_textual,
             task: self.task,
-        })
+        };
+        // Run every lazy initialiser now, so the draws happen here and not
+        // at first use (where a training loop may have reseeded the backend).
+        model.visit(&mut Materialise);
+        Ok(model)
     }
 }
 

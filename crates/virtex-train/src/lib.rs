@@ -16,6 +16,10 @@
 //! assert_eq!(device.to_string(), "cuda:1");
 //! ```
 
+pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod metrics;
 pub mod optim;
+pub mod progress;
+pub mod trainer;

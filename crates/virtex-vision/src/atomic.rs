@@ -1,4 +1,5 @@
-//! Writing a file so that a crash never leaves it half-written.
+//! Writing a file so that a crash never leaves it half-written (weights here,
+//! checkpoints and metrics in the crates above).
 
 use std::fs::File;
 use std::io;
@@ -7,10 +8,7 @@ use std::path::Path;
 /// Runs `write` on a temporary file beside `path`, syncs it, and renames it
 /// over `path`; on any failure the temporary file is removed and `path` is
 /// left as it was.
-pub(crate) fn write_file(
-    path: &Path,
-    write: impl FnOnce(File) -> io::Result<File>,
-) -> io::Result<()> {
+pub fn write_file(path: &Path, write: impl FnOnce(File) -> io::Result<File>) -> io::Result<()> {
     let tmp = path.with_extension("tmp-write");
     let result = File::create(&tmp)
         .and_then(write)
@@ -20,4 +18,12 @@ pub(crate) fn write_file(
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// [`write_file`] with the whole content at hand.
+pub fn write_bytes(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    write_file(path, |mut file| {
+        io::Write::write_all(&mut file, bytes)?;
+        Ok(file)
+    })
 }

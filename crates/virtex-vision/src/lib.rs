@@ -27,7 +27,7 @@
 //! assert_eq!(resnet.forward_pooled(images).dims(), [2, 512]);
 //! ```
 
-mod atomic;
+pub mod atomic;
 mod error;
 #[cfg(feature = "pytorch")]
 pub mod pytorch;

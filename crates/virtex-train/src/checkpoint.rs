@@ -1,0 +1,261 @@
+//! Training checkpoints: `checkpoint_{iteration}.safetensors` holding the
+//! model (parameters and BatchNorm statistics), the optimiser's momentum or
+//! Adam moments, Lookahead's slow weights, and in its metadata the iteration
+//! and the config. Written atomically (temporary file, then rename), so a
+//! kill at any moment leaves the previous checkpoint intact.
+//!
+//! The reference saves `torch.save({"model", "optimizer", "scheduler", …})`
+//! without the Lookahead slow weights; these hold them, so a resumed run
+//! continues exactly.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::{AutodiffModule, ParamId};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use burn_store::{ModuleSnapshot, TensorSnapshot};
+use safetensors::SafeTensors;
+use safetensors::tensor::{Dtype, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::optim::{ParamState, VirtexOptimizer};
+
+/// The metadata key holding [`CheckpointMeta`] as JSON.
+const META_KEY: &str = "virtex.checkpoint";
+const MODEL: &str = "model.";
+const FIRST: &str = "optimizer.first.";
+const SECOND: &str = "optimizer.second.";
+const SLOW: &str = "lookahead.slow.";
+
+/// A checkpoint that cannot be written or read.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// Filesystem failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Not a virtex-rs checkpoint, or damaged.
+    #[error("{path}: not a readable virtex-rs checkpoint: {message}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// What a checkpoint records besides tensors.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Iterations completed.
+    pub iteration: u64,
+    /// Optimiser steps taken (equal to `iteration` in a normal run).
+    pub optimizer_steps: u64,
+    /// The run's configuration.
+    pub config: Config,
+}
+
+/// The file of the checkpoint after `iteration` in `dir`.
+pub fn checkpoint_path(dir: &Path, iteration: u64) -> PathBuf {
+    dir.join(format!("checkpoint_{iteration}.safetensors"))
+}
+
+/// Checkpoints in `dir` by iteration, oldest first.
+pub fn list_checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut found: Vec<(u64, PathBuf)> = entries
+        .filter_map(|e| {
+            let path = e.ok()?.path();
+            let name = path.file_name()?.to_str()?;
+            let iteration = name
+                .strip_prefix("checkpoint_")?
+                .strip_suffix(".safetensors")?
+                .parse()
+                .ok()?;
+            Some((iteration, path))
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Deletes all but the newest `keep` checkpoints (0 keeps all).
+pub fn prune_checkpoints(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
+    let found = list_checkpoints(dir);
+    if keep == 0 || found.len() <= keep {
+        return Ok(());
+    }
+    for (_, path) in &found[..found.len() - keep] {
+        std::fs::remove_file(path).map_err(|source| CheckpointError::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn f32_bytes(data: TensorData) -> (Vec<usize>, Vec<u8>) {
+    let data = data.convert::<f32>();
+    let shape = data.shape.to_vec();
+    let bytes = data
+        .to_vec::<f32>()
+        .expect("converted to f32")
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    (shape, bytes)
+}
+
+/// Saves `model` and `optimizer` after `meta.iteration` to `path`, atomically.
+pub fn save_checkpoint<B: AutodiffBackend, M: AutodiffModule<B>>(
+    path: &Path,
+    model: &M,
+    optimizer: &VirtexOptimizer<B>,
+    meta: &CheckpointMeta,
+) -> Result<(), CheckpointError> {
+    let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    for snapshot in model.collect(None, None, true) {
+        let data = snapshot.to_data().map_err(|e| CheckpointError::Format {
+            path: path.to_path_buf(),
+            message: format!("{}: {e:?}", snapshot.full_path()),
+        })?;
+        let (shape, bytes) = f32_bytes(data);
+        tensors.push((format!("{MODEL}{}", snapshot.full_path()), shape, bytes));
+    }
+    for (id, state) in &optimizer.state {
+        let info = &optimizer.table().by_id[id];
+        for (prefix, tensor) in [
+            (FIRST, &state.first),
+            (SECOND, &state.second),
+            (SLOW, &state.slow),
+        ] {
+            if let Some(tensor) = tensor {
+                let (shape, bytes) = f32_bytes(tensor.to_data());
+                tensors.push((format!("{prefix}{}", info.path), shape, bytes));
+            }
+        }
+    }
+    let views: Vec<(String, TensorView<'_>)> = tensors
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view =
+                TensorView::new(Dtype::F32, shape.clone(), bytes).expect("shape matches bytes");
+            (name.clone(), view)
+        })
+        .collect();
+    let metadata = HashMap::from([(
+        META_KEY.to_string(),
+        serde_json::to_string(meta).expect("config serialises"),
+    )]);
+    let bytes =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| CheckpointError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+    virtex_vision::atomic::write_bytes(path, &bytes).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Reads a checkpoint's metadata without its tensors.
+pub fn read_meta(path: &Path) -> Result<CheckpointMeta, CheckpointError> {
+    let bytes = read(path)?;
+    meta_of(path, &bytes)
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn meta_of(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta, CheckpointError> {
+    let format = |message: String| CheckpointError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format(e.to_string()))?;
+    let json = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(META_KEY))
+        .ok_or_else(|| format(format!("no '{META_KEY}' metadata")))?;
+    serde_json::from_str(json).map_err(|e| format(e.to_string()))
+}
+
+/// Loads a checkpoint into `model` (built from the same config) and
+/// `optimizer` (made for that model); returns the model and the metadata.
+pub fn load_checkpoint<B: AutodiffBackend, M: AutodiffModule<B>>(
+    path: &Path,
+    mut model: M,
+    optimizer: &mut VirtexOptimizer<B>,
+    device: &B::Device,
+) -> Result<(M, CheckpointMeta), CheckpointError> {
+    let bytes = read(path)?;
+    let meta = meta_of(path, &bytes)?;
+    let format = |message: String| CheckpointError::Format {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
+    let as_data = |view: &TensorView<'_>| -> TensorData {
+        let values: Vec<f32> = view
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        TensorData::new(values, view.shape().to_vec())
+    };
+    let ids: HashMap<String, ParamId> = optimizer
+        .table()
+        .ids_by_path()
+        .into_iter()
+        .map(|(p, id)| (p.to_string(), id))
+        .collect();
+    let mut snapshots = Vec::new();
+    let mut state: HashMap<ParamId, ParamState<B::InnerBackend>> = HashMap::new();
+    for (name, view) in file.tensors() {
+        if let Some(model_path) = name.strip_prefix(MODEL) {
+            let mut snapshot = TensorSnapshot::from_data(
+                as_data(&view),
+                model_path.split('.').map(str::to_string).collect(),
+                Vec::new(),
+                ParamId::new(),
+            );
+            snapshot.container_stack = None;
+            snapshot.tensor_id = None;
+            snapshots.push(snapshot);
+            continue;
+        }
+        let (prefix, param) = [FIRST, SECOND, SLOW]
+            .into_iter()
+            .find_map(|prefix| name.strip_prefix(prefix).map(|rest| (prefix, rest)))
+            .ok_or_else(|| format(format!("unexpected tensor '{name}'")))?;
+        let id = *ids
+            .get(param)
+            .ok_or_else(|| format(format!("'{name}' names no parameter of this model")))?;
+        let tensor = Tensor::<B::InnerBackend, 1>::from_data(as_data(&view), device);
+        let entry = state.entry(id).or_default();
+        match prefix {
+            FIRST => entry.first = Some(tensor),
+            SECOND => entry.second = Some(tensor),
+            _ => entry.slow = Some(tensor),
+        }
+    }
+    let result = model.apply(snapshots, None, None, true);
+    virtex_vision::check_applied(&result, path, false, |p| format!("{MODEL}{p}"))
+        .map_err(|e| format(e.to_string()))?;
+    optimizer.state = state;
+    optimizer.steps = meta.optimizer_steps;
+    Ok((model, meta))
+}

@@ -1,0 +1,178 @@
+//! Metrics as JSON lines (`metrics.jsonl`, one object per iteration and per
+//! validation) and PNG plots of the loss and learning-rate curves.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use anyhow::Context;
+use plotters::prelude::*;
+use serde_json::Value;
+
+/// An append-only metrics file.
+pub struct MetricsLog {
+    path: PathBuf,
+    writer: BufWriter<File>,
+    records: Vec<Value>,
+}
+
+impl MetricsLog {
+    /// Opens `path`, keeping the records of iterations up to `keep_until`
+    /// (the resumed checkpoint's; 0 starts afresh) and dropping later ones,
+    /// which the resumed run will write again.
+    pub fn open(path: &Path, keep_until: u64) -> anyhow::Result<Self> {
+        let mut records = Vec::new();
+        if keep_until > 0 && path.exists() {
+            let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+            for (number, line) in BufReader::new(file).lines().enumerate() {
+                let line = line?;
+                let record: Value = serde_json::from_str(&line)
+                    .with_context(|| format!("{}:{}: not JSON", path.display(), number + 1))?;
+                if record["iteration"]
+                    .as_u64()
+                    .is_some_and(|i| i <= keep_until)
+                {
+                    records.push(record);
+                }
+            }
+        }
+        let mut text = String::new();
+        for record in &records {
+            text.push_str(&record.to_string());
+            text.push('\n');
+        }
+        virtex_vision::atomic::write_bytes(path, text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            writer: BufWriter::new(file),
+            records,
+        })
+    }
+
+    /// Appends one record (flushed, so a killed run keeps it).
+    pub fn write(&mut self, record: &Value) -> anyhow::Result<()> {
+        writeln!(self.writer, "{record}")
+            .and_then(|()| self.writer.flush())
+            .with_context(|| format!("writing {}", self.path.display()))?;
+        self.records.push(record.clone());
+        Ok(())
+    }
+
+    /// Series `key` over the records that have it, as (iteration, value).
+    fn series(&self, key: &str) -> Vec<(f64, f64)> {
+        self.records
+            .iter()
+            .filter_map(|r| Some((r["iteration"].as_f64()?, r[key].as_f64()?)))
+            .collect()
+    }
+
+    /// Writes `loss.png` (training and validation loss) and `lr.png` (both
+    /// learning rates) into `dir`. Without a TrueType font on the machine
+    /// the plots are skipped with a note; the numbers stay in the JSONL.
+    pub fn plot(&self, dir: &Path) -> anyhow::Result<()> {
+        if !font_registered() {
+            eprintln!(
+                "no TrueType font found (set VIRTEX_PLOT_FONT to a .ttf file); plots skipped, see {}",
+                self.path.display()
+            );
+            return Ok(());
+        }
+        line_chart(
+            &dir.join("loss.png"),
+            "loss",
+            &[
+                ("train", self.series("loss")),
+                ("validation", self.series("val_loss")),
+            ],
+        )?;
+        line_chart(
+            &dir.join("lr.png"),
+            "learning rate",
+            &[("LR", self.series("lr")), ("CNN_LR", self.series("cnn_lr"))],
+        )
+    }
+}
+
+/// Registers a sans-serif font from `VIRTEX_PLOT_FONT` or the usual system
+/// places, once.
+fn font_registered() -> bool {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    *REGISTERED.get_or_init(|| {
+        let candidates = std::env::var_os("VIRTEX_PLOT_FONT")
+            .map(PathBuf::from)
+            .into_iter()
+            .chain(
+                [
+                    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+                    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+                    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+                    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+                    "/System/Library/Fonts/Supplemental/Arial.ttf",
+                    "C:\\Windows\\Fonts\\arial.ttf",
+                ]
+                .map(PathBuf::from),
+            );
+        for path in candidates {
+            if let Ok(bytes) = std::fs::read(&path) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return true;
+                }
+            }
+        }
+        false
+    })
+}
+
+fn line_chart(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> anyhow::Result<()> {
+    let points = series.iter().flat_map(|(_, s)| s.iter());
+    let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
+    for &(x, y) in points {
+        x_max = x_max.max(x);
+        y_min = y_min.min(y);
+        y_max = y_max.max(y);
+    }
+    if !y_min.is_finite() {
+        return Ok(());
+    }
+    let pad = ((y_max - y_min) * 0.05).max(1e-9);
+    let tmp = path.with_extension("tmp.png");
+    {
+        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 24))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..x_max, (y_min - pad)..(y_max + pad))?;
+        chart
+            .configure_mesh()
+            .x_desc("iteration")
+            .y_desc(title)
+            .draw()?;
+        for (index, (name, points)) in series.iter().enumerate() {
+            let color = Palette99::pick(index).to_rgba();
+            chart
+                .draw_series(LineSeries::new(
+                    points.iter().copied(),
+                    color.stroke_width(2),
+                ))?
+                .label(*name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK)
+            .draw()?;
+        root.present()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}

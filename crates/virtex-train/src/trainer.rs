@@ -1,0 +1,438 @@
+//! The pretraining loop (`scripts/pretrain_virtex.py`): iteration-based, with
+//! the reference's schedule, periodic validation loss and checkpoints, exact
+//! resume, and a stop on a non-finite loss.
+//!
+//! Everything random is a function of `RANDOM_SEED` and the iteration: the
+//! loader draws each sample from `(seed, epoch, index)`, and the backend
+//! (dropout) is reseeded with `seed + iteration` before every step. So a run
+//! resumed from a checkpoint repeats the uninterrupted run's losses exactly
+//! on the CPU.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+use std::time::Instant;
+
+use anyhow::{Context, bail, ensure};
+use burn::module::AutodiffModule;
+use burn::optim::GradientsParams;
+use burn::tensor::ElementConversion;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::{Map, Value, json};
+use virtex_data::augment::TrainAugmentation;
+use virtex_data::coco::CocoCaptions;
+use virtex_data::instances::CocoInstances;
+use virtex_data::loader::{
+    BadImagePolicy, LoaderError, Preprocessing, PretrainingBatch, PretrainingLoader,
+};
+use virtex_data::tasks::{MaskedLmConfig, TaskView};
+use virtex_data::tokenizer::SentencePieceTokenizer;
+use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};
+use virtex_text::models::PretrainingInput;
+use virtex_text::{PretrainingModel, PretrainingModelConfig, PretrainingTask};
+
+use crate::checkpoint::{
+    CheckpointMeta, checkpoint_path, list_checkpoints, load_checkpoint, prune_checkpoints,
+    save_checkpoint,
+};
+use crate::config::{BadImage, Config};
+use crate::device::BackendTask;
+use crate::metrics::MetricsLog;
+use crate::optim::schedule::LrSchedule;
+use crate::optim::{StepRates, VirtexOptimizer};
+use crate::progress::Progress;
+
+/// Validation images whose greedy captions are logged.
+const LOGGED_CAPTIONS: usize = 4;
+
+/// A pretraining run.
+#[derive(Clone, Debug)]
+pub struct Pretraining {
+    /// The configuration.
+    pub config: Config,
+    /// Where checkpoints, `metrics.jsonl` and plots go.
+    pub output: PathBuf,
+    /// Continue from the newest checkpoint in `output`.
+    pub resume: bool,
+}
+
+/// What a finished run reports.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PretrainingSummary {
+    /// The iteration the run started from (0, or the resumed checkpoint's).
+    pub start_iteration: u64,
+    /// Iterations completed in all.
+    pub iterations: u64,
+    /// Training loss of each iteration this run performed.
+    pub losses: Vec<f64>,
+    /// The last validation loss.
+    pub val_loss: Option<f64>,
+    /// Greedy captions of the first validation images at the last validation.
+    pub captions: Vec<(u64, String)>,
+    /// Images skipped as undecodable (`DATA.ON_BAD_IMAGE: skip`).
+    pub skipped_images: usize,
+    /// The newest checkpoint.
+    pub checkpoint: Option<PathBuf>,
+    /// Wall time of the run.
+    pub seconds: f64,
+}
+
+/// The datasets, tokenizer and loaders a config names.
+struct Data {
+    tokenizer: Arc<SentencePieceTokenizer>,
+    train: PretrainingLoader,
+    val: PretrainingLoader,
+}
+
+fn load_split(config: &Config, split: &str) -> anyhow::Result<CocoCaptions> {
+    let mut dataset = CocoCaptions::load(&config.data.root, split)
+        .with_context(|| format!("DATA.ROOT {}", config.data.root.display()))?;
+    if split == "train" && config.data.use_percentage < 100.0 {
+        let keep = (dataset.images.len() as f64 * config.data.use_percentage / 100.0).ceil();
+        dataset.images.truncate(keep as usize);
+    }
+    if config.data.use_single_caption {
+        for image in &mut dataset.images {
+            image.captions.truncate(1);
+        }
+    }
+    Ok(dataset)
+}
+
+fn task_view(config: &Config, split: &str, vocab_size: u32) -> anyhow::Result<TaskView> {
+    Ok(match config.model.name {
+        PretrainingTask::Bicaptioning | PretrainingTask::Captioning => TaskView::Captioning,
+        PretrainingTask::TokenClassification => TaskView::TokenClassification,
+        PretrainingTask::MultilabelClassification => {
+            let instances = CocoInstances::load(&config.data.root, split)?;
+            ensure!(
+                instances.num_categories + 1 == config.data.vocab_size,
+                "DATA.VOCAB_SIZE is {} but {} lists {} categories (needs categories + 1 = {})",
+                config.data.vocab_size,
+                split,
+                instances.num_categories,
+                instances.num_categories + 1
+            );
+            TaskView::MultilabelClassification(Arc::new(instances))
+        }
+        PretrainingTask::MaskedLm => TaskView::MaskedLm {
+            config: MaskedLmConfig {
+                mask_proportion: config.data.masked_lm.mask_proportion,
+                mask_probability: config.data.masked_lm.mask_probability,
+                replace_probability: config.data.masked_lm.replace_probability,
+            },
+            mask_id: config.data.mask_index,
+            vocab_size,
+        },
+    })
+}
+
+impl Data {
+    fn new(config: &Config) -> anyhow::Result<Self> {
+        let tokenizer = SentencePieceTokenizer::from_file(&config.data.tokenizer_model)
+            .with_context(|| {
+                format!(
+                    "DATA.TOKENIZER_MODEL {}",
+                    config.data.tokenizer_model.display()
+                )
+            })?;
+        let vocab = tokenizer.vocab_size();
+        if config.model.name != PretrainingTask::MultilabelClassification {
+            ensure!(
+                vocab == config.data.vocab_size,
+                "DATA.VOCAB_SIZE is {} but {} has {vocab} pieces",
+                config.data.vocab_size,
+                config.data.tokenizer_model.display()
+            );
+        }
+        let tokenizer = Arc::new(tokenizer);
+        let policy = match config.data.on_bad_image {
+            BadImage::Error => BadImagePolicy::Error,
+            BadImage::Skip => BadImagePolicy::Skip,
+        };
+        let loader = |split: &str, preprocessing| -> anyhow::Result<PretrainingLoader> {
+            let loader = PretrainingLoader::new(
+                Arc::new(load_split(config, split)?),
+                tokenizer.clone(),
+                preprocessing,
+                config.optim.batch_size,
+                config.random_seed,
+            )
+            .with_bad_image_policy(policy)
+            .with_task(task_view(config, split, vocab as u32)?);
+            ensure!(
+                loader.batches_per_epoch() > 0,
+                "{split} split of {} has {} usable images, fewer than OPTIM.BATCH_SIZE {}",
+                config.data.root.display(),
+                loader.len(),
+                config.optim.batch_size
+            );
+            Ok(loader)
+        };
+        let size = config.data.image_crop_size;
+        Ok(Self {
+            train: loader("train", Preprocessing::Train(TrainAugmentation::new(size)))?,
+            val: loader("val", Preprocessing::Eval { size })?,
+            tokenizer,
+        })
+    }
+}
+
+/// Training batches from iteration `start` on, across epochs.
+struct Batches {
+    loader: PretrainingLoader,
+    prefetch: usize,
+    epoch: u64,
+    receiver: Receiver<Result<PretrainingBatch, LoaderError>>,
+}
+
+impl Batches {
+    fn starting_at(loader: PretrainingLoader, iteration: u64, prefetch: usize) -> Self {
+        let per_epoch = loader.batches_per_epoch() as u64;
+        let epoch = iteration / per_epoch;
+        let receiver = loader.epoch_from(epoch, (iteration % per_epoch) as usize, prefetch);
+        Self {
+            loader,
+            prefetch,
+            epoch,
+            receiver,
+        }
+    }
+
+    fn next(&mut self) -> Result<PretrainingBatch, LoaderError> {
+        loop {
+            match self.receiver.recv() {
+                Ok(batch) => return batch,
+                Err(_) => {
+                    self.epoch += 1;
+                    self.receiver = self.loader.epoch(self.epoch, self.prefetch);
+                }
+            }
+        }
+    }
+}
+
+fn model_config(config: &Config) -> PretrainingModelConfig {
+    PretrainingModelConfig {
+        task: config.model.name,
+        visual: config.model.visual.name,
+        textual: config.model.textual.name,
+        vocab_size: config.data.vocab_size,
+        dropout: config.model.textual.dropout,
+    }
+}
+
+/// Mean loss (and components) over the validation batches, in eval mode,
+/// plus greedy captions of the first images for captioning models.
+fn validate<B: Backend>(
+    model: &PretrainingModel<B>,
+    data: &Data,
+    config: &Config,
+    device: &B::Device,
+) -> anyhow::Result<(f64, Map<String, Value>, Vec<(u64, String)>)> {
+    let limit = match config.train.validation_batches {
+        0 => data.val.batches_per_epoch(),
+        n => n.min(data.val.batches_per_epoch()),
+    };
+    let (mut total, mut parts) = (0.0, Map::new());
+    let mut captions = Vec::new();
+    for index in 0..limit {
+        let batch = data.val.batch(0, index)?;
+        let input = PretrainingInput::<B>::from_batch(&batch, device);
+        let output = model.forward(&input);
+        total += output.loss.into_scalar().elem::<f64>();
+        for (name, term) in output.components {
+            let value = term.into_scalar().elem::<f64>();
+            let entry = parts.entry(format!("val_{name}")).or_insert(json!(0.0));
+            *entry = json!(entry.as_f64().unwrap_or(0.0) + value);
+        }
+        let captioning = matches!(
+            config.model.name,
+            PretrainingTask::Bicaptioning | PretrainingTask::Captioning
+        );
+        if index == 0
+            && captioning
+            && let Some(head) = model.transformer_head()
+        {
+            let count = LOGGED_CAPTIONS.min(batch.len());
+            let features = model.visual.forward(input.images.slice([0..count]));
+            let decoder = CaptionDecoder {
+                strategy: DecodingStrategy::Greedy,
+                sos_id: config.data.sos_index,
+                eos_id: config.data.eos_index,
+                ..CaptionDecoder::default()
+            };
+            let decoded = decoder.decode(head, features, &mut StdRng::seed_from_u64(0));
+            captions = batch
+                .image_ids
+                .iter()
+                .zip(decoded)
+                .map(|(&id, c)| (id, data.tokenizer.decode(&c.tokens)))
+                .collect();
+        }
+    }
+    for value in parts.values_mut() {
+        *value = json!(value.as_f64().unwrap_or(0.0) / limit as f64);
+    }
+    Ok((total / limit as f64, parts, captions))
+}
+
+impl BackendTask for Pretraining {
+    type Output = anyhow::Result<PretrainingSummary>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let Self {
+            config,
+            output,
+            resume,
+        } = self;
+        let started = Instant::now();
+        std::fs::create_dir_all(&output)
+            .with_context(|| format!("creating output directory {}", output.display()))?;
+        let existing = list_checkpoints(&output);
+        if !resume && !existing.is_empty() {
+            bail!(
+                "{} already holds checkpoints (newest: {}); pass --resume to continue that run, or choose another --output",
+                output.display(),
+                existing.last().expect("non-empty").1.display()
+            );
+        }
+        let data = Data::new(&config)?;
+
+        B::seed(&device, config.random_seed);
+        let mut model = model_config(&config).init::<B>(&device)?;
+        let mut optimizer = VirtexOptimizer::new(&model, &config.optim)?;
+        let mut start = 0;
+        let mut checkpoint = None;
+        if resume {
+            let (_, path) = existing
+                .last()
+                .with_context(|| format!("--resume: no checkpoint in {}", output.display()))?;
+            let (loaded, meta) = load_checkpoint(path, model, &mut optimizer, &device)?;
+            ensure!(
+                meta.config.model == config.model && meta.config.data == config.data,
+                "--resume: {} was written with different MODEL or DATA settings",
+                path.display()
+            );
+            model = loaded;
+            start = meta.iteration;
+            checkpoint = Some(path.clone());
+        }
+
+        let schedule = LrSchedule::new(&config.optim);
+        let total = config.optim.num_iterations;
+        let mut metrics = MetricsLog::open(&output.join("metrics.jsonl"), start)?;
+        let mut batches = Batches::starting_at(data.train.clone(), start, config.train.prefetch);
+        let mut progress = Progress::new(start, total, config.train.log_every);
+        let mut summary = PretrainingSummary {
+            start_iteration: start,
+            iterations: start,
+            losses: Vec::new(),
+            val_loss: None,
+            captions: Vec::new(),
+            skipped_images: 0,
+            checkpoint: checkpoint.clone(),
+            seconds: 0.0,
+        };
+
+        for iteration in start..total {
+            let step_started = Instant::now();
+            let batch = batches.next()?;
+            B::seed(&device, config.random_seed.wrapping_add(iteration + 1));
+            let input = PretrainingInput::<B>::from_batch(&batch, &device);
+            let out = model.forward(&input);
+            let loss = out.loss.clone().into_scalar().elem::<f64>();
+            if !loss.is_finite() {
+                let last = match &checkpoint {
+                    Some(path) => format!("the last good checkpoint is {}", path.display()),
+                    None => "no checkpoint was written yet".to_string(),
+                };
+                bail!(
+                    "iteration {}: the loss is {loss}; stopping ({last})",
+                    iteration + 1
+                );
+            }
+            let multiplier = schedule.multiplier(iteration);
+            let rates = StepRates {
+                cnn_lr: config.optim.cnn_lr * multiplier,
+                lr: config.optim.lr * multiplier,
+            };
+            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            let (updated, grad_norm) = optimizer.step(model, grads, rates);
+            model = updated;
+
+            let done = iteration + 1;
+            let seconds = step_started.elapsed().as_secs_f64();
+            let mut record = Map::new();
+            record.insert("iteration".into(), json!(done));
+            record.insert("loss".into(), json!(loss));
+            for (name, term) in out.components {
+                record.insert(name.into(), json!(term.into_scalar().elem::<f64>()));
+            }
+            record.insert("lr".into(), json!(rates.lr));
+            record.insert("cnn_lr".into(), json!(rates.cnn_lr));
+            record.insert("grad_norm".into(), json!(grad_norm));
+            record.insert("images_per_s".into(), json!(batch.len() as f64 / seconds));
+            metrics.write(&Value::Object(record))?;
+            progress.step(done, loss, rates.lr, batch.len() as f64 / seconds);
+            summary.losses.push(loss);
+            summary.iterations = done;
+
+            let validate_now = config.train.validate_every > 0
+                && (done.is_multiple_of(config.train.validate_every) || done == total);
+            if validate_now {
+                let (val_loss, parts, captions) =
+                    validate(&model.valid(), &data, &config, &device)?;
+                let mut record = parts;
+                record.insert("iteration".into(), json!(done));
+                record.insert("val_loss".into(), json!(val_loss));
+                record.insert(
+                    "captions".into(),
+                    json!(
+                        captions
+                            .iter()
+                            .map(|(id, c)| json!({"image_id": id, "caption": c}))
+                            .collect::<Vec<_>>()
+                    ),
+                );
+                metrics.write(&Value::Object(record))?;
+                progress.message(&format!(
+                    "iteration {done}: val loss {val_loss:.4}{}",
+                    captions
+                        .iter()
+                        .map(|(id, c)| format!("\n  image {id}: {c}"))
+                        .collect::<String>()
+                ));
+                summary.val_loss = Some(val_loss);
+                summary.captions = captions;
+            }
+            if done.is_multiple_of(config.train.checkpoint_every.max(1)) || done == total {
+                let path = checkpoint_path(&output, done);
+                let meta = CheckpointMeta {
+                    iteration: done,
+                    optimizer_steps: optimizer.steps,
+                    config: config.clone(),
+                };
+                save_checkpoint(&path, &model, &optimizer, &meta)?;
+                prune_checkpoints(&output, config.train.keep_last)?;
+                checkpoint = Some(path);
+                summary.checkpoint = checkpoint.clone();
+            }
+        }
+        progress.finish();
+        metrics.plot(&output)?;
+        summary.skipped_images = data.train.skipped() + data.val.skipped();
+        summary.seconds = started.elapsed().as_secs_f64();
+        Ok(summary)
+    }
+}
+
+/// Where a run writes by default: `runs/<config file stem>`.
+pub fn default_output(config_path: &Path) -> PathBuf {
+    let stem = config_path
+        .file_stem()
+        .map_or_else(|| "pretrain".into(), |s| s.to_string_lossy().into_owned());
+    PathBuf::from("runs").join(stem)
+}

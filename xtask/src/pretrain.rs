@@ -1,0 +1,87 @@
+//! `cargo xtask pretrain`: loads the config, picks the backend, runs
+//! [`virtex_train::trainer::Pretraining`] and reports what it learned.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use virtex_train::config::Config;
+use virtex_train::trainer::{Pretraining, default_output};
+
+use crate::flags::Pretrain;
+
+/// The repository root, where the bundled configs' relative paths start.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the workspace")
+        .to_path_buf()
+}
+
+/// `path` made absolute against the directory the command was run from.
+fn from_invocation(path: &Path) -> anyhow::Result<PathBuf> {
+    Ok(if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir()?.join(path)
+    })
+}
+
+impl Pretrain {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        // Paths given on the command line are relative to where it was run;
+        // paths inside configs (DATA.ROOT, …) to the repository root, as the
+        // reference's are to its checkout.
+        let config_path = if self.config.exists() {
+            from_invocation(&self.config)?
+        } else {
+            project_root().join(&self.config)
+        };
+        let output = match &self.output {
+            Some(output) => from_invocation(output)?,
+            None => project_root().join(default_output(&config_path)),
+        };
+        std::env::set_current_dir(project_root())?;
+        let config = Config::load(Some(&config_path), &self.overrides)?;
+        println!(
+            "pretraining {} ({} + {}) for {} iterations of {} images on {}; output in {}",
+            config.model.name,
+            config.model.visual.name,
+            config.model.textual.name,
+            config.optim.num_iterations,
+            config.optim.batch_size,
+            self.device,
+            output.display()
+        );
+        let summary = self
+            .device
+            .dispatch(Pretraining {
+                config,
+                output: output.clone(),
+                resume: self.resume,
+            })?
+            .context("pretraining stopped")?;
+        let window = summary.losses.len().clamp(1, 10);
+        let mean = |losses: &[f64]| losses.iter().sum::<f64>() / losses.len().max(1) as f64;
+        println!(
+            "done: iterations {}..{} in {:.0} s; training loss {:.3} (first {window}) -> {:.3} (last {window})",
+            summary.start_iteration,
+            summary.iterations,
+            summary.seconds,
+            mean(&summary.losses[..window.min(summary.losses.len())]),
+            mean(&summary.losses[summary.losses.len().saturating_sub(window)..]),
+        );
+        if let Some(val) = summary.val_loss {
+            println!("validation loss {val:.3}");
+        }
+        for (id, caption) in &summary.captions {
+            println!("  val image {id}: {caption}");
+        }
+        if summary.skipped_images > 0 {
+            println!("skipped {} undecodable images", summary.skipped_images);
+        }
+        if let Some(checkpoint) = &summary.checkpoint {
+            println!("checkpoint: {}", checkpoint.display());
+        }
+        Ok(())
+    }
+}
