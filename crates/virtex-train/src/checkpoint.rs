@@ -121,6 +121,9 @@ pub fn save_checkpoint<B: AutodiffBackend, M: AutodiffModule<B>>(
     optimizer: &VirtexOptimizer<B>,
     meta: &CheckpointMeta,
 ) -> Result<(), CheckpointError> {
+    // BatchNorm's running statistics are kept per thread until synced;
+    // `valid()` syncs them, so the file holds the current values.
+    let _synced = model.valid();
     let mut tensors: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
     for snapshot in model.collect(None, None, true) {
         let data = snapshot.to_data().map_err(|e| CheckpointError::Format {

@@ -1,0 +1,142 @@
+//! The pretraining loop on the bundled emoji dataset, at tiny sizes.
+
+use std::path::{Path, PathBuf};
+
+use virtex_train::checkpoint::{list_checkpoints, read_meta};
+use virtex_train::config::Config;
+use virtex_train::device::BackendTask;
+use virtex_train::device::CpuBackend;
+use virtex_train::trainer::{Pretraining, PretrainingSummary};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The bundled config shrunk to seconds: 32 px, batch 4, a tiny head.
+fn tiny(iterations: u64, extra: &[&str]) -> Config {
+    let root = root();
+    let mut sets = vec![
+        format!("DATA.ROOT={}", root.join("data/emoji").display()),
+        format!(
+            "DATA.TOKENIZER_MODEL={}",
+            root.join("data/vocab/emoji_1k.model").display()
+        ),
+        "DATA.IMAGE_CROP_SIZE=32".into(),
+        "OPTIM.BATCH_SIZE=4".into(),
+        format!("OPTIM.NUM_ITERATIONS={iterations}"),
+        "OPTIM.WARMUP_STEPS=1".into(),
+        "MODEL.TEXTUAL.NAME=transdec_postnorm::L1_H32_A2_F64".into(),
+        "TRAIN.CHECKPOINT_EVERY=2".into(),
+        "TRAIN.VALIDATE_EVERY=2".into(),
+        "TRAIN.VALIDATION_BATCHES=1".into(),
+    ];
+    sets.extend(extra.iter().map(|s| s.to_string()));
+    Config::load(
+        Some(&root.join("data/configs/emoji_bicaptioning.yaml")),
+        &sets,
+    )
+    .unwrap()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("virtex-pretrain-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn run(config: Config, output: &Path, resume: bool) -> anyhow::Result<PretrainingSummary> {
+    Pretraining {
+        config,
+        output: output.to_path_buf(),
+        resume,
+    }
+    .run::<CpuBackend>(Default::default())
+}
+
+#[test]
+fn a_resumed_run_repeats_the_uninterrupted_losses() {
+    let output = scratch("resume");
+    let full = run(tiny(4, &[]), &output, false).unwrap();
+    assert_eq!(full.losses.len(), 4);
+    let checkpoints: Vec<u64> = list_checkpoints(&output).iter().map(|(i, _)| *i).collect();
+    assert_eq!(checkpoints, [2, 4]);
+    assert_eq!(
+        read_meta(&output.join("checkpoint_2.safetensors"))
+            .unwrap()
+            .iteration,
+        2
+    );
+    assert!(output.join("metrics.jsonl").exists());
+
+    // Without --resume, a directory holding checkpoints is not overwritten.
+    let refused = run(tiny(4, &[]), &output, false).unwrap_err().to_string();
+    assert!(refused.contains("--resume"), "{refused}");
+
+    // "Kill" after iteration 2: drop the later checkpoint, then resume.
+    std::fs::remove_file(output.join("checkpoint_4.safetensors")).unwrap();
+    let resumed = run(tiny(4, &[]), &output, true).unwrap();
+    assert_eq!(resumed.start_iteration, 2);
+    assert_eq!(
+        resumed.losses,
+        full.losses[2..],
+        "bit-identical losses after resuming"
+    );
+    let lines = std::fs::read_to_string(output.join("metrics.jsonl")).unwrap();
+    let train_lines = lines
+        .lines()
+        .filter(|l| l.contains("\"grad_norm\""))
+        .count();
+    assert_eq!(train_lines, 4, "the log holds each iteration once");
+    std::fs::remove_dir_all(output).unwrap();
+}
+
+#[test]
+fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
+    let output = scratch("nan");
+    let config = tiny(
+        8,
+        &[
+            "OPTIM.LR=1e30",
+            "OPTIM.CNN_LR=1e30",
+            "OPTIM.CLIP_GRAD_NORM=0",
+            "OPTIM.LOOKAHEAD.USE=false",
+        ],
+    );
+    let err = run(config, &output, false).unwrap_err().to_string();
+    assert!(err.contains("the loss is"), "{err}");
+    if let Some((iteration, path)) = list_checkpoints(&output).last() {
+        assert!(err.contains(&path.display().to_string()), "{err}");
+        assert_eq!(
+            read_meta(path).unwrap().iteration,
+            *iteration,
+            "still readable"
+        );
+    } else {
+        assert!(err.contains("no checkpoint"), "{err}");
+    }
+    std::fs::remove_dir_all(output).unwrap();
+}
+
+#[test]
+fn every_task_trains_on_the_bundled_data() {
+    for (task, extra) in [
+        ("captioning", vec![]),
+        ("masked_lm", vec![]),
+        ("token_classification", vec!["MODEL.TEXTUAL.NAME=none"]),
+        (
+            "multilabel_classification",
+            vec!["MODEL.TEXTUAL.NAME=none", "DATA.VOCAB_SIZE=100"],
+        ),
+    ] {
+        let output = scratch(task);
+        let name = format!("MODEL.NAME={task}");
+        let mut sets = vec![name.as_str()];
+        sets.extend(extra);
+        let summary =
+            run(tiny(2, &sets), &output, false).unwrap_or_else(|e| panic!("{task}: {e:#}"));
+        assert_eq!(summary.losses.len(), 2, "{task}");
+        assert!(summary.losses.iter().all(|l| l.is_finite()), "{task}");
+        assert!(summary.val_loss.is_some_and(f64::is_finite), "{task}");
+        std::fs::remove_dir_all(output).unwrap();
+    }
+}
