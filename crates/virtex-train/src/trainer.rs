@@ -224,6 +224,16 @@ fn model_config(config: &Config) -> PretrainingModelConfig {
     }
 }
 
+/// One validation pass.
+struct Validation {
+    /// Mean loss.
+    loss: f64,
+    /// Mean of each component, as `val_<name>`.
+    parts: Map<String, Value>,
+    /// Greedy captions of the first images (captioning models).
+    captions: Vec<(u64, String)>,
+}
+
 /// Mean loss (and components) over the validation batches, in eval mode,
 /// plus greedy captions of the first images for captioning models.
 fn validate<B: Backend>(
@@ -231,7 +241,7 @@ fn validate<B: Backend>(
     data: &Data,
     config: &Config,
     device: &B::Device,
-) -> anyhow::Result<(f64, Map<String, Value>, Vec<(u64, String)>)> {
+) -> anyhow::Result<Validation> {
     let limit = match config.train.validation_batches {
         0 => data.val.batches_per_epoch(),
         n => n.min(data.val.batches_per_epoch()),
@@ -257,7 +267,7 @@ fn validate<B: Backend>(
             && let Some(head) = model.transformer_head()
         {
             let count = LOGGED_CAPTIONS.min(batch.len());
-            let features = model.visual.forward(input.images.slice([0..count]));
+            let features = model.visual.forward(input.images.narrow(0, 0, count));
             let decoder = CaptionDecoder {
                 strategy: DecodingStrategy::Greedy,
                 sos_id: config.data.sos_index,
@@ -276,7 +286,11 @@ fn validate<B: Backend>(
     for value in parts.values_mut() {
         *value = json!(value.as_f64().unwrap_or(0.0) / limit as f64);
     }
-    Ok((total / limit as f64, parts, captions))
+    Ok(Validation {
+        loss: total / limit as f64,
+        parts,
+        captions,
+    })
 }
 
 impl BackendTask for Pretraining {
@@ -383,8 +397,11 @@ impl BackendTask for Pretraining {
             let validate_now = config.train.validate_every > 0
                 && (done.is_multiple_of(config.train.validate_every) || done == total);
             if validate_now {
-                let (val_loss, parts, captions) =
-                    validate(&model.valid(), &data, &config, &device)?;
+                let Validation {
+                    loss: val_loss,
+                    parts,
+                    captions,
+                } = validate(&model.valid(), &data, &config, &device)?;
                 let mut record = parts;
                 record.insert("iteration".into(), json!(done));
                 record.insert("val_loss".into(), json!(val_loss));
