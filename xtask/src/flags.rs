@@ -24,6 +24,8 @@ pub enum Command {
     /// Evaluate a backbone: VOC07 SVMs, linear probes, captioning metrics,
     /// feature extraction. Planned: issue #6.
     Evaluate(Planned),
+    /// Caption images with a pretrained model's forward decoder.
+    Caption(Caption),
     /// Build a SentencePiece BPE vocabulary from COCO-format captions.
     BuildVocab(BuildVocab),
     /// Convert a public dataset into the COCO captions layout.
@@ -60,6 +62,54 @@ pub struct Pretrain {
     /// Continue from the newest checkpoint in the output directory.
     #[arg(long)]
     pub resume: bool,
+}
+
+/// `cargo xtask caption`.
+#[derive(Debug, clap::Args)]
+pub struct Caption {
+    /// A virtex-rs checkpoint (`checkpoint_N.safetensors`) or an official
+    /// VirTex `.pth` (`{"model": state_dict}`; its architecture comes from `--config`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Config of an official `.pth` (ignored for virtex-rs checkpoints, which hold theirs).
+    #[arg(
+        long,
+        default_value = "data/configs/task_ablations/bicaptioning_R_50_L1_H2048.yaml"
+    )]
+    pub config: PathBuf,
+    /// SentencePiece model [default: the config's DATA.TOKENIZER_MODEL].
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// A directory of images, or a COCO captions JSON (its images are read
+    /// from `--image-dir`, by default `ROOT/{split}2017` beside `ROOT/annotations/`).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Image directory of a COCO JSON given to `--images`.
+    #[arg(long)]
+    pub image_dir: Option<PathBuf>,
+    /// How the next token is chosen [default: the config's MODEL.DECODER].
+    #[arg(long, value_enum)]
+    pub decoder: Option<DecoderChoice>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Where to write `[{"image_id" | "file_name", "caption"}]`.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+/// `--decoder`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DecoderChoice {
+    /// Beam search (beam 5, 2 expansions per beam).
+    Beam,
+    /// Nucleus sampling (top-p from MODEL.DECODER.NUCLEUS_SIZE).
+    Nucleus,
+    /// The most likely token.
+    Greedy,
 }
 
 /// `cargo xtask build-vocab`.

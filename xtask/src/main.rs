@@ -3,6 +3,7 @@
 
 mod bench;
 mod build_vocab;
+mod caption;
 mod export_backbone;
 mod flags;
 mod prepare_data;
@@ -18,6 +19,7 @@ fn main() -> anyhow::Result<()> {
     match Xtask::parse().command {
         Command::Pretrain(cmd) => cmd.run(),
         Command::Evaluate(_) => bail!("`cargo xtask evaluate` is not built yet (issue #6)"),
+        Command::Caption(cmd) => cmd.run(),
         Command::BuildVocab(cmd) => cmd.run(),
         Command::PrepareData(cmd) => cmd.run(),
         Command::ExportBackbone(cmd) => cmd.run(),

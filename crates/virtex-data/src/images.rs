@@ -53,25 +53,28 @@ fn has_jpeg_end_marker(bytes: &[u8]) -> bool {
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
-/// Resizes the shorter side to `size` (bilinear) and crops the centre
-/// `size × size`: albumentations' `SmallestMaxSize` + `CenterCrop`.
-pub fn resize_and_center_crop(image: &RgbImage, size: u32) -> RgbImage {
+/// Resizes the shorter side to `shorter` (bilinear) and crops the centre
+/// `crop × crop`: albumentations' `SmallestMaxSize` + `CenterCrop`. The
+/// pretraining validation uses `shorter = crop`; downstream evaluation and
+/// captioning resize to 256 and crop 224.
+pub fn resize_and_center_crop(image: &RgbImage, shorter: u32, crop: u32) -> RgbImage {
     let (w, h) = image.dimensions();
-    let scale = size as f32 / w.min(h) as f32;
+    let shorter = shorter.max(crop);
+    let scale = f64::from(shorter) / f64::from(w.min(h));
     let (nw, nh) = (
-        ((w as f32 * scale).round() as u32).max(size),
-        ((h as f32 * scale).round() as u32).max(size),
+        ((f64::from(w) * scale).round() as u32).max(shorter),
+        ((f64::from(h) * scale).round() as u32).max(shorter),
     );
     // The centre crop of the resized image, in source pixels.
-    let (cw, ch) = (size as f64 / scale as f64, size as f64 / scale as f64);
+    let side = f64::from(crop) / scale;
     let (left, top) = (
-        f64::from(nw - size) / 2.0 / scale as f64,
-        f64::from(nh - size) / 2.0 / scale as f64,
+        f64::from(nw - crop) / 2.0 / scale,
+        f64::from(nh - crop) / 2.0 / scale,
     );
     resize_region(
         image,
-        (left, top, cw.min(f64::from(w)), ch.min(f64::from(h))),
-        size,
+        (left, top, side.min(f64::from(w)), side.min(f64::from(h))),
+        crop,
     )
 }
 
@@ -153,7 +156,11 @@ mod tests {
     #[test]
     fn evaluation_preprocessing_resizes_crops_and_normalises() {
         let image = load_rgb(&fixture("rgb.jpg")).unwrap();
-        let crop = resize_and_center_crop(&image, 16);
+        let crop = resize_and_center_crop(&image, 16, 16);
+        assert_eq!(
+            resize_and_center_crop(&image, 20, 16).dimensions(),
+            (16, 16)
+        );
         assert_eq!(crop.dimensions(), (16, 16));
         let chw = to_normalized_chw(&crop);
         assert_eq!(chw.len(), 3 * 16 * 16);

@@ -220,7 +220,7 @@ impl PretrainingLoader {
         );
         let (image, caption) = match &self.preprocessing {
             Preprocessing::Train(augment) => augment.apply(&image, &caption, &mut rng),
-            Preprocessing::Eval { size } => (resize_and_center_crop(&image, *size), caption),
+            Preprocessing::Eval { size } => (resize_and_center_crop(&image, *size, *size), caption),
         };
         let tokens =
             CaptionTokens::new(&self.tokenizer, &caption).ok_or(LoaderError::NoBoundaryTokens)?;

@@ -196,6 +196,68 @@ fn meta_of(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta, CheckpointError>
     serde_json::from_str(json).map_err(|e| format(e.to_string()))
 }
 
+/// Loads only the model of a checkpoint into `model` (built from the
+/// checkpoint's config, which [`read_meta`] gives): for inference on any
+/// backend.
+pub fn load_model<B: burn::tensor::backend::Backend, M: ModuleSnapshot<B>>(
+    path: &Path,
+    mut model: M,
+) -> Result<(M, CheckpointMeta), CheckpointError> {
+    let bytes = read(path)?;
+    let meta = meta_of(path, &bytes)?;
+    let file = deserialize(path, &bytes)?;
+    apply_model(path, &file, &mut model)?;
+    Ok((model, meta))
+}
+
+fn deserialize<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>, CheckpointError> {
+    SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Format {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn as_data(view: &TensorView<'_>) -> TensorData {
+    let values: Vec<f32> = view
+        .data()
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    TensorData::new(values, view.shape().to_vec())
+}
+
+/// Applies the `model.*` tensors of `file` to `model`; every parameter and
+/// buffer must be present with its shape.
+fn apply_model<B: burn::tensor::backend::Backend, M: ModuleSnapshot<B>>(
+    path: &Path,
+    file: &SafeTensors<'_>,
+    model: &mut M,
+) -> Result<(), CheckpointError> {
+    let snapshots = file
+        .tensors()
+        .into_iter()
+        .filter_map(|(name, view)| {
+            let model_path = name.strip_prefix(MODEL)?;
+            let mut snapshot = TensorSnapshot::from_data(
+                as_data(&view),
+                model_path.split('.').map(str::to_string).collect(),
+                Vec::new(),
+                ParamId::new(),
+            );
+            snapshot.container_stack = None;
+            snapshot.tensor_id = None;
+            Some(snapshot)
+        })
+        .collect();
+    let result = model.apply(snapshots, None, None, true);
+    virtex_vision::check_applied(&result, path, false, |p| format!("{MODEL}{p}")).map_err(|e| {
+        CheckpointError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    })
+}
+
 /// Loads a checkpoint into `model` (built from the same config) and
 /// `optimizer` (made for that model); returns the model and the metadata.
 pub fn load_checkpoint<B: AutodiffBackend, M: AutodiffModule<B>>(
@@ -210,34 +272,16 @@ pub fn load_checkpoint<B: AutodiffBackend, M: AutodiffModule<B>>(
         path: path.to_path_buf(),
         message,
     };
-    let file = SafeTensors::deserialize(&bytes).map_err(|e| format(e.to_string()))?;
-    let as_data = |view: &TensorView<'_>| -> TensorData {
-        let values: Vec<f32> = view
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect();
-        TensorData::new(values, view.shape().to_vec())
-    };
+    let file = deserialize(path, &bytes)?;
     let ids: HashMap<String, ParamId> = optimizer
         .table()
         .ids_by_path()
         .into_iter()
         .map(|(p, id)| (p.to_string(), id))
         .collect();
-    let mut snapshots = Vec::new();
     let mut state: HashMap<ParamId, ParamState<B::InnerBackend>> = HashMap::new();
     for (name, view) in file.tensors() {
-        if let Some(model_path) = name.strip_prefix(MODEL) {
-            let mut snapshot = TensorSnapshot::from_data(
-                as_data(&view),
-                model_path.split('.').map(str::to_string).collect(),
-                Vec::new(),
-                ParamId::new(),
-            );
-            snapshot.container_stack = None;
-            snapshot.tensor_id = None;
-            snapshots.push(snapshot);
+        if name.starts_with(MODEL) {
             continue;
         }
         let (prefix, param) = [FIRST, SECOND, SLOW]
@@ -255,9 +299,7 @@ pub fn load_checkpoint<B: AutodiffBackend, M: AutodiffModule<B>>(
             _ => entry.slow = Some(tensor),
         }
     }
-    let result = model.apply(snapshots, None, None, true);
-    virtex_vision::check_applied(&result, path, false, |p| format!("{MODEL}{p}"))
-        .map_err(|e| format(e.to_string()))?;
+    apply_model(path, &file, &mut model)?;
     optimizer.state = state;
     optimizer.steps = meta.optimizer_steps;
     Ok((model, meta))
