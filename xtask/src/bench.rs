@@ -12,13 +12,14 @@ use burn::tensor::{Distribution, Int, Tensor};
 use virtex_train::device::BackendTask;
 use virtex_vision::ResNetConfig;
 
-use crate::flags::{BackboneBench, Bench, BenchKind, CpuBackendName, DataBench};
+use crate::flags::{BackboneBench, Bench, BenchKind, CaptionBench, CpuBackendName, DataBench};
 
 impl Bench {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         match self.what {
             BenchKind::Backbone(bench) => bench.run(),
             BenchKind::Data(bench) => bench.run(),
+            BenchKind::Caption(bench) => bench.run(),
         }
     }
 }
@@ -183,6 +184,77 @@ impl DataBench {
             "{:.0} images/s, {:.0} images/s per thread",
             images / elapsed,
             images / elapsed / threads as f64
+        );
+        Ok(())
+    }
+}
+
+impl CaptionBench {
+    /// Random weights never say `[EOS]` early, so every caption runs the full
+    /// 30 steps: an upper bound on a trained model's latency.
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        use rand::SeedableRng;
+        use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};
+        use virtex_text::{PretrainingModelConfig, PretrainingTask};
+
+        let device = Default::default();
+        let model = PretrainingModelConfig {
+            task: PretrainingTask::Bicaptioning,
+            visual: self.arch,
+            textual: self.textual.parse()?,
+            vocab_size: self.vocab,
+            dropout: 0.1,
+        }
+        .init::<Flex>(&device)?;
+        let head = model.transformer_head().expect("bicaptioning has a transformer head");
+        let strategy = match self.beam {
+            1 => DecodingStrategy::Greedy,
+            beam_size => DecodingStrategy::Beam {
+                beam_size,
+                per_node_beam_size: 2,
+            },
+        };
+        let decoder = CaptionDecoder {
+            strategy,
+            ..CaptionDecoder::default()
+        };
+        let images = Tensor::<Flex, 4>::random(
+            [self.batch, 3, self.size, self.size],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+        let mut time = |decode: bool| {
+            let start = Instant::now();
+            let features = model.visual.forward(images.clone());
+            let visual = start.elapsed().as_secs_f64();
+            let tokens = if decode {
+                decoder
+                    .decode(head, features, &mut rng)
+                    .iter()
+                    .map(|c| c.tokens.len())
+                    .sum::<usize>()
+            } else {
+                0
+            };
+            (visual, start.elapsed().as_secs_f64(), tokens)
+        };
+        time(true);
+        let runs: Vec<(f64, f64, usize)> = (0..self.runs).map(|_| time(true)).collect();
+        let per_image = median(runs.iter().map(|r| r.1 / self.batch as f64).collect());
+        let visual = median(runs.iter().map(|r| r.0 / self.batch as f64).collect());
+        let tokens = runs[0].2 as f64 / self.batch as f64;
+        println!(
+            "caption latency ({} + {}, vocab {}, beam {}, batch {}, {}x{}, flex CPU): \
+             {per_image:.3} s/image ({visual:.3} s backbone, {:.3} s decoding {tokens:.0} tokens)",
+            self.arch,
+            self.textual,
+            self.vocab,
+            self.beam,
+            self.batch,
+            self.size,
+            self.size,
+            per_image - visual
         );
         Ok(())
     }

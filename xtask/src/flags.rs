@@ -205,6 +205,34 @@ pub enum BenchKind {
     /// Images/s of the captioning data pipeline (decode + augment + tokenize)
     /// on the bundled emoji dataset.
     Data(DataBench),
+    /// Caption latency per image: backbone forward + incremental decoding.
+    Caption(CaptionBench),
+}
+
+/// `cargo xtask bench caption`.
+#[derive(Debug, clap::Args)]
+pub struct CaptionBench {
+    /// Backbone architecture.
+    #[arg(long, default_value = "resnet50")]
+    pub arch: ResNetArch,
+    /// Textual head.
+    #[arg(long, default_value = "transdec_postnorm::L1_H2048_A32_F8192")]
+    pub textual: String,
+    /// Vocabulary size (the reference's coco_10k).
+    #[arg(long, default_value_t = 10000)]
+    pub vocab: usize,
+    /// Images captioned together.
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Beams (1 = greedy).
+    #[arg(long, default_value_t = 5)]
+    pub beam: usize,
+    /// Timed runs (after one untimed warm-up).
+    #[arg(long, default_value_t = 2)]
+    pub runs: usize,
 }
 
 /// `cargo xtask bench data`.
