@@ -206,7 +206,9 @@ impl CaptionBench {
             dropout: 0.1,
         }
         .init::<Flex>(&device)?;
-        let head = model.transformer_head().expect("bicaptioning has a transformer head");
+        let head = model
+            .transformer_head()
+            .expect("bicaptioning has a transformer head");
         let strategy = match self.beam {
             1 => DecodingStrategy::Greedy,
             beam_size => DecodingStrategy::Beam {
