@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use anyhow::Context;
+use image::ImageEncoder;
 use plotters::prelude::*;
 use serde_json::Value;
 
@@ -142,9 +143,10 @@ fn line_chart(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> a
         return Ok(());
     }
     let pad = ((y_max - y_min) * 0.05).max(1e-9);
-    let tmp = path.with_extension("tmp.png");
+    let (width, height) = (800u32, 500u32);
+    let mut pixels = vec![0u8; (width * height * 3) as usize];
     {
-        let root = BitMapBackend::new(&tmp, (800, 500)).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
         root.fill(&WHITE)?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 24))
@@ -174,5 +176,48 @@ fn line_chart(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> a
             .draw()?;
         root.present()?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+    // Encoded with the workspace's `image` (plotters' own encoder would pull a
+    // second version of it), then written atomically.
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png).write_image(
+        &pixels,
+        width,
+        height,
+        image::ExtendedColorType::Rgb8,
+    )?;
+    virtex_vision::atomic::write_bytes(path, &png)
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_resumed_log_keeps_earlier_records_and_plots_them() {
+        let dir = std::env::temp_dir().join(format!("virtex-metrics-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("metrics.jsonl");
+        let mut log = MetricsLog::open(&path, 0).unwrap();
+        for i in 1..=4u64 {
+            let record = json!({"iteration": i, "loss": 10.0 / i as f64, "lr": 0.1, "cnn_lr": 0.2});
+            log.write(&record).unwrap();
+        }
+        log.write(&json!({"iteration": 4, "val_loss": 3.0})).unwrap();
+        drop(log);
+        let log = MetricsLog::open(&path, 2).unwrap();
+        assert_eq!(log.series("loss"), [(1.0, 10.0), (2.0, 5.0)]);
+        assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);
+        log.plot(&dir).unwrap();
+        if font_registered() {
+            for name in ["loss.png", "lr.png"] {
+                let image = image::open(dir.join(name)).unwrap();
+                assert_eq!((image.width(), image.height()), (800, 500), "{name}");
+            }
+        } else {
+            assert!(!dir.join("loss.png").exists());
+        }
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
