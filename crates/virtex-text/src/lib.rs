@@ -7,7 +7,32 @@
 //! VirTex checkpoints.
 //!
 //! Built on `virtex-vision` (the backbone) and `virtex-data` (token ids and
-//! batches).
+//! batches). Official checkpoints load with the `pytorch` feature (default).
+//!
+//! ```
+//! use burn::backend::Flex;
+//! use burn::tensor::Tensor;
+//! use rand::SeedableRng;
+//! use virtex_text::decoding::CaptionDecoder;
+//! use virtex_text::{PretrainingModelConfig, PretrainingTask};
+//!
+//! let device = Default::default();
+//! let model = PretrainingModelConfig {
+//!     task: PretrainingTask::Bicaptioning,
+//!     visual: "resnet18".parse().unwrap(),
+//!     textual: "transdec_postnorm::L1_H64_A1_F256".parse().unwrap(),
+//!     vocab_size: 100,
+//!     dropout: 0.1,
+//! }
+//! .init::<Flex>(&device)
+//! .unwrap();
+//! let features = model.visual.forward(Tensor::zeros([1, 3, 64, 64], &device));
+//! assert_eq!(features.dims(), [1, 512, 2, 2]);
+//! // Beam search (beam 5) with the forward head, at most 30 tokens.
+//! let head = model.transformer_head().unwrap();
+//! let captions = CaptionDecoder::default().decode(head, features, &mut rand::rngs::StdRng::seed_from_u64(0));
+//! assert!(captions[0].tokens.len() <= 30);
+//! ```
 
 pub mod attention;
 #[cfg(feature = "pytorch")]

@@ -5,15 +5,27 @@
 //! decay schedules, atomic checkpoints and the training loop. burn's CUDA
 //! backend sits behind the `cuda` feature; the CPU backend is burn's `Flex`.
 //!
-//! Today it owns the backend choice ([`device`]); the training loop arrives
-//! with issue #5.
+//! - [`config`]: the reference's config tree; its YAML files load as they are.
+//! - [`optim`]: SGD/AdamW with the reference's parameter groups, clipping,
+//!   Lookahead; [`optim::schedule`] the warm-up + decay multipliers.
+//! - [`trainer`]: [`trainer::Pretraining`], the loop, run on a backend chosen
+//!   by [`device`]; [`checkpoint`], [`metrics`] and [`progress`] serve it.
 //!
 //! ```
+//! use virtex_train::config::Config;
 //! use virtex_train::device::DeviceSpec;
+//! use virtex_train::optim::schedule::LrSchedule;
+//!
+//! // The reference's defaults, with overrides as `--set` gives them.
+//! let config = Config::load(None, &["OPTIM.NUM_ITERATIONS=1000".into(), "OPTIM.WARMUP_STEPS=100".into()])?;
+//! assert_eq!(config.optim.cnn_lr, 0.2);
+//! let schedule = LrSchedule::new(&config.optim);
+//! assert_eq!(schedule.multiplier(0), 0.0);
+//! assert_eq!(schedule.multiplier(50), 0.5);
 //!
 //! let device: DeviceSpec = "cuda:1".parse().unwrap();
 //! assert_eq!(device, DeviceSpec::Cuda(1));
-//! assert_eq!(device.to_string(), "cuda:1");
+//! # Ok::<(), virtex_train::config::ConfigError>(())
 //! ```
 
 pub mod checkpoint;

@@ -204,7 +204,8 @@ mod tests {
             let record = json!({"iteration": i, "loss": 10.0 / i as f64, "lr": 0.1, "cnn_lr": 0.2});
             log.write(&record).unwrap();
         }
-        log.write(&json!({"iteration": 4, "val_loss": 3.0})).unwrap();
+        log.write(&json!({"iteration": 4, "val_loss": 3.0}))
+            .unwrap();
         drop(log);
         let log = MetricsLog::open(&path, 2).unwrap();
         assert_eq!(log.series("loss"), [(1.0, 10.0), (2.0, 5.0)]);
