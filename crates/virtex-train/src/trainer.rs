@@ -6,7 +6,8 @@
 //! loader draws each sample from `(seed, epoch, index)`, and the backend
 //! (dropout) is reseeded with `seed + iteration` before every step. So a run
 //! resumed from a checkpoint repeats the uninterrupted run's losses exactly
-//! on the CPU.
+//! on the CPU. (burn's CPU backend has one generator per process: two runs in
+//! one process at the same time would share it.)
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -1,6 +1,7 @@
 //! The pretraining loop on the bundled emoji dataset, at tiny sizes.
 
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use virtex_train::checkpoint::{list_checkpoints, read_meta};
 use virtex_train::config::Config;
@@ -44,7 +45,13 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// burn's CPU backend keeps one random generator per process, so two runs in
+/// parallel test threads would draw each other's dropout masks; the runs of
+/// this file take turns.
+static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 fn run(config: Config, output: &Path, resume: bool) -> anyhow::Result<PretrainingSummary> {
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     Pretraining {
         config,
         output: output.to_path_buf(),
