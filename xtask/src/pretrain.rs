@@ -60,16 +60,25 @@ impl Pretrain {
                 resume: self.resume,
             })?
             .context("pretraining stopped")?;
-        let window = summary.losses.len().clamp(1, 10);
-        let mean = |losses: &[f64]| losses.iter().sum::<f64>() / losses.len().max(1) as f64;
-        println!(
-            "done: iterations {}..{} in {:.0} s; training loss {:.3} (first {window}) -> {:.3} (last {window})",
-            summary.start_iteration,
-            summary.iterations,
-            summary.seconds,
-            mean(&summary.losses[..window.min(summary.losses.len())]),
-            mean(&summary.losses[summary.losses.len().saturating_sub(window)..]),
-        );
+        let losses = &summary.losses;
+        if losses.is_empty() {
+            println!(
+                "nothing to do: {} already completed {} iterations",
+                output.display(),
+                summary.iterations
+            );
+        } else {
+            let window = losses.len().min(10);
+            let mean = |part: &[f64]| part.iter().sum::<f64>() / part.len() as f64;
+            println!(
+                "done: iterations {}..{} in {:.0} s; training loss {:.3} (mean of the first {window}) -> {:.3} (last {window})",
+                summary.start_iteration,
+                summary.iterations,
+                summary.seconds,
+                mean(&losses[..window]),
+                mean(&losses[losses.len() - window..]),
+            );
+        }
         if let Some(val) = summary.val_loss {
             println!("validation loss {val:.3}");
         }
