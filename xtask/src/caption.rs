@@ -31,19 +31,25 @@ struct Item {
     path: PathBuf,
 }
 
+/// The JPEG and PNG files of `dir`, sorted by name.
+pub(crate) fn image_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+        })
+        .collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// Images of a directory (sorted, by file name) or of a COCO JSON (by id).
 fn items(images: &Path, image_dir: Option<&Path>) -> anyhow::Result<Vec<Item>> {
     if images.is_dir() {
-        let mut paths: Vec<PathBuf> = std::fs::read_dir(images)
-            .with_context(|| format!("reading {}", images.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| {
-                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str())
-                })
-            })
-            .collect();
-        paths.sort();
+        let paths = image_files(images)?;
         return Ok(paths
             .into_iter()
             .map(|path| Item {
@@ -208,7 +214,7 @@ mod tests {
     use virtex_train::trainer::Pretraining;
 
     #[test]
-    fn captions_a_coco_split_and_a_directory_from_a_trained_checkpoint() {
+    fn a_trained_checkpoint_captions_images_and_gives_their_features() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let output = std::env::temp_dir().join(format!("virtex-caption-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&output);
@@ -298,6 +304,25 @@ mod tests {
         .unwrap();
         assert_eq!(dir.len(), 3);
         assert!(dir[0]["file_name"].as_str().unwrap().ends_with(".jpg"));
+
+        // `evaluate features` reads the same checkpoint's backbone.
+        let extract = crate::flags::ExtractFeatures {
+            checkpoint: output.join("checkpoint_2.safetensors"),
+            layout: crate::flags::WeightsLayout::Virtex,
+            arch: "resnet50".parse().unwrap(),
+            images: output.join("tiny2017"),
+            size: 32,
+            l2_normalize: true,
+            batch: 2,
+            output: PathBuf::new(),
+            device: "cpu".parse().unwrap(),
+        };
+        let features = (&extract).run::<CpuBackend>(Default::default()).unwrap();
+        assert_eq!(
+            (features.rows, features.dim),
+            (3, 512),
+            "ResNet-18 from the checkpoint's config"
+        );
         std::fs::remove_dir_all(output).unwrap();
     }
 }

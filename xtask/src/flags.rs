@@ -21,9 +21,9 @@ pub enum Command {
     /// Pretrain a visual backbone from captions (bicaptioning and the other
     /// four tasks), by default on the bundled emoji dataset on the CPU.
     Pretrain(Pretrain),
-    /// Evaluate a backbone: VOC07 SVMs, linear probes, captioning metrics,
-    /// feature extraction. Planned: issue #6.
-    Evaluate(Planned),
+    /// Evaluate a backbone. Today: feature extraction to `.npy`; VOC07 SVMs,
+    /// linear probes and captioning metrics are planned (issue #6).
+    Evaluate(Evaluate),
     /// Caption images with a pretrained model's forward decoder.
     Caption(Caption),
     /// Build a SentencePiece BPE vocabulary from COCO-format captions.
@@ -36,12 +36,53 @@ pub enum Command {
     Bench(Bench),
 }
 
-/// Arguments of a command that is not built yet (accepted, then refused).
+/// `cargo xtask evaluate`.
 #[derive(Debug, clap::Args)]
-pub struct Planned {
-    /// Arguments of the planned command.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+pub struct Evaluate {
+    /// Which evaluation.
+    #[command(subcommand)]
+    pub what: Evaluation,
+}
+
+/// The evaluations.
+#[derive(Debug, Subcommand)]
+pub enum Evaluation {
+    /// Global-average-pooled layer4 features of a frozen backbone, as `.npy`
+    /// (plus `<output>.txt` listing the images, one per row).
+    Features(ExtractFeatures),
+}
+
+/// `cargo xtask evaluate features`.
+#[derive(Debug, clap::Args)]
+pub struct ExtractFeatures {
+    /// A virtex-rs checkpoint (`.safetensors`), an official VirTex `.pth` or a
+    /// torchvision `.pth` (see `--layout`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Layout of a `.pth` checkpoint (`virtex`: `{"model": {"visual.cnn.…"}}`).
+    #[arg(long, value_enum, default_value_t = WeightsLayout::Virtex)]
+    pub layout: WeightsLayout,
+    /// Backbone of a `.pth` checkpoint (virtex-rs checkpoints hold their config).
+    #[arg(long, default_value = "resnet50")]
+    pub arch: ResNetArch,
+    /// A directory of images, or a text file with one image path per line.
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Side the backbone sees (after resizing the shorter side to 256/224 of it).
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// Scale each feature vector to unit length (the VOC07 SVM protocol).
+    #[arg(long)]
+    pub l2_normalize: bool,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// The `.npy` to write.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 /// `cargo xtask pretrain`.

@@ -4,6 +4,7 @@
 mod bench;
 mod build_vocab;
 mod caption;
+mod evaluate;
 mod export_backbone;
 mod flags;
 mod prepare_data;
@@ -11,14 +12,14 @@ mod pretrain;
 
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::Parser;
 use flags::{Command, Xtask};
 
 fn main() -> anyhow::Result<()> {
     match Xtask::parse().command {
         Command::Pretrain(cmd) => cmd.run(),
-        Command::Evaluate(_) => bail!("`cargo xtask evaluate` is not built yet (issue #6)"),
+        Command::Evaluate(cmd) => cmd.run(),
         Command::Caption(cmd) => cmd.run(),
         Command::BuildVocab(cmd) => cmd.run(),
         Command::PrepareData(cmd) => cmd.run(),

@@ -4,4 +4,7 @@
 //! classification probes and fine-tuning, captioning metrics (CIDEr,
 //! SPICE-style), Detectron2 export and attention maps.
 //!
-//! The top of the stack; its contents arrive with issue #6.
+//! The top of the stack. Today: frozen-backbone feature extraction to `.npy`
+//! ([`features`]); the probes and metrics arrive with the rest of issue #6.
+
+pub mod features;
