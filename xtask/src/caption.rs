@@ -15,9 +15,9 @@ use serde_json::json;
 use virtex_data::coco::CocoCaptions;
 use virtex_data::images::{load_rgb, resize_and_center_crop, to_normalized_chw};
 use virtex_data::tokenizer::SentencePieceTokenizer;
+use virtex_text::PretrainingModel;
 use virtex_text::checkpoint::{CheckpointParts, load_virtex_checkpoint};
 use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};
-use virtex_text::{PretrainingModel, PretrainingModelConfig};
 use virtex_train::checkpoint::{load_model, read_meta};
 use virtex_train::config::{Config, DecoderName};
 use virtex_train::device::BackendTask;
@@ -104,14 +104,7 @@ fn load<B: Backend>(
     } else {
         Config::load(Some(&cmd.config), &[])?
     };
-    let model = PretrainingModelConfig {
-        task: config.model.name,
-        visual: config.model.visual.name,
-        textual: config.model.textual.name,
-        vocab_size: config.data.vocab_size,
-        dropout: config.model.textual.dropout,
-    }
-    .init::<B>(device)?;
+    let model = config.model_config().init::<B>(device)?;
     let model = if native {
         load_model(&cmd.checkpoint, model)?.0
     } else {

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use virtex_eval::features::extract;
-use virtex_text::PretrainingModelConfig;
 use virtex_train::checkpoint::{load_model, read_meta};
 use virtex_train::device::BackendTask;
 use virtex_vision::{ResNet, ResNetConfig};
@@ -48,14 +47,7 @@ fn backbone<B: Backend>(cmd: &ExtractFeatures, device: &B::Device) -> anyhow::Re
         .is_some_and(|e| e == "safetensors")
     {
         let config = read_meta(&cmd.checkpoint)?.config;
-        let model = PretrainingModelConfig {
-            task: config.model.name,
-            visual: config.model.visual.name,
-            textual: config.model.textual.name,
-            vocab_size: config.data.vocab_size,
-            dropout: config.model.textual.dropout,
-        }
-        .init::<B>(device)?;
+        let model = config.model_config().init::<B>(device)?;
         return Ok(load_model(&cmd.checkpoint, model)?.0.visual);
     }
     let resnet = ResNetConfig::virtex(cmd.arch).init::<B>(device);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
-use virtex_text::{PretrainingTask, TextualHeadName};
+use virtex_text::{PretrainingModelConfig, PretrainingTask, TextualHeadName};
 use virtex_vision::ResNetArch;
 
 /// A configuration that cannot be used.
@@ -517,6 +517,17 @@ fn set_key(tree: &mut Value, key: &str, value: Value) {
 }
 
 impl Config {
+    /// The model these settings describe (`MODEL.*` and `DATA.VOCAB_SIZE`).
+    pub fn model_config(&self) -> PretrainingModelConfig {
+        PretrainingModelConfig {
+            task: self.model.name,
+            visual: self.model.visual.name,
+            textual: self.model.textual.name,
+            vocab_size: self.data.vocab_size,
+            dropout: self.model.textual.dropout,
+        }
+    }
+
     /// Loads `path` (the defaults when `None`) and applies `overrides`
     /// (`KEY=VALUE`, the value read as YAML), then validates.
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Self, ConfigError> {

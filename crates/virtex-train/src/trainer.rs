@@ -32,7 +32,7 @@ use virtex_data::tasks::{MaskedLmConfig, TaskView};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};
 use virtex_text::models::PretrainingInput;
-use virtex_text::{PretrainingModel, PretrainingModelConfig, PretrainingTask};
+use virtex_text::{PretrainingModel, PretrainingTask};
 
 use crate::checkpoint::{
     CheckpointMeta, checkpoint_path, list_checkpoints, load_checkpoint, prune_checkpoints,
@@ -215,16 +215,6 @@ impl Batches {
     }
 }
 
-fn model_config(config: &Config) -> PretrainingModelConfig {
-    PretrainingModelConfig {
-        task: config.model.name,
-        visual: config.model.visual.name,
-        textual: config.model.textual.name,
-        vocab_size: config.data.vocab_size,
-        dropout: config.model.textual.dropout,
-    }
-}
-
 /// One validation pass.
 struct Validation {
     /// Mean loss.
@@ -317,7 +307,7 @@ impl BackendTask for Pretraining {
         let data = Data::new(&config)?;
 
         B::seed(&device, config.random_seed);
-        let mut model = model_config(&config).init::<B>(&device)?;
+        let mut model = config.model_config().init::<B>(&device)?;
         let mut optimizer = VirtexOptimizer::new(&model, &config.optim)?;
         let mut start = 0;
         let mut checkpoint = None;
