@@ -310,7 +310,13 @@ mod tests {
             output: PathBuf::new(),
             device: "cpu".parse().unwrap(),
         };
-        let features = (&extract).run::<CpuBackend>(Default::default()).unwrap();
+        let images = image_files(&output.join("tiny2017")).unwrap();
+        let features = crate::evaluate::FeatureTask {
+            cmd: &extract,
+            images: &images,
+        }
+        .run::<CpuBackend>(Default::default())
+        .unwrap();
         assert_eq!(
             (features.rows, features.dim),
             (3, 512),

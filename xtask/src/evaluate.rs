@@ -54,19 +54,25 @@ fn backbone<B: Backend>(cmd: &ExtractFeatures, device: &B::Device) -> anyhow::Re
     Ok(cmd.layout.weights(&cmd.checkpoint).load(resnet)?)
 }
 
-impl BackendTask for &ExtractFeatures {
+/// Extracts the features of `images` (listed once, so the `.npy` rows and
+/// the `.txt` listing cannot disagree).
+pub(crate) struct FeatureTask<'a> {
+    pub(crate) cmd: &'a ExtractFeatures,
+    pub(crate) images: &'a [PathBuf],
+}
+
+impl BackendTask for FeatureTask<'_> {
     type Output = anyhow::Result<virtex_eval::features::Features>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let backbone = backbone::<B::InnerBackend>(self, &device)?;
-        let images = image_list(&self.images)?;
-        anyhow::ensure!(!images.is_empty(), "no images in {}", self.images.display());
+        let cmd = self.cmd;
+        let backbone = backbone::<B::InnerBackend>(cmd, &device)?;
         Ok(extract(
             &backbone,
-            &images,
-            self.size,
-            self.batch,
-            self.l2_normalize,
+            self.images,
+            cmd.size,
+            cmd.batch,
+            cmd.l2_normalize,
             &device,
         )?)
     }
@@ -74,12 +80,17 @@ impl BackendTask for &ExtractFeatures {
 
 impl ExtractFeatures {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        let features = self.device.dispatch(&self)??;
+        let images = image_list(&self.images)?;
+        anyhow::ensure!(!images.is_empty(), "no images in {}", self.images.display());
+        let features = self.device.dispatch(FeatureTask {
+            cmd: &self,
+            images: &images,
+        })??;
         features
             .save_npy(&self.output)
             .with_context(|| format!("writing {}", self.output.display()))?;
         let listing = self.output.with_extension("txt");
-        let paths: String = image_list(&self.images)?
+        let paths: String = images
             .iter()
             .map(|p| format!("{}\n", p.display()))
             .collect();
