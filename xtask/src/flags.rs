@@ -34,6 +34,24 @@ pub enum Command {
     ExportBackbone(ExportBackbone),
     /// Measure training and inference speed.
     Bench(Bench),
+    /// The prepared GPU check: 50 pretraining steps of the reference's
+    /// R-50 + L1_H1024 bicaptioning at batch 64, beside PyTorch (f32 and
+    /// AMP); images/s and peak GPU memory. Build with `--features cuda`.
+    GpuCheck(GpuCheck),
+}
+
+/// `cargo xtask gpu-check`.
+#[derive(Debug, clap::Args)]
+pub struct GpuCheck {
+    /// The GPU.
+    #[arg(long, default_value = "cuda")]
+    pub device: DeviceSpec,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
 }
 
 /// `cargo xtask evaluate`.
@@ -248,6 +266,82 @@ pub enum BenchKind {
     Data(DataBench),
     /// Caption latency per image: backbone forward + incremental decoding.
     Caption(CaptionBench),
+    /// Pretraining steps per second (forward + backward + optimiser) of the
+    /// reference's R-50 + L1_H1024 bicaptioning and of the bundled config,
+    /// beside PyTorch (`tools/bench/train_step.py`) on the same machine.
+    Train(TrainBench),
+    /// One row of `bench train`, in a process of its own (prints JSON).
+    #[command(hide = true)]
+    TrainRow(TrainRowBench),
+    /// Frozen-backbone feature extraction images/s, beside PyTorch.
+    Extract(ExtractBench),
+}
+
+/// `cargo xtask bench train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainBench {
+    /// One config to measure [default: the reference's base config at batch
+    /// 8, 224², and the bundled emoji config at batch 32, 64²].
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Override a config key (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Images per step (with `--config`).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Image side (with `--config`).
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+/// `cargo xtask bench train-row`.
+#[derive(Debug, clap::Args)]
+pub struct TrainRowBench {
+    /// Config, relative to the repository root or absolute.
+    #[arg(long)]
+    pub config: String,
+    /// Override a config key (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Images per step.
+    #[arg(long)]
+    pub batch: usize,
+    /// Image side.
+    #[arg(long)]
+    pub size: usize,
+    /// Timed steps.
+    #[arg(long)]
+    pub steps: usize,
+    /// Device.
+    #[arg(long)]
+    pub device: DeviceSpec,
+}
+
+/// `cargo xtask bench extract`.
+#[derive(Debug, clap::Args)]
+pub struct ExtractBench {
+    /// Backbone architecture.
+    #[arg(long, default_value = "resnet50")]
+    pub arch: ResNetArch,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Image side.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Timed passes (after one untimed warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
 }
 
 /// `cargo xtask bench caption`.

@@ -8,14 +8,7 @@ use virtex_train::config::Config;
 use virtex_train::trainer::{Pretraining, default_output};
 
 use crate::flags::Pretrain;
-
-/// The repository root, where the bundled configs' relative paths start.
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace")
-        .to_path_buf()
-}
+use crate::project_root;
 
 /// `path` made absolute against the directory the command was run from.
 fn from_invocation(path: &Path) -> anyhow::Result<PathBuf> {

@@ -14,12 +14,19 @@ use virtex_vision::ResNetConfig;
 
 use crate::flags::{BackboneBench, Bench, BenchKind, CaptionBench, CpuBackendName, DataBench};
 
+mod extract;
+mod pytorch;
+mod train;
+
 impl Bench {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         match self.what {
             BenchKind::Backbone(bench) => bench.run(),
             BenchKind::Data(bench) => bench.run(),
             BenchKind::Caption(bench) => bench.run(),
+            BenchKind::Train(bench) => bench.run(),
+            BenchKind::TrainRow(bench) => bench.run(),
+            BenchKind::Extract(bench) => bench.run(),
         }
     }
 }
@@ -28,6 +35,14 @@ impl Bench {
 struct StepTimes {
     train_s: Vec<f64>,
     eval_s: Vec<f64>,
+}
+
+/// Peak resident memory of this process (`VmHWM`), Linux only.
+fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -150,7 +165,7 @@ impl DataBench {
         use virtex_data::loader::{Preprocessing, PretrainingLoader};
         use virtex_data::tokenizer::SentencePieceTokenizer;
 
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = crate::project_root();
         let dataset = CocoCaptions::load(&root.join("data/emoji"), "train")?;
         let tokenizer = SentencePieceTokenizer::from_file(
             root.join("data/fixtures/tokenizer/emoji_bpe.model"),

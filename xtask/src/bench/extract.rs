@@ -1,0 +1,83 @@
+//! `cargo xtask bench extract`: frozen-backbone feature extraction (eval
+//! forward, global average pool, L2 normalisation), beside PyTorch's.
+
+use std::time::Instant;
+
+use burn::module::AutodiffModule;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Distribution, Tensor};
+use virtex_train::device::BackendTask;
+use virtex_vision::ResNetConfig;
+
+use super::{median, pytorch};
+use crate::flags::ExtractBench;
+
+impl ExtractBench {
+    pub(crate) fn run(self) -> anyhow::Result<()> {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let rust_s = median(self.device.dispatch(Extraction {
+            config: ResNetConfig::virtex(self.arch),
+            batch: self.batch,
+            size: self.size,
+            steps: self.steps,
+        })?);
+        let rust = self.batch as f64 / rust_s;
+        let torch = pytorch::extract_row(
+            self.arch.name(),
+            self.batch,
+            self.size,
+            self.steps,
+            self.device,
+            threads,
+        );
+        println!("| backbone | batch | size | device | virtex-rs img/s | PyTorch img/s | ratio |");
+        println!("|---|---|---|---|---|---|---|");
+        let (torch_ips, ratio) = match torch {
+            Ok(t) => (
+                format!("{:.2}", t.images_per_s),
+                format!("{:.2}", rust / t.images_per_s),
+            ),
+            Err(e) => {
+                eprintln!("PyTorch row failed: {e:#}");
+                ("—".into(), "—".into())
+            }
+        };
+        println!(
+            "| {} | {} | {} | {} | {rust:.2} | {torch_ips} | {ratio} |",
+            self.arch, self.batch, self.size, self.device
+        );
+        Ok(())
+    }
+}
+
+/// Timed eval forwards of a frozen backbone.
+struct Extraction {
+    config: ResNetConfig,
+    batch: usize,
+    size: usize,
+    steps: usize,
+}
+
+impl BackendTask for Extraction {
+    type Output = Vec<f64>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Vec<f64> {
+        let model = self.config.init::<B>(&device).valid();
+        let images = Tensor::<B::InnerBackend, 4>::random(
+            [self.batch, 3, self.size, self.size],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let mut times = Vec::new();
+        for step in 0..=self.steps {
+            let start = Instant::now();
+            let features = model.forward_pooled(images.clone());
+            let norm = features.clone().powi_scalar(2).sum_dim(1).sqrt();
+            let _ = (features / norm).into_data();
+            if step > 0 {
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        times
+    }
+}

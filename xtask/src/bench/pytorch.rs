@@ -1,0 +1,104 @@
+//! The PyTorch twin of each workload: `tools/bench/train_step.py`, run with
+//! `python3` on the same machine and thread count, one JSON line back.
+
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use virtex_train::config::Config;
+use virtex_train::device::DeviceSpec;
+
+use super::train::{StepReport, last_json_line, pytorch_train_args};
+use crate::project_root;
+
+fn script(workload: &str, args: &[String], threads: usize) -> anyhow::Result<StepReport> {
+    let output = Command::new("python3")
+        .arg(project_root().join("tools/bench/train_step.py"))
+        .arg(workload)
+        .args(args)
+        .args(["--threads", &threads.to_string()])
+        .output()
+        .context("running python3 tools/bench/train_step.py")?;
+    if !output.status.success() {
+        bail!(
+            "tools/bench/train_step.py {workload} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    last_json_line(&output.stdout)
+}
+
+fn device_arg(device: DeviceSpec) -> String {
+    match device {
+        DeviceSpec::Cpu => "cpu".into(),
+        DeviceSpec::Cuda(index) => format!("cuda:{index}"),
+    }
+}
+
+/// Measured fp32 GEMM GFLOP/s (2048³), or `None` without a working PyTorch.
+pub(crate) fn gemm_gflops(threads: usize) -> Option<f64> {
+    #[derive(serde::Deserialize)]
+    struct Gemm {
+        gemm_gflops: f64,
+    }
+    let output = Command::new("python3")
+        .arg(project_root().join("tools/bench/train_step.py"))
+        .args(["gemm", "--threads", &threads.to_string()])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with('{'))?;
+    serde_json::from_str::<Gemm>(line)
+        .ok()
+        .map(|g| g.gemm_gflops)
+}
+
+/// The PyTorch pretraining step for `config`.
+pub(crate) fn train_row(
+    config: &Config,
+    batch: usize,
+    size: usize,
+    steps: usize,
+    device: DeviceSpec,
+    threads: usize,
+    amp: bool,
+) -> anyhow::Result<StepReport> {
+    let mut args = pytorch_train_args(config)?;
+    if amp {
+        args.push("--amp".into());
+    }
+    args.extend([
+        "--batch".into(),
+        batch.to_string(),
+        "--size".into(),
+        size.to_string(),
+        "--steps".into(),
+        steps.to_string(),
+        "--device".into(),
+        device_arg(device),
+    ]);
+    script("train", &args, threads)
+}
+
+/// PyTorch's frozen-backbone feature extraction.
+pub(crate) fn extract_row(
+    arch: &str,
+    batch: usize,
+    size: usize,
+    steps: usize,
+    device: DeviceSpec,
+    threads: usize,
+) -> anyhow::Result<StepReport> {
+    let args = [
+        "--arch".into(),
+        arch.to_string(),
+        "--batch".into(),
+        batch.to_string(),
+        "--size".into(),
+        size.to_string(),
+        "--steps".into(),
+        steps.to_string(),
+        "--device".into(),
+        device_arg(device),
+    ];
+    script("extract", &args, threads)
+}
