@@ -7,4 +7,5 @@
 //! The top of the stack. Today: frozen-backbone feature extraction to `.npy`
 //! ([`features`]); the probes and metrics arrive with the rest of issue #6.
 
+pub mod captioning;
 pub mod features;
