@@ -299,21 +299,18 @@ mod tests {
         assert!(dir[0]["file_name"].as_str().unwrap().ends_with(".jpg"));
 
         // `evaluate features` reads the same checkpoint's backbone.
-        let extract = crate::flags::ExtractFeatures {
+        let backbone = crate::flags::BackboneSource {
             checkpoint: output.join("checkpoint_2.safetensors"),
             layout: crate::flags::WeightsLayout::Virtex,
             arch: "resnet50".parse().unwrap(),
-            images: output.join("tiny2017"),
-            size: 32,
-            l2_normalize: true,
-            batch: 2,
-            output: PathBuf::new(),
-            device: "cpu".parse().unwrap(),
         };
         let images = image_files(&output.join("tiny2017")).unwrap();
         let features = crate::evaluate::FeatureTask {
-            cmd: &extract,
+            backbone: &backbone,
             images: &images,
+            size: 32,
+            batch: 2,
+            l2_normalize: true,
         }
         .run::<CpuBackend>(Default::default())
         .unwrap();

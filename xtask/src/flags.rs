@@ -68,11 +68,14 @@ pub enum Evaluation {
     /// Global-average-pooled layer4 features of a frozen backbone, as `.npy`
     /// (plus `<output>.txt` listing the images, one per row).
     Features(ExtractFeatures),
+    /// The reference's VOC07 protocol: per-class linear SVMs on L2-normalised
+    /// pooled features, C by 3-fold CV, test AP and mAP.
+    Voc07(Voc07),
 }
 
-/// `cargo xtask evaluate features`.
+/// Where a backbone's weights come from.
 #[derive(Debug, clap::Args)]
-pub struct ExtractFeatures {
+pub struct BackboneSource {
     /// A virtex-rs checkpoint (`.safetensors`), an official VirTex `.pth` or a
     /// torchvision `.pth` (see `--layout`).
     #[arg(long)]
@@ -83,6 +86,14 @@ pub struct ExtractFeatures {
     /// Backbone of a `.pth` checkpoint (virtex-rs checkpoints hold their config).
     #[arg(long, default_value = "resnet50")]
     pub arch: ResNetArch,
+}
+
+/// `cargo xtask evaluate features`.
+#[derive(Debug, clap::Args)]
+pub struct ExtractFeatures {
+    /// The backbone.
+    #[command(flatten)]
+    pub backbone: BackboneSource,
     /// A directory of images, or a text file with one image path per line.
     #[arg(long)]
     pub images: PathBuf,
@@ -98,6 +109,29 @@ pub struct ExtractFeatures {
     /// The `.npy` to write.
     #[arg(long)]
     pub output: PathBuf,
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+/// `cargo xtask evaluate voc07`.
+#[derive(Debug, clap::Args)]
+pub struct Voc07 {
+    /// The backbone.
+    #[command(flatten)]
+    pub backbone: BackboneSource,
+    /// The VOC2007 devkit directory (`JPEGImages/`, `ImageSets/Main/`).
+    #[arg(long)]
+    pub voc_root: PathBuf,
+    /// Side the backbone sees (256 → 224 in the reference).
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Where to write the per-class results (JSON).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
     /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,

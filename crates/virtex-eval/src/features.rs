@@ -91,7 +91,75 @@ impl Features {
     pub fn save_npy(&self, path: &Path) -> io::Result<()> {
         virtex_vision::atomic::write_bytes(path, &self.to_npy())
     }
+
+    /// Reads a 2-D little-endian float32 or float16 (`'<f4'`/`'<f2'`),
+    /// C-order `.npy`, as numpy writes it (format 1.0 or 2.0).
+    pub fn from_npy(bytes: &[u8]) -> Result<Self, NpyError> {
+        let bad = |why: &str| NpyError(why.to_string());
+        let rest = bytes
+            .strip_prefix(b"\x93NUMPY")
+            .ok_or_else(|| bad("not an .npy file (no magic)"))?;
+        let (header_len, offset) = match rest.first() {
+            Some(1) if rest.len() >= 4 => (usize::from(u16::from_le_bytes([rest[2], rest[3]])), 4),
+            Some(2 | 3) if rest.len() >= 6 => (
+                u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize,
+                6,
+            ),
+            _ => return Err(bad("unsupported .npy version")),
+        };
+        let header = rest
+            .get(offset..offset + header_len)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .ok_or_else(|| bad("truncated header"))?;
+        let data = &rest[offset + header_len..];
+        if header.contains("'fortran_order': True") {
+            return Err(bad("Fortran-order arrays are not supported"));
+        }
+        let shape: Vec<usize> = header
+            .split("'shape': (")
+            .nth(1)
+            .and_then(|s| s.split(')').next())
+            .ok_or_else(|| bad("no shape in header"))?
+            .split(',')
+            .map(str::trim)
+            .filter(|d| !d.is_empty())
+            .map(|d| d.parse().map_err(|_| bad("bad shape")))
+            .collect::<Result<_, _>>()?;
+        let [rows, dim] = shape[..] else {
+            return Err(bad(&format!("expected a 2-D array, got shape {shape:?}")));
+        };
+        let values: Vec<f32> = if header.contains("'descr': '<f4'") {
+            data.chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        } else if header.contains("'descr': '<f2'") {
+            data.chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect()
+        } else {
+            return Err(bad("only '<f4' and '<f2' arrays are supported"));
+        };
+        if values.len() != rows * dim {
+            return Err(bad(&format!(
+                "shape ({rows}, {dim}) but {} values",
+                values.len()
+            )));
+        }
+        Ok(Self { rows, dim, values })
+    }
+
+    /// Reads an `.npy` file (see [`Features::from_npy`]).
+    pub fn load_npy(path: &Path) -> Result<Self, NpyError> {
+        let bytes =
+            std::fs::read(path).map_err(|e| NpyError(format!("{}: {e}", path.display())))?;
+        Self::from_npy(&bytes).map_err(|e| NpyError(format!("{}: {}", path.display(), e.0)))
+    }
 }
+
+/// An `.npy` file that could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct NpyError(String);
 
 /// NumPy's format 1.0: magic, version, a little-endian u16 header length,
 /// a Python dict literal padded with spaces (and a newline) so the data
@@ -124,6 +192,31 @@ mod tests {
     use super::*;
     use burn::backend::Flex;
     use virtex_vision::{ResNetArch, ResNetConfig};
+
+    #[test]
+    fn npy_round_trips_and_reads_float16() {
+        let features = Features {
+            rows: 2,
+            dim: 3,
+            values: vec![1.0, -2.5, 0.0, 3.25, 1e-3, 7.0],
+        };
+        assert_eq!(Features::from_npy(&features.to_npy()).unwrap(), features);
+        // numpy.save(np.array([[1, -2.5], [0.5, 3]], dtype=np.float16))
+        let mut f16 = b"\x93NUMPY\x01\x00v\x00".to_vec();
+        let mut header = "{'descr': '<f2', 'fortran_order': False, 'shape': (2, 2), }".to_string();
+        while !(10 + header.len() + 1).is_multiple_of(64) {
+            header.push(' ');
+        }
+        header.push('\n');
+        f16.extend(header.as_bytes());
+        for v in [1.0f32, -2.5, 0.5, 3.0] {
+            f16.extend(half::f16::from_f32(v).to_le_bytes());
+        }
+        let read = Features::from_npy(&f16).unwrap();
+        assert_eq!((read.rows, read.dim), (2, 2));
+        assert_eq!(read.values, [1.0, -2.5, 0.5, 3.0]);
+        assert!(Features::from_npy(b"not numpy").is_err());
+    }
 
     #[test]
     fn features_are_pooled_normalised_and_batch_independent() {

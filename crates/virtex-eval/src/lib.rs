@@ -7,5 +7,8 @@
 //! The top of the stack. Today: frozen-backbone feature extraction to `.npy`
 //! ([`features`]); the probes and metrics arrive with the rest of issue #6.
 
+pub mod average_precision;
 pub mod captioning;
 pub mod features;
+pub mod svm;
+pub mod voc07;
