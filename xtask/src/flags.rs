@@ -57,9 +57,10 @@ pub struct GpuCheck {
 /// `cargo xtask evaluate`.
 #[derive(Debug, clap::Args)]
 pub struct Evaluate {
-    /// Which evaluation.
+    /// Which evaluation [default: `emoji`, the miniature VirTex experiment on
+    /// the newest checkpoint of `cargo xtask pretrain`'s default output].
     #[command(subcommand)]
-    pub what: Evaluation,
+    pub what: Option<Evaluation>,
 }
 
 /// The evaluations.
@@ -71,13 +72,59 @@ pub enum Evaluation {
     /// The reference's VOC07 protocol: per-class linear SVMs on L2-normalised
     /// pooled features, C by 3-fold CV, test AP and mAP.
     Voc07(Voc07),
+    /// Linear probe on a frozen backbone (ImageNet protocol) over an
+    /// ImageFolder dataset; top-1/top-5.
+    Linear(Transfer),
+    /// End-to-end fine-tuning (iNaturalist protocol) over an ImageFolder
+    /// dataset; top-1/top-5.
+    Finetune(Transfer),
+    /// The miniature VirTex experiment: linear probes on the bundled emoji
+    /// data's subcategories and categories, pretrained backbones against a
+    /// random one.
+    Emoji(EmojiProbe),
+}
+
+/// `cargo xtask evaluate linear|finetune`.
+#[derive(Debug, clap::Args)]
+pub struct Transfer {
+    /// The backbone (`--checkpoint random` for a freshly initialised one).
+    #[command(flatten)]
+    pub backbone: BackboneSource,
+    /// The downstream config [default: data/configs/downstream/
+    /// imagenet_clf.yaml for `linear`, inaturalist_clf.yaml for `finetune`].
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Override a config key, e.g. `--set DATA.ROOT=datasets/imagenet` (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Where to write the result (JSON).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+/// `cargo xtask evaluate emoji`.
+#[derive(Debug, Default, clap::Args)]
+pub struct EmojiProbe {
+    /// Checkpoints or run directories (the newest checkpoint in it) to probe
+    /// [default: runs/emoji_bicaptioning]. A random ResNet-18 is always added.
+    #[arg(long = "checkpoint")]
+    pub checkpoints: Vec<PathBuf>,
+    /// Override a key of data/configs/downstream/emoji_linear.yaml (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Where to write the table's numbers (JSON).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
 }
 
 /// Where a backbone's weights come from.
 #[derive(Debug, clap::Args)]
 pub struct BackboneSource {
-    /// A virtex-rs checkpoint (`.safetensors`), an official VirTex `.pth` or a
-    /// torchvision `.pth` (see `--layout`).
+    /// A virtex-rs checkpoint (`.safetensors`), an official VirTex `.pth`, a
+    /// torchvision `.pth` (see `--layout`), or `random` (fresh weights of `--arch`).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Layout of a `.pth` checkpoint (`virtex`: `{"model": {"visual.cnn.…"}}`).

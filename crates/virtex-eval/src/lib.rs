@@ -9,6 +9,7 @@
 
 pub mod average_precision;
 pub mod captioning;
+pub mod classification;
 pub mod features;
 pub mod svm;
 pub mod voc07;

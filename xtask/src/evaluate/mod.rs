@@ -3,7 +3,9 @@
 //! Backbones come from a virtex-rs checkpoint, an official VirTex `.pth`
 //! or a torchvision `.pth`.
 
+mod emoji;
 mod features;
+mod transfer;
 mod voc07;
 
 use std::path::{Path, PathBuf};
@@ -21,8 +23,12 @@ use crate::flags::{BackboneSource, Evaluate, Evaluation};
 impl Evaluate {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         match self.what {
-            Evaluation::Features(cmd) => cmd.run(),
-            Evaluation::Voc07(cmd) => cmd.run(),
+            None => crate::flags::EmojiProbe::default().run(),
+            Some(Evaluation::Features(cmd)) => cmd.run(),
+            Some(Evaluation::Voc07(cmd)) => cmd.run(),
+            Some(Evaluation::Linear(cmd)) => cmd.run(transfer::Protocol::Linear),
+            Some(Evaluation::Finetune(cmd)) => cmd.run(transfer::Protocol::Finetune),
+            Some(Evaluation::Emoji(cmd)) => cmd.run(),
         }
     }
 }
@@ -47,6 +53,11 @@ fn image_list(images: &Path) -> anyhow::Result<Vec<PathBuf>> {
 impl BackboneSource {
     /// The backbone, on an inference backend.
     pub(crate) fn load<B: Backend>(&self, device: &B::Device) -> anyhow::Result<ResNet<B>> {
+        if self.is_random() {
+            // Seeded, so every load of `random` is the same network.
+            B::seed(device, 0);
+            return Ok(ResNetConfig::virtex(self.arch).init::<B>(device));
+        }
         if self
             .checkpoint
             .extension()
@@ -58,6 +69,13 @@ impl BackboneSource {
         }
         let resnet = ResNetConfig::virtex(self.arch).init::<B>(device);
         Ok(self.layout.weights(&self.checkpoint).load(resnet)?)
+    }
+}
+
+impl BackboneSource {
+    /// `--checkpoint random`: a freshly initialised backbone (seed 0).
+    pub(crate) fn is_random(&self) -> bool {
+        self.checkpoint.as_os_str() == "random"
     }
 }
 

@@ -1,0 +1,97 @@
+//! Linear probe and fine-tuning on real images: two emoji subcategories in an
+//! ImageFolder layout.
+
+use std::path::{Path, PathBuf};
+
+use burn::backend::{Autodiff, Flex};
+use virtex_eval::classification::{ImageFolder, TransferMode, train_classifier};
+use virtex_train::config::Config;
+use virtex_vision::{ResNetArch, ResNetConfig};
+
+type B = Autodiff<Flex>;
+
+/// `root/{train,val}/{flags,faces}/…` from the bundled emoji images whose
+/// file names start with a regional-indicator pair (flags) or `1f60` (faces).
+fn folders(root: &Path) -> PathBuf {
+    let emoji = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/emoji/train2017");
+    let mut names: Vec<String> = std::fs::read_dir(&emoji)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for (class, prefix) in [("flags", "1f1e"), ("faces", "1f60")] {
+        let picked: Vec<&String> = names
+            .iter()
+            .filter(|n| n.starts_with(prefix))
+            .take(16)
+            .collect();
+        assert_eq!(picked.len(), 16, "{prefix}");
+        for (i, name) in picked.iter().enumerate() {
+            let split = if i < 12 { "train" } else { "val" };
+            let dir = root.join(split).join(class);
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::copy(emoji.join(name), dir.join(name)).unwrap();
+        }
+    }
+    root.to_path_buf()
+}
+
+fn run(frozen: bool) -> virtex_eval::classification::ClassificationResult {
+    let root =
+        folders(&std::env::temp_dir().join(format!("virtex-clf-{frozen}-{}", std::process::id())));
+    let config = Config::load(
+        Some(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../../data/configs/downstream/imagenet_clf.yaml"),
+        ),
+        &[
+            format!("MODEL.VISUAL.FROZEN={frozen}"),
+            "DATA.IMAGE_CROP_SIZE=32".into(),
+            "OPTIM.BATCH_SIZE=8".into(),
+            "OPTIM.NUM_ITERATIONS=30".into(),
+            format!("OPTIM.LR={}", if frozen { 0.3 } else { 0.02 }),
+        ],
+    )
+    .unwrap();
+    let train = ImageFolder::load(&root.join("train")).unwrap();
+    let val = ImageFolder::load_matching(&root.join("val"), &train).unwrap();
+    assert_eq!(train.classes, ["faces", "flags"]);
+    let device = Default::default();
+    let backbone = ResNetConfig::virtex(ResNetArch::Resnet18).init::<B>(&device);
+    let result = train_classifier(backbone, &config, &train, &val, &device).unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    result
+}
+
+#[test]
+fn linear_probe_learns_to_tell_flags_from_faces() {
+    let result = run(true);
+    assert_eq!(result.mode, TransferMode::LinearProbe);
+    assert!(
+        result.loss_start_end.1 < result.loss_start_end.0,
+        "{result:?}"
+    );
+    assert!(result.top1 >= 0.75, "{result:?}");
+    assert_eq!(result.top5, 1.0, "two classes: top-2 is everything");
+}
+
+#[test]
+fn fine_tuning_trains_end_to_end() {
+    let result = run(false);
+    assert_eq!(result.mode, TransferMode::FineTune);
+    assert!(
+        result.loss_start_end.1 < result.loss_start_end.0,
+        "{result:?}"
+    );
+}
+
+#[test]
+fn mismatched_validation_classes_are_named() {
+    let root = std::env::temp_dir().join(format!("virtex-clf-mismatch-{}", std::process::id()));
+    folders(&root);
+    std::fs::create_dir_all(root.join("val/cats")).unwrap();
+    let train = ImageFolder::load(&root.join("train")).unwrap();
+    let err = ImageFolder::load_matching(&root.join("val"), &train).unwrap_err();
+    assert!(err.to_string().contains("cats"), "{err}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
