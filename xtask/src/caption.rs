@@ -114,8 +114,8 @@ fn load<B: Backend>(
 }
 
 /// Captions every item; returns `[{key…, "caption"}]`.
-struct Captioning {
-    cmd: Caption,
+pub(crate) struct Captioning {
+    pub(crate) cmd: Caption,
 }
 
 impl BackendTask for Captioning {
@@ -207,7 +207,7 @@ mod tests {
     use virtex_train::trainer::Pretraining;
 
     #[test]
-    fn a_trained_checkpoint_captions_images_and_gives_their_features() {
+    fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let output = std::env::temp_dir().join(format!("virtex-caption-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&output);
@@ -319,6 +319,20 @@ mod tests {
             (3, 512),
             "ResNet-18 from the checkpoint's config"
         );
+
+        // `evaluate detectron2-export` writes the same backbone under
+        // Detectron2's names.
+        let pth = output.join("detectron2.pth");
+        crate::flags::Detectron2Export {
+            backbone,
+            output: pth.clone(),
+        }
+        .run()
+        .unwrap();
+        let reader = burn_store::pytorch::PytorchReader::with_top_level_key(&pth, "model").unwrap();
+        let keys = reader.keys();
+        assert_eq!(keys.len(), 120, "ResNet-18 without fc: {keys:?}");
+        assert!(keys.contains(&"res5.1.conv2.norm.running_var".to_string()));
         std::fs::remove_dir_all(output).unwrap();
     }
 }

@@ -82,6 +82,68 @@ pub enum Evaluation {
     /// data's subcategories and categories, pretrained backbones against a
     /// random one.
     Emoji(EmojiProbe),
+    /// Caption a COCO-format split (or read captions already made) and score
+    /// them against its references: BLEU-1..4, ROUGE-L, CIDEr-D.
+    Captioning(CaptioningEval),
+    /// Write the backbone under Detectron2's names (`res2.0.conv1.weight`,
+    /// under `["model"]`) in a `.pth` that `torch.load` reads.
+    #[command(name = "detectron2-export")]
+    Detectron2Export(Detectron2Export),
+}
+
+/// `cargo xtask evaluate captioning`.
+#[derive(Debug, clap::Args)]
+pub struct CaptioningEval {
+    /// COCO captions JSON: the references, and the images to caption.
+    #[arg(long)]
+    pub annotations: PathBuf,
+    /// Captions to score, as `cargo xtask caption` writes them
+    /// (`[{"image_id", "caption"}]`). Without it, `--checkpoint` captions
+    /// the split first.
+    #[arg(
+        long,
+        conflicts_with = "checkpoint",
+        required_unless_present = "checkpoint"
+    )]
+    pub predictions: Option<PathBuf>,
+    /// A virtex-rs checkpoint or an official VirTex `.pth` to caption with.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Config of an official `.pth`.
+    #[arg(
+        long,
+        default_value = "data/configs/task_ablations/bicaptioning_R_50_L1_H2048.yaml"
+    )]
+    pub config: PathBuf,
+    /// SentencePiece model [default: the config's DATA.TOKENIZER_MODEL].
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
+    /// Image directory [default: `ROOT/{split}2017` beside `ROOT/annotations/`].
+    #[arg(long)]
+    pub image_dir: Option<PathBuf>,
+    /// How the next token is chosen [default: the config's MODEL.DECODER, beam search].
+    #[arg(long, value_enum)]
+    pub decoder: Option<DecoderChoice>,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Where to write the scores (and, when captioning, `<output>.captions.json`).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+/// `cargo xtask evaluate detectron2-export`.
+#[derive(Debug, clap::Args)]
+pub struct Detectron2Export {
+    /// The backbone.
+    #[command(flatten)]
+    pub backbone: BackboneSource,
+    /// The `.pth` to write.
+    #[arg(long)]
+    pub output: PathBuf,
 }
 
 /// `cargo xtask evaluate linear|finetune`.

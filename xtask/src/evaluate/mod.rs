@@ -3,6 +3,8 @@
 //! Backbones come from a virtex-rs checkpoint, an official VirTex `.pth`
 //! or a torchvision `.pth`.
 
+mod captioning;
+mod detectron2;
 mod emoji;
 mod features;
 mod transfer;
@@ -29,6 +31,8 @@ impl Evaluate {
             Some(Evaluation::Linear(cmd)) => cmd.run(transfer::Protocol::Linear),
             Some(Evaluation::Finetune(cmd)) => cmd.run(transfer::Protocol::Finetune),
             Some(Evaluation::Emoji(cmd)) => cmd.run(),
+            Some(Evaluation::Captioning(cmd)) => cmd.run(),
+            Some(Evaluation::Detectron2Export(cmd)) => cmd.run(),
         }
     }
 }
