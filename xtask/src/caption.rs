@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
+use image::RgbImage;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rayon::prelude::*;
@@ -15,9 +16,10 @@ use serde_json::json;
 use virtex_data::coco::CocoCaptions;
 use virtex_data::images::{load_rgb, resize_and_center_crop, to_normalized_chw};
 use virtex_data::tokenizer::SentencePieceTokenizer;
+use virtex_eval::attention_maps::caption_strip;
 use virtex_text::PretrainingModel;
 use virtex_text::checkpoint::{CheckpointParts, load_virtex_checkpoint};
-use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};
+use virtex_text::decoding::{CaptionDecoder, DecodedCaption, DecodingStrategy};
 use virtex_train::checkpoint::{load_model, read_meta};
 use virtex_train::config::{Config, DecoderName};
 use virtex_train::device::BackendTask;
@@ -113,6 +115,35 @@ fn load<B: Backend>(
     Ok((model, config))
 }
 
+/// Writes `<name>.png` (the image, then one attention heat map per word,
+/// panels at least 224 px) and `<name>.txt` (the words, one per panel).
+fn write_attention(
+    dir: &Path,
+    item: &Item,
+    image: &RgbImage,
+    caption: &DecodedCaption,
+    tokenizer: &SentencePieceTokenizer,
+) -> anyhow::Result<()> {
+    let name = match (item.key["image_id"].as_u64(), item.path.file_stem()) {
+        (Some(id), _) => id.to_string(),
+        (None, Some(stem)) => stem.to_string_lossy().into_owned(),
+        (None, None) => "image".to_string(),
+    };
+    let side = image.width().max(224);
+    let shown = image::imageops::resize(image, side, side, image::imageops::FilterType::Triangle);
+    let strip = caption_strip(&shown, &caption.attention);
+    let png = dir.join(format!("{name}.png"));
+    strip
+        .save(&png)
+        .with_context(|| format!("writing {}", png.display()))?;
+    let words: String = caption
+        .tokens
+        .iter()
+        .map(|&t| format!("{}\n", tokenizer.id_to_piece(t).unwrap_or("<unk>")))
+        .collect();
+    crate::write_atomically(&dir.join(format!("{name}.txt")), words.as_bytes())
+}
+
 /// Captions every item; returns `[{key…, "caption"}]`.
 pub(crate) struct Captioning {
     pub(crate) cmd: Caption,
@@ -163,25 +194,33 @@ impl BackendTask for Captioning {
         let items = items(&cmd.images, cmd.image_dir.as_deref())?;
         let mut rng = StdRng::seed_from_u64(config.random_seed);
         let mut out = Vec::with_capacity(items.len());
+        if let Some(dir) = &cmd.attention_dir {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
         for chunk in items.chunks(cmd.batch.max(1)) {
-            let pixels: Vec<Vec<f32>> = chunk
+            let crops: Vec<RgbImage> = chunk
                 .par_iter()
                 .map(|item| {
-                    let image = load_rgb(&item.path)?;
-                    Ok(to_normalized_chw(&resize_and_center_crop(
-                        &image, shorter, crop,
-                    )))
+                    Ok(resize_and_center_crop(
+                        &load_rgb(&item.path)?,
+                        shorter,
+                        crop,
+                    ))
                 })
                 .collect::<Result<_, virtex_data::images::ImageError>>()?;
+            let pixels: Vec<f32> = crops.iter().flat_map(to_normalized_chw).collect();
             let size = crop as usize;
             let images = Tensor::<B::InnerBackend, 4>::from_data(
-                TensorData::new(pixels.concat(), [chunk.len(), 3, size, size]),
+                TensorData::new(pixels, [chunk.len(), 3, size, size]),
                 &device,
             );
             let captions = decoder.decode(head, model.visual.forward(images), &mut rng);
-            for (item, caption) in chunk.iter().zip(captions) {
+            for ((item, caption), image) in chunk.iter().zip(captions).zip(&crops) {
                 let mut entry = item.key.clone();
                 entry["caption"] = json!(tokenizer.decode(&caption.tokens));
+                if let Some(dir) = &cmd.attention_dir {
+                    write_attention(dir, item, image, &caption, &tokenizer)?;
+                }
                 out.push(entry);
             }
         }
@@ -274,6 +313,7 @@ mod tests {
             decoder: Some(decoder),
             batch: 2,
             output: PathBuf::new(),
+            attention_dir: None,
             device: "cpu".parse().unwrap(),
         };
         let coco = Captioning {
@@ -290,13 +330,25 @@ mod tests {
             val.images[..3].iter().map(|i| i.id).collect::<Vec<_>>()
         );
         assert!(coco.iter().all(|c| c["caption"].is_string()));
+        let attention = output.join("attention");
         let dir = Captioning {
-            cmd: cmd(output.join("tiny2017"), DecoderChoice::Greedy),
+            cmd: Caption {
+                attention_dir: Some(attention.clone()),
+                ..cmd(output.join("tiny2017"), DecoderChoice::Greedy)
+            },
         }
         .run::<CpuBackend>(Default::default())
         .unwrap();
         assert_eq!(dir.len(), 3);
         assert!(dir[0]["file_name"].as_str().unwrap().ends_with(".jpg"));
+        // One attention strip per image: the image, then a panel per word.
+        for path in image_files(&output.join("tiny2017")).unwrap() {
+            let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let words = std::fs::read_to_string(attention.join(format!("{stem}.txt"))).unwrap();
+            let strip = image::open(attention.join(format!("{stem}.png"))).unwrap();
+            assert_eq!(strip.height(), 224);
+            assert_eq!(strip.width(), 224 * (words.lines().count() as u32 + 1));
+        }
 
         // `evaluate features` reads the same checkpoint's backbone.
         let backbone = crate::flags::BackboneSource {

@@ -298,6 +298,11 @@ pub struct Caption {
     /// Where to write `[{"image_id" | "file_name", "caption"}]`.
     #[arg(long)]
     pub output: PathBuf,
+    /// Also write, per image, `<name>.png`: the image and, for each word, the
+    /// forward decoder's cross-attention over the grid as a heat map (with
+    /// `<name>.txt` listing the words in panel order).
+    #[arg(long)]
+    pub attention_dir: Option<PathBuf>,
     /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,

@@ -7,6 +7,7 @@
 //! The top of the stack. Today: frozen-backbone feature extraction to `.npy`
 //! ([`features`]); the probes and metrics arrive with the rest of issue #6.
 
+pub mod attention_maps;
 pub mod average_precision;
 pub mod captioning;
 pub mod classification;

@@ -95,6 +95,7 @@ impl CaptioningEval {
                     decoder: self.decoder,
                     batch: self.batch,
                     output: captions_path.clone(),
+                    attention_dir: None,
                     device: self.device,
                 };
                 let captions = self.device.dispatch(Captioning { cmd })??;
