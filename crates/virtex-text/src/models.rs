@@ -101,13 +101,19 @@ impl<B: Backend> ModuleVisitor<B> for Materialise {
     }
 }
 
-/// Gives every parameter a new id.
+/// Gives every parameter a new id and its own tensor. Reusing the tensor
+/// would keep one autodiff leaf for both copies, so the first copy visited
+/// would collect both copies' gradients and the second none.
 struct NewParamIds;
 
 impl<B: Backend> ModuleMapper<B> for NewParamIds {
     fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
         let (_, tensor, mapper) = param.consume();
-        Param::from_mapped_value(ParamId::new(), tensor, mapper)
+        let mut own = Tensor::from_data(tensor.to_data(), &tensor.device());
+        if tensor.is_require_grad() {
+            own = own.require_grad();
+        }
+        Param::from_mapped_value(ParamId::new(), own, mapper)
     }
 }
 

@@ -200,6 +200,29 @@ fn bicaptioning_shares_everything_but_the_backward_layers() {
         row > 0.0,
         "token 30 is never input; only the tied output can move it"
     );
+
+    // Each direction's layers get their own gradient from the total loss:
+    // the copy is its own autodiff leaf, not the forward layers' tensor.
+    // (Same dropout masks in both passes.)
+    <AD as Backend>::seed(&device, 7);
+    let output = model.forward(&input);
+    let grads = GradientsParams::from_grads(output.loss.backward(), &model);
+    <AD as Backend>::seed(&device, 7);
+    let forward_only = model.forward(&input).components[0].1.clone();
+    let forward_grads = GradientsParams::from_grads(forward_only.backward(), &model);
+    let weight = |t: &virtex_text::decoder::TransformerDecoder<AD>| t.layers[0].linear1.weight.id;
+    let backward_grad = grads
+        .get::<B, 2>(weight(backward))
+        .expect("the backward layers have a gradient on the first step");
+    let forward_total = grads.get::<B, 2>(weight(&head.transformer)).unwrap();
+    let forward_alone = forward_grads
+        .get::<B, 2>(weight(&head.transformer))
+        .unwrap();
+    assert!(backward_grad.abs().max().into_scalar() > 0.0);
+    assert!(
+        max_abs_diff(forward_total.reshape([-1]), forward_alone.reshape([-1])) < 1e-4,
+        "the forward layers' gradient is the forward loss's alone"
+    );
 }
 
 #[test]
