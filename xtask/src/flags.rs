@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use virtex_train::device::DeviceSpec;
+use virtex_train::device::{DeviceList, DeviceSpec};
 use virtex_vision::ResNetArch;
 
 /// virtex-rs: VirTex (Desai & Johnson, CVPR 2021) in Rust on burn.
@@ -258,9 +258,10 @@ pub struct Pretrain {
     /// Where checkpoints, metrics.jsonl and plots go [default: runs/<config name>].
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`; several
+    /// devices (`cuda:0,cuda:1`) train data-parallel, the batch split among them.
     #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
+    pub device: DeviceList,
     /// Continue from the newest checkpoint in the output directory.
     #[arg(long)]
     pub resume: bool,

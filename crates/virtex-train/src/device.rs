@@ -34,6 +34,67 @@ pub trait BackendTask {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
 }
 
+/// Work that runs data-parallel over one or more devices of one backend
+/// (the first device holds the model that is kept).
+pub trait MultiDeviceTask {
+    /// What the work returns.
+    type Output;
+    /// Runs the work on backend `B` over `devices` (at least one).
+    fn run_on<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output;
+}
+
+/// `--device cuda:0,cuda:1`: one or more devices of one kind.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceList(pub Vec<DeviceSpec>);
+
+impl DeviceList {
+    /// Runs `task` over these devices on their backend.
+    pub fn dispatch<T: MultiDeviceTask>(&self, task: T) -> Result<T::Output, DeviceError> {
+        match self.0[0] {
+            DeviceSpec::Cpu => {
+                Ok(task.run_on::<CpuBackend>(vec![Default::default(); self.0.len()]))
+            }
+            #[cfg(feature = "cuda")]
+            DeviceSpec::Cuda(_) => Ok(task.run_on::<CudaBackend>(
+                self.0
+                    .iter()
+                    .map(|d| match d {
+                        DeviceSpec::Cuda(index) => burn::backend::cuda::CudaDevice::new(*index),
+                        DeviceSpec::Cpu => unreachable!("checked when parsed"),
+                    })
+                    .collect(),
+            )),
+            #[cfg(not(feature = "cuda"))]
+            cuda @ DeviceSpec::Cuda(_) => Err(DeviceError::CudaNotBuilt(cuda)),
+        }
+    }
+}
+
+impl fmt::Display for DeviceList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&names.join(","))
+    }
+}
+
+impl FromStr for DeviceList {
+    type Err = DeviceError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let devices = s
+            .split(',')
+            .map(str::parse)
+            .collect::<Result<Vec<DeviceSpec>, _>>()?;
+        let mixed = devices
+            .iter()
+            .any(|d| std::mem::discriminant(d) != std::mem::discriminant(&devices[0]));
+        if mixed {
+            return Err(DeviceError::Mixed(s.to_string()));
+        }
+        Ok(Self(devices))
+    }
+}
+
 /// A device the build cannot serve.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
@@ -46,6 +107,9 @@ pub enum DeviceError {
          use `cargo xtask-cuda …` (xtask built with `--features cuda`)"
     )]
     CudaNotBuilt(DeviceSpec),
+    /// A list naming CPU and CUDA devices together.
+    #[error("invalid device list '{0}': all devices must be of one kind (cpu or cuda:N)")]
+    Mixed(String),
 }
 
 impl DeviceSpec {
@@ -91,6 +155,17 @@ impl FromStr for DeviceSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_device_lists() {
+        let list: DeviceList = "cuda:0,cuda:2".parse().unwrap();
+        assert_eq!(list.0, [DeviceSpec::Cuda(0), DeviceSpec::Cuda(2)]);
+        assert_eq!(list.to_string(), "cuda:0,cuda:2");
+        assert_eq!("cpu".parse::<DeviceList>().unwrap().0, [DeviceSpec::Cpu]);
+        let err = "cpu,cuda:1".parse::<DeviceList>().unwrap_err();
+        assert!(err.to_string().contains("one kind"), "{err}");
+        assert!("cuda:0,gpu".parse::<DeviceList>().is_err());
+    }
 
     #[test]
     fn parses_device_names() {

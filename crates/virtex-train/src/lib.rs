@@ -33,5 +33,6 @@ pub mod config;
 pub mod device;
 pub mod metrics;
 pub mod optim;
+pub mod parallel;
 pub mod progress;
 pub mod trainer;

@@ -16,7 +16,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail, ensure};
 use burn::module::AutodiffModule;
-use burn::optim::GradientsParams;
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::SeedableRng;
@@ -39,10 +38,11 @@ use crate::checkpoint::{
     save_checkpoint,
 };
 use crate::config::{BadImage, Config};
-use crate::device::BackendTask;
+use crate::device::{BackendTask, MultiDeviceTask};
 use crate::metrics::MetricsLog;
 use crate::optim::schedule::LrSchedule;
 use crate::optim::{StepRates, VirtexOptimizer};
+use crate::parallel::{StepGradients, forward_backward};
 use crate::progress::Progress;
 
 /// Validation images whose greedy captions are logged.
@@ -288,6 +288,17 @@ impl BackendTask for Pretraining {
     type Output = anyhow::Result<PretrainingSummary>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        self.run_on::<B>(vec![device])
+    }
+}
+
+impl MultiDeviceTask for Pretraining {
+    type Output = anyhow::Result<PretrainingSummary>;
+
+    /// Trains on `devices[0]`, data-parallel over all of `devices`
+    /// ([`crate::parallel`]); checkpoints hold the first device's model.
+    fn run_on<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
+        let device = devices[0].clone();
         let Self {
             config,
             output,
@@ -345,10 +356,14 @@ impl BackendTask for Pretraining {
         for iteration in start..total {
             let step_started = Instant::now();
             let batch = batches.next()?;
-            B::seed(&device, config.random_seed.wrapping_add(iteration + 1));
-            let input = PretrainingInput::<B>::from_batch(&batch, &device);
-            let out = model.forward(&input);
-            let loss = out.loss.clone().into_scalar().elem::<f64>();
+            for device in &devices {
+                B::seed(device, config.random_seed.wrapping_add(iteration + 1));
+            }
+            let StepGradients {
+                loss,
+                components,
+                grads,
+            } = forward_backward(&model, &batch, &devices);
             if !loss.is_finite() {
                 let last = match &checkpoint {
                     Some(path) => format!("the last good checkpoint is {}", path.display()),
@@ -364,7 +379,6 @@ impl BackendTask for Pretraining {
                 cnn_lr: config.optim.cnn_lr * multiplier,
                 lr: config.optim.lr * multiplier,
             };
-            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
             let (updated, grad_norm) = optimizer.step(model, grads, rates);
             model = updated;
 
@@ -373,8 +387,8 @@ impl BackendTask for Pretraining {
             let mut record = Map::new();
             record.insert("iteration".into(), json!(done));
             record.insert("loss".into(), json!(loss));
-            for (name, term) in out.components {
-                record.insert(name.into(), json!(term.into_scalar().elem::<f64>()));
+            for (name, value) in components {
+                record.insert(name.into(), json!(value));
             }
             record.insert("lr".into(), json!(rates.lr));
             record.insert("cnn_lr".into(), json!(rates.cnn_lr));

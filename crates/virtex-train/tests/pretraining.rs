@@ -147,3 +147,115 @@ fn every_task_trains_on_the_bundled_data() {
         std::fs::remove_dir_all(output).unwrap();
     }
 }
+
+/// Data parallelism: a batch whose two halves are the same sample rows gives,
+/// split over two devices, the gradients of one half on one device (the
+/// mean of two equal gradients), and a run over `cpu,cpu` trains.
+#[test]
+fn data_parallel_gradients_average_the_shards() {
+    use burn::module::{Module, ModuleVisitor, Param};
+    use burn::tensor::backend::AutodiffBackend;
+    use burn::tensor::{ElementConversion, Tensor};
+    use std::sync::Arc;
+    use virtex_data::augment::TrainAugmentation;
+    use virtex_data::coco::CocoCaptions;
+    use virtex_data::loader::{Preprocessing, PretrainingLoader};
+    use virtex_data::tokenizer::SentencePieceTokenizer;
+    use virtex_train::device::DeviceList;
+    use virtex_train::parallel::forward_backward;
+
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // No dropout, so both shards see the same function.
+    let config = tiny(2, &["MODEL.TEXTUAL.DROPOUT=0.0"]);
+    let tokenizer = SentencePieceTokenizer::from_file(&config.data.tokenizer_model).unwrap();
+    let loader = PretrainingLoader::new(
+        Arc::new(CocoCaptions::load(&config.data.root, "val").unwrap()),
+        Arc::new(tokenizer),
+        Preprocessing::Train(TrainAugmentation::new(32)),
+        2,
+        0,
+    );
+    let half = loader.batch(0, 0).unwrap();
+    let mut doubled = half.clone();
+    doubled.image_ids.extend(half.image_ids.clone());
+    doubled.images.extend(half.images.clone());
+    doubled.forward.extend(half.forward.clone());
+    doubled.backward.extend(half.backward.clone());
+    doubled.lengths.extend(half.lengths.clone());
+    let device = Default::default();
+    let model = config.model_config().init::<CpuBackend>(&device).unwrap();
+    let one = forward_backward(&model, &half, &[device]);
+    let two = forward_backward(&model, &doubled, &[device, device]);
+    assert!(
+        (one.loss - two.loss).abs() < 1e-5,
+        "{} vs {}",
+        one.loss,
+        two.loss
+    );
+
+    struct Compare<'a> {
+        one: &'a burn::optim::GradientsParams,
+        two: &'a burn::optim::GradientsParams,
+        checked: usize,
+        norm: f64,
+        error: f64,
+        names: std::collections::HashMap<burn::module::ParamId, String>,
+    }
+    impl<B: AutodiffBackend> ModuleVisitor<B> for Compare<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            // BatchNorm running statistics are visited too but have no gradient.
+            let (a, b) = match (
+                self.one.get::<B::InnerBackend, D>(param.id),
+                self.two.get::<B::InnerBackend, D>(param.id),
+            ) {
+                (Some(a), Some(b)) => (a, b),
+                (None, None) => return,
+                (a, b) => panic!(
+                    "{}: one device {}, two devices {}",
+                    self.names.get(&param.id).cloned().unwrap_or_default(),
+                    a.is_some(),
+                    b.is_some()
+                ),
+            };
+            self.norm += a.clone().powi_scalar(2).sum().into_scalar().elem::<f64>();
+            self.error += (a - b).powi_scalar(2).sum().into_scalar().elem::<f64>();
+            self.checked += 1;
+        }
+    }
+    let mut compare = Compare {
+        one: &one.grads,
+        two: &two.grads,
+        checked: 0,
+        norm: 0.0,
+        error: 0.0,
+        names: virtex_train::optim::ParameterTable::new(&model, "x")
+            .unwrap()
+            .by_id
+            .into_iter()
+            .map(|(id, info)| (id, info.path))
+            .collect(),
+    };
+    model.visit(&mut compare);
+    assert!(compare.checked > 20);
+    // Relative L2 error over all gradients (f32 sums in another order).
+    let relative = (compare.error / compare.norm).sqrt();
+    assert!(relative < 1e-4, "relative gradient error {relative}");
+    drop(_turn);
+
+    let output = scratch("parallel");
+    let devices: DeviceList = "cpu,cpu".parse().unwrap();
+    let summary = {
+        let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        devices
+            .dispatch(Pretraining {
+                config: tiny(2, &[]),
+                output: output.clone(),
+                resume: false,
+            })
+            .unwrap()
+            .unwrap()
+    };
+    assert_eq!(summary.losses.len(), 2);
+    assert!(summary.losses.iter().all(|l| l.is_finite()));
+    std::fs::remove_dir_all(&output).unwrap();
+}
