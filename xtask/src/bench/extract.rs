@@ -24,11 +24,13 @@ impl ExtractBench {
         let rust = self.batch as f64 / rust_s;
         let torch = pytorch::extract_row(
             self.arch.name(),
-            self.batch,
-            self.size,
-            self.steps,
-            self.device,
-            threads,
+            &pytorch::Workload {
+                batch: self.batch,
+                size: self.size,
+                steps: self.steps,
+                device: self.device,
+                threads,
+            },
         );
         println!("| backbone | batch | size | device | virtex-rs img/s | PyTorch img/s | ratio |");
         println!("|---|---|---|---|---|---|---|");

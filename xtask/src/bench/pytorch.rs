@@ -10,17 +10,44 @@ use virtex_train::device::DeviceSpec;
 use super::train::{StepReport, last_json_line, pytorch_train_args};
 use crate::project_root;
 
-fn script(workload: &str, args: &[String], threads: usize) -> anyhow::Result<StepReport> {
+/// The shape of one measured workload, shared by both implementations.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Workload {
+    pub(crate) batch: usize,
+    pub(crate) size: usize,
+    pub(crate) steps: usize,
+    pub(crate) device: DeviceSpec,
+    pub(crate) threads: usize,
+}
+
+impl Workload {
+    fn args(&self) -> [String; 10] {
+        [
+            "--batch".into(),
+            self.batch.to_string(),
+            "--size".into(),
+            self.size.to_string(),
+            "--steps".into(),
+            self.steps.to_string(),
+            "--device".into(),
+            device_arg(self.device),
+            "--threads".into(),
+            self.threads.to_string(),
+        ]
+    }
+}
+
+fn script(name: &str, args: &[String], workload: &Workload) -> anyhow::Result<StepReport> {
     let output = Command::new("python3")
         .arg(project_root().join("tools/bench/train_step.py"))
-        .arg(workload)
+        .arg(name)
         .args(args)
-        .args(["--threads", &threads.to_string()])
+        .args(workload.args())
         .output()
         .context("running python3 tools/bench/train_step.py")?;
     if !output.status.success() {
         bail!(
-            "tools/bench/train_step.py {workload} failed: {}",
+            "tools/bench/train_step.py {name} failed: {}",
             String::from_utf8_lossy(&output.stderr)
         );
     }
@@ -52,53 +79,20 @@ pub(crate) fn gemm_gflops(threads: usize) -> Option<f64> {
         .map(|g| g.gemm_gflops)
 }
 
-/// The PyTorch pretraining step for `config`.
+/// The PyTorch pretraining step for `config` (with fp16 autocast if `amp`).
 pub(crate) fn train_row(
     config: &Config,
-    batch: usize,
-    size: usize,
-    steps: usize,
-    device: DeviceSpec,
-    threads: usize,
+    workload: &Workload,
     amp: bool,
 ) -> anyhow::Result<StepReport> {
     let mut args = pytorch_train_args(config)?;
     if amp {
         args.push("--amp".into());
     }
-    args.extend([
-        "--batch".into(),
-        batch.to_string(),
-        "--size".into(),
-        size.to_string(),
-        "--steps".into(),
-        steps.to_string(),
-        "--device".into(),
-        device_arg(device),
-    ]);
-    script("train", &args, threads)
+    script("train", &args, workload)
 }
 
 /// PyTorch's frozen-backbone feature extraction.
-pub(crate) fn extract_row(
-    arch: &str,
-    batch: usize,
-    size: usize,
-    steps: usize,
-    device: DeviceSpec,
-    threads: usize,
-) -> anyhow::Result<StepReport> {
-    let args = [
-        "--arch".into(),
-        arch.to_string(),
-        "--batch".into(),
-        batch.to_string(),
-        "--size".into(),
-        size.to_string(),
-        "--steps".into(),
-        steps.to_string(),
-        "--device".into(),
-        device_arg(device),
-    ];
-    script("extract", &args, threads)
+pub(crate) fn extract_row(arch: &str, workload: &Workload) -> anyhow::Result<StepReport> {
+    script("extract", &["--arch".into(), arch.to_string()], workload)
 }

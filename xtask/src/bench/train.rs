@@ -106,9 +106,14 @@ impl TrainBench {
                 twins.push(true);
             }
             for amp in twins {
-                let row = measure_gpu(self.device, || {
-                    pytorch::train_row(&loaded, batch, size, self.steps, self.device, threads, amp)
-                });
+                let workload = pytorch::Workload {
+                    batch,
+                    size,
+                    steps: self.steps,
+                    device: self.device,
+                    threads,
+                };
+                let row = measure_gpu(self.device, || pytorch::train_row(&loaded, &workload, amp));
                 match row {
                     Ok(row) => reports.push(row),
                     Err(e) => eprintln!("PyTorch row failed: {e:#}"),
