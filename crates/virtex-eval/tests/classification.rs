@@ -36,7 +36,12 @@ fn folders(root: &Path) -> PathBuf {
     root.to_path_buf()
 }
 
+/// burn's CPU backend has one random generator per process: the runs of
+/// this file take turns, so each sees the same seeded initialisation.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn run(frozen: bool) -> virtex_eval::classification::ClassificationResult {
+    let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let root =
         folders(&std::env::temp_dir().join(format!("virtex-clf-{frozen}-{}", std::process::id())));
     let config = Config::load(
@@ -57,6 +62,7 @@ fn run(frozen: bool) -> virtex_eval::classification::ClassificationResult {
     let val = ImageFolder::load_matching(&root.join("val"), &train).unwrap();
     assert_eq!(train.classes, ["faces", "flags"]);
     let device = Default::default();
+    <B as burn::tensor::backend::Backend>::seed(&device, 0);
     let backbone = ResNetConfig::virtex(ResNetArch::Resnet18).init::<B>(&device);
     let result = train_classifier(backbone, &config, &train, &val, &device).unwrap();
     std::fs::remove_dir_all(&root).unwrap();
