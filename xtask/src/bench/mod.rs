@@ -195,11 +195,20 @@ impl DataBench {
             "data pipeline (emoji train, decode 64 px JPEG + random resized crop to {0}x{0} + flip + jitter + normalise + tokenize), batch {1}, {2} threads:",
             self.size, self.batch, threads
         );
+        let per_thread = images / elapsed / threads as f64;
         println!(
-            "{:.0} images/s, {:.0} images/s per thread",
-            images / elapsed,
-            images / elapsed / threads as f64
+            "{:.0} images/s, {per_thread:.0} images/s per thread",
+            images / elapsed
         );
+        // The Python twin (PIL + torchvision + SentencePiece), one thread.
+        match pytorch::data_pipeline(self.size, self.batch, self.batches) {
+            Ok(python) => println!(
+                "Python (tools/bench/data_pipeline.py, 1 thread): {python:.0} images/s; \
+                 virtex-rs per thread ÷ Python: {:.2}",
+                per_thread / python
+            ),
+            Err(e) => eprintln!("Python data pipeline failed: {e:#}"),
+        }
         Ok(())
     }
 }

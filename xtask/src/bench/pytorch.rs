@@ -96,3 +96,32 @@ pub(crate) fn train_row(
 pub(crate) fn extract_row(arch: &str, workload: &Workload) -> anyhow::Result<StepReport> {
     script("extract", &["--arch".into(), arch.to_string()], workload)
 }
+
+/// Images/s of the Python data pipeline (`tools/bench/data_pipeline.py`,
+/// one thread), read from its last line (`…: N images/s`).
+pub(crate) fn data_pipeline(size: u32, batch: usize, batches: usize) -> anyhow::Result<f64> {
+    let output = Command::new("python3")
+        .arg(project_root().join("tools/bench/data_pipeline.py"))
+        .args(["--size", &size.to_string()])
+        .args(["--batch", &batch.to_string()])
+        .args(["--batches", &batches.to_string()])
+        .output()
+        .context("running python3 tools/bench/data_pipeline.py")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!(
+            "tools/bench/data_pipeline.py failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    text.lines()
+        .rev()
+        .find_map(|line| {
+            line.strip_suffix(" images/s")?
+                .rsplit(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .with_context(|| format!("no 'N images/s' in {text:?}"))
+}
