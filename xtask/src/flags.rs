@@ -399,9 +399,10 @@ pub enum Naming {
 /// `cargo xtask bench`.
 #[derive(Debug, clap::Args)]
 pub struct Bench {
-    /// Which benchmark.
+    /// Which benchmark [default: train, extract, caption and data in turn,
+    /// each with its defaults].
     #[command(subcommand)]
-    pub what: BenchKind,
+    pub what: Option<BenchKind>,
 }
 
 /// The benchmarks.

@@ -17,15 +17,22 @@ use clap::Parser;
 use flags::{Command, Xtask};
 
 fn main() -> anyhow::Result<()> {
-    match Xtask::parse().command {
-        Command::Pretrain(cmd) => cmd.run(),
-        Command::Evaluate(cmd) => cmd.run(),
-        Command::Caption(cmd) => cmd.run(),
-        Command::BuildVocab(cmd) => cmd.run(),
-        Command::PrepareData(cmd) => cmd.run(),
-        Command::ExportBackbone(cmd) => cmd.run(),
-        Command::Bench(cmd) => cmd.run(),
-        Command::GpuCheck(cmd) => cmd.run(),
+    Xtask::parse().command.run()
+}
+
+impl Command {
+    /// Runs the command.
+    fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Pretrain(cmd) => cmd.run(),
+            Command::Evaluate(cmd) => cmd.run(),
+            Command::Caption(cmd) => cmd.run(),
+            Command::BuildVocab(cmd) => cmd.run(),
+            Command::PrepareData(cmd) => cmd.run(),
+            Command::ExportBackbone(cmd) => cmd.run(),
+            Command::Bench(cmd) => cmd.run(),
+            Command::GpuCheck(cmd) => cmd.run(),
+        }
     }
 }
 

@@ -9,6 +9,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor};
+use clap::Parser;
 use virtex_train::device::BackendTask;
 use virtex_vision::ResNetConfig;
 
@@ -18,9 +19,21 @@ mod extract;
 mod pytorch;
 mod train;
 
+/// What `cargo xtask bench` runs without a subcommand.
+const ALL_COMPARISONS: [&str; 4] = ["train", "extract", "caption", "data"];
+
 impl Bench {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        match self.what {
+        let Some(what) = self.what else {
+            // Every comparison with PyTorch, with each command's own defaults.
+            for name in ALL_COMPARISONS {
+                println!("\n## cargo xtask bench {name}\n");
+                let parsed = crate::flags::Xtask::try_parse_from(["cargo xtask", "bench", name])?;
+                parsed.command.run()?;
+            }
+            return Ok(());
+        };
+        match what {
             BenchKind::Backbone(bench) => bench.run(),
             BenchKind::Data(bench) => bench.run(),
             BenchKind::Caption(bench) => bench.run(),
@@ -288,4 +301,17 @@ impl CaptionBench {
 
 fn rayon_threads() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    #[test]
+    fn every_default_comparison_is_a_bench_command() {
+        for name in super::ALL_COMPARISONS {
+            let parsed = crate::flags::Xtask::try_parse_from(["cargo xtask", "bench", name]);
+            assert!(parsed.is_ok(), "{name}: {:?}", parsed.err());
+        }
+    }
 }
