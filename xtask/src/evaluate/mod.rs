@@ -55,7 +55,13 @@ fn image_list(images: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 impl BackboneSource {
-    /// The backbone, on an inference backend.
+    /// `--checkpoint random`: a freshly initialised backbone (seed 0).
+    pub(crate) fn is_random(&self) -> bool {
+        self.checkpoint.as_os_str() == "random"
+    }
+
+    /// The backbone on backend `B` (an inference backend to extract
+    /// features, an autodiff one to fine-tune).
     pub(crate) fn load<B: Backend>(&self, device: &B::Device) -> anyhow::Result<ResNet<B>> {
         if self.is_random() {
             // Seeded, so every load of `random` is the same network.
@@ -73,13 +79,6 @@ impl BackboneSource {
         }
         let resnet = ResNetConfig::virtex(self.arch).init::<B>(device);
         Ok(self.layout.weights(&self.checkpoint).load(resnet)?)
-    }
-}
-
-impl BackboneSource {
-    /// `--checkpoint random`: a freshly initialised backbone (seed 0).
-    pub(crate) fn is_random(&self) -> bool {
-        self.checkpoint.as_os_str() == "random"
     }
 }
 
