@@ -256,15 +256,11 @@ mod tests {
                 "DATA.TOKENIZER_MODEL={}",
                 root.join("data/vocab/emoji_1k.model").display()
             ),
-            "DATA.IMAGE_CROP_SIZE=32".into(),
-            "OPTIM.BATCH_SIZE=4".into(),
             "OPTIM.NUM_ITERATIONS=2".into(),
-            "OPTIM.WARMUP_STEPS=1".into(),
-            "MODEL.TEXTUAL.NAME=transdec_postnorm::L1_H32_A2_F64".into(),
             "TRAIN.VALIDATE_EVERY=0".into(),
         ];
         let config = Config::load(
-            Some(&root.join("data/configs/emoji_bicaptioning.yaml")),
+            Some(&root.join("data/configs/tests/emoji_tiny.yaml")),
             &sets,
         )
         .unwrap();

@@ -13,7 +13,8 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The bundled config shrunk to seconds: 32 px, batch 4, a tiny head.
+/// `data/configs/tests/emoji_tiny.yaml` (the bundled config shrunk to
+/// seconds) for `iterations`, with the data paths made absolute.
 fn tiny(iterations: u64, extra: &[&str]) -> Config {
     let root = root();
     let mut sets = vec![
@@ -22,18 +23,11 @@ fn tiny(iterations: u64, extra: &[&str]) -> Config {
             "DATA.TOKENIZER_MODEL={}",
             root.join("data/vocab/emoji_1k.model").display()
         ),
-        "DATA.IMAGE_CROP_SIZE=32".into(),
-        "OPTIM.BATCH_SIZE=4".into(),
         format!("OPTIM.NUM_ITERATIONS={iterations}"),
-        "OPTIM.WARMUP_STEPS=1".into(),
-        "MODEL.TEXTUAL.NAME=transdec_postnorm::L1_H32_A2_F64".into(),
-        "TRAIN.CHECKPOINT_EVERY=2".into(),
-        "TRAIN.VALIDATE_EVERY=2".into(),
-        "TRAIN.VALIDATION_BATCHES=1".into(),
     ];
     sets.extend(extra.iter().map(|s| s.to_string()));
     Config::load(
-        Some(&root.join("data/configs/emoji_bicaptioning.yaml")),
+        Some(&root.join("data/configs/tests/emoji_tiny.yaml")),
         &sets,
     )
     .unwrap()
