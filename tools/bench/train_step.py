@@ -1,4 +1,4 @@
-"""PyTorch side of `cargo xtask bench train` / `bench extract`: the same workloads
+"""PyTorch side of `cargo xtask bench train` / `extract` / `caption`: the same workloads
 in the reference's PyTorch, written from ../shared/REFERENCE.md §1 (torchvision
 ResNet with zero-init residuals, layer4 grid -> Linear(C, H), word + position
 embedding with LayerNorm(eps 1e-8), post-norm nn.TransformerDecoder with GELU,
@@ -11,6 +11,7 @@ Prints one JSON line per run, the shape `cargo xtask bench` reads:
     python3 tools/bench/train_step.py train --arch resnet50 --hidden 1024 \
         --batch 8 --size 224 --steps 3 --threads 2
     python3 tools/bench/train_step.py extract --arch resnet50 --batch 32
+    python3 tools/bench/train_step.py caption --arch resnet50 --hidden 2048 --batch 8 --steps 1
     python3 tools/bench/train_step.py gemm --threads 2
 
 `--device cuda` runs on a GPU (`--amp` adds fp16 autocast + GradScaler, the
@@ -207,6 +208,54 @@ def extract(args):
     }
 
 
+@torch.no_grad()
+def caption(args):
+    """Beam search as the reference's `virtex/utils/beam_search.py` runs it:
+    every step re-decodes the whole prefix of each of the `beam` hypotheses,
+    keeps `per_node` = 2 expansions per beam, for 30 steps (random weights
+    never say [EOS], so this is the same upper bound as the Rust row)."""
+    device = torch.device(args.device)
+    model = Bicaptioning(args.arch, args.vocab, args.hidden, args.layers).to(device).eval()
+    images = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device)
+
+    def run():
+        grid = model.cnn(images)
+        memory = model.visual_projection(grid.flatten(2).transpose(1, 2))
+        b, k, per_node = args.batch, args.beam, 2
+        memory = memory.repeat_interleave(k, 0)
+        tokens = torch.full((b * k, 1), 1, device=device)
+        scores = torch.zeros(b, k, device=device)
+        scores[:, 1:] = float("-inf")
+        for _ in range(30):
+            lengths = torch.full((b * k,), tokens.size(1), device=device)
+            logits = model.decode(model.forward_transformer, memory, tokens, lengths)[:, -1]
+            logp = logits.log_softmax(-1)
+            logp[torch.arange(b * k), tokens[:, -1]] = -10000.0
+            top, ids = logp.topk(per_node, -1)
+            cand = (scores.view(b * k, 1) + top).view(b, k * per_node)
+            scores, pick = cand.topk(k, -1)
+            beam = torch.div(pick, per_node, rounding_mode="floor") + torch.arange(b, device=device)[:, None] * k
+            next_ids = ids.view(b, k * per_node).gather(1, pick)
+            tokens = torch.cat([tokens[beam.view(-1)], next_ids.view(-1, 1)], 1)
+        return tokens
+
+    run()
+    times = []
+    for _ in range(args.steps):
+        sync(device)
+        start = time.perf_counter()
+        run()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "impl": f"pytorch {torch.__version__}",
+        "s_per_step": median,
+        "images_per_s": args.batch / median,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def gemm(args):
     n = 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
@@ -221,7 +270,7 @@ def gemm(args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("workload", choices=["train", "extract", "gemm"])
+    parser.add_argument("workload", choices=["train", "extract", "caption", "gemm"])
     parser.add_argument("--arch", default="resnet50")
     parser.add_argument("--hidden", type=int, default=1024)
     parser.add_argument("--layers", type=int, default=1)
@@ -235,12 +284,13 @@ def main():
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--amp", action="store_true")
+    parser.add_argument("--beam", type=int, default=5)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):
         torch.backends.cudnn.benchmark = True
-    result = {"train": train, "extract": extract, "gemm": gemm}[args.workload](args)
+    result = {"train": train, "extract": extract, "caption": caption, "gemm": gemm}[args.workload](args)
     result["threads"] = torch.get_num_threads()
     print(json.dumps(result))
 

@@ -10,7 +10,8 @@ use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor};
 use clap::Parser;
-use virtex_train::device::BackendTask;
+use virtex_text::TextualHeadName;
+use virtex_train::device::{BackendTask, DeviceSpec};
 use virtex_vision::ResNetConfig;
 
 use crate::flags::{BackboneBench, Bench, BenchKind, CaptionBench, CpuBackendName, DataBench};
@@ -295,6 +296,41 @@ impl CaptionBench {
             self.size,
             per_image - visual
         );
+        // The reference's beam search in PyTorch (re-decoding every prefix).
+        let TextualHeadName::Transformer { size, .. } = self.textual.parse()? else {
+            anyhow::bail!("bench caption needs a transformer head");
+        };
+        let args = [
+            "--arch",
+            self.arch.name(),
+            "--hidden",
+            &size.hidden.to_string(),
+            "--layers",
+            &size.layers.to_string(),
+            "--vocab",
+            &self.vocab.to_string(),
+            "--beam",
+            &self.beam.to_string(),
+        ]
+        .map(String::from);
+        let workload = pytorch::Workload {
+            batch: self.batch,
+            size: self.size,
+            steps: self.runs,
+            device: DeviceSpec::Cpu,
+            threads: rayon_threads(),
+        };
+        match pytorch::script("caption", &args, &workload) {
+            Ok(torch) => {
+                let torch_per_image = 1.0 / torch.images_per_s;
+                println!(
+                    "PyTorch (reference beam search, tools/bench/train_step.py): {torch_per_image:.3} s/image; \
+                     virtex-rs speed ÷ PyTorch: {:.2}",
+                    torch_per_image / per_image
+                );
+            }
+            Err(e) => eprintln!("PyTorch caption row failed: {e:#}"),
+        }
         Ok(())
     }
 }

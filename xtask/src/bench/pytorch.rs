@@ -37,7 +37,11 @@ impl Workload {
     }
 }
 
-fn script(name: &str, args: &[String], workload: &Workload) -> anyhow::Result<StepReport> {
+pub(crate) fn script(
+    name: &str,
+    args: &[String],
+    workload: &Workload,
+) -> anyhow::Result<StepReport> {
     let output = Command::new("python3")
         .arg(project_root().join("tools/bench/train_step.py"))
         .arg(name)
