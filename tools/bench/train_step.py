@@ -128,6 +128,25 @@ def sync(device):
         torch.cuda.synchronize()
 
 
+def timed_report(args, device, work, label=""):
+    """Median seconds of `args.steps` timed calls of `work` (after the caller's
+    warm-up), as the JSON report `cargo xtask bench` reads."""
+    times = []
+    for _ in range(args.steps):
+        sync(device)
+        start = time.perf_counter()
+        work()
+        sync(device)
+        times.append(time.perf_counter() - start)
+    median = statistics.median(times)
+    return {
+        "impl": f"pytorch {torch.__version__}{label}",
+        "s_per_step": median,
+        "images_per_s": args.batch / median,
+        "peak_rss_mb": peak_rss_mb(),
+    }
+
+
 def train(args):
     device = torch.device(args.device)
     model = Bicaptioning(args.arch, args.vocab, args.hidden, args.layers).to(device).train()
@@ -166,22 +185,11 @@ def train(args):
         flops = counter.get_total_flops()
     else:
         step()
-    times = []
-    for _ in range(args.steps):
-        sync(device)
-        start = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {
-        "impl": f"pytorch {torch.__version__}" + (" AMP fp16" if args.amp else ""),
-        "s_per_step": median,
-        "images_per_s": args.batch / median,
-        "flops_per_step": flops,
-        "peak_rss_mb": peak_rss_mb(),
-        "allocator_peak_mb": torch.cuda.max_memory_reserved() / 2**20 if device.type == "cuda" else None,
-    }
+    report = timed_report(args, device, step, " AMP fp16" if args.amp else "")
+    report["flops_per_step"] = flops
+    if device.type == "cuda":
+        report["allocator_peak_mb"] = torch.cuda.max_memory_reserved() / 2**20
+    return report
 
 
 @torch.no_grad()
@@ -192,20 +200,9 @@ def extract(args):
     cnn = cnn.to(device).eval()
     images = torch.randn(args.batch, 3, args.size, args.size, generator=torch.Generator().manual_seed(0)).to(device)
     cnn(images)
-    times = []
-    for _ in range(args.steps):
-        sync(device)
-        start = time.perf_counter()
-        features = torch.nn.functional.normalize(cnn(images), dim=1)
-        features.cpu()
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {
-        "impl": f"pytorch {torch.__version__}",
-        "s_per_step": median,
-        "images_per_s": args.batch / median,
-        "peak_rss_mb": peak_rss_mb(),
-    }
+    return timed_report(
+        args, device, lambda: torch.nn.functional.normalize(cnn(images), dim=1).cpu()
+    )
 
 
 @torch.no_grad()
@@ -240,20 +237,7 @@ def caption(args):
         return tokens
 
     run()
-    times = []
-    for _ in range(args.steps):
-        sync(device)
-        start = time.perf_counter()
-        run()
-        sync(device)
-        times.append(time.perf_counter() - start)
-    median = statistics.median(times)
-    return {
-        "impl": f"pytorch {torch.__version__}",
-        "s_per_step": median,
-        "images_per_s": args.batch / median,
-        "peak_rss_mb": peak_rss_mb(),
-    }
+    return timed_report(args, device, run)
 
 
 def gemm(args):
