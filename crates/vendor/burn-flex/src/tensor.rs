@@ -377,6 +377,18 @@ impl FlexTensor {
             copy_2d_tiled(
                 &mut dst, src, offset, shape[0], shape[1], strides[0], strides[1],
             );
+        } else if shape.len() >= 3 && all_positive && is_transposed_2d(shape, strides) {
+            // Batched 2D transpose (for example a permuted convolution
+            // weight gradient): one tiled 2D copy per leading index.
+            // SAFETY: capacity is n; every slice is written in full.
+            unsafe { dst.set_len(n) };
+            copy_batched_2d_tiled(&mut dst, src, offset, shape, strides);
+        } else if all_positive && strides.last().copied() == Some(1) {
+            // Inner stride 1: bulk-copy the contiguous inner run for
+            // each outer index.
+            // SAFETY: capacity is n; the runs cover every position.
+            unsafe { dst.set_len(n) };
+            copy_inner_contiguous_run(&mut dst, src, offset, shape, strides);
         } else {
             // General fallback: covers negative strides (flipped
             // tensors) and ND layouts that can't collapse to ≤2D.
@@ -544,6 +556,150 @@ fn collapse_for_copy(shape: &[usize], strides: &[isize]) -> CollapsedLayout {
     }
 
     out
+}
+
+#[inline]
+fn is_transposed_2d(shape: &[usize], strides: &[isize]) -> bool {
+    let rank = shape.len();
+    if rank < 3 {
+        return false;
+    }
+    let r_st = strides[rank - 2];
+    let c_st = strides[rank - 1];
+    (r_st == 1 && c_st > 1) || (c_st == 1 && r_st > 1 && r_st != shape[rank - 1] as isize)
+}
+
+fn copy_batched_2d_tiled<E: Copy + Send + Sync>(
+    dst: &mut [E],
+    src: &[E],
+    offset: isize,
+    shape: &[usize],
+    strides: &[isize],
+) {
+    let rank = shape.len();
+    let rows = shape[rank - 2];
+    let cols = shape[rank - 1];
+    let r_st = strides[rank - 2];
+    let c_st = strides[rank - 1];
+    let slice_len = rows * cols;
+
+    let batch_shape = &shape[..rank - 2];
+    let batch_strides = &strides[..rank - 2];
+    #[cfg(feature = "rayon")]
+    {
+        let batch_count: usize = batch_shape.iter().product();
+        if batch_count * slice_len >= crate::ops::PARALLEL_THRESHOLD && batch_count > 1 {
+            use rayon::prelude::*;
+            dst.par_chunks_mut(slice_len)
+                .enumerate()
+                .for_each(|(b, slice_dst)| {
+                    let mut remaining = b;
+                    let mut batch_offset = offset;
+                    for d in (0..batch_shape.len()).rev() {
+                        let coord = remaining % batch_shape[d];
+                        remaining /= batch_shape[d];
+                        batch_offset += coord as isize * batch_strides[d];
+                    }
+                    copy_2d_tiled(slice_dst, src, batch_offset, rows, cols, r_st, c_st);
+                });
+            return;
+        }
+    }
+
+    for (b, slice_dst) in dst.chunks_mut(slice_len).enumerate() {
+        let mut remaining = b;
+        let mut batch_offset = offset;
+        for d in (0..batch_shape.len()).rev() {
+            let coord = remaining % batch_shape[d];
+            remaining /= batch_shape[d];
+            batch_offset += coord as isize * batch_strides[d];
+        }
+        copy_2d_tiled(slice_dst, src, batch_offset, rows, cols, r_st, c_st);
+    }
+}
+
+/// Copy a strided source into a contiguous destination by treating the
+/// layout as a set of strided outer dims wrapping a contiguous inner run.
+///
+/// Precondition: strides are all positive and the innermost stride is 1
+#[inline]
+fn copy_inner_contiguous_run<E: Copy>(
+    dst: &mut [E],
+    src: &[E],
+    offset: isize,
+    shape: &[usize],
+    strides: &[isize],
+) {
+    debug_assert!(!shape.is_empty());
+    debug_assert_eq!(*strides.last().unwrap(), 1, "innermost stride must be 1");
+
+    // We want the maximal trailing run that is contiguous in src.
+    // Walk inward-out, a dim dim_idx extends the contiguous run if AND ONLY IF ("iff")
+    // strides[dim_idx] == product of inner shapes seen so far.
+    let mut expected_stride: isize = 1;
+    let mut split = shape.len(); // first OUTER index (dims [split..] are inner)
+    while split > 0 {
+        let dim_idx = split - 1;
+        if strides[dim_idx] == expected_stride {
+            expected_stride = expected_stride
+                .checked_mul(shape[dim_idx] as isize)
+                .expect("contiguous run length overflows isize");
+            split -= 1;
+        } else {
+            break;
+        }
+    }
+
+    let outer_shape = &shape[..split];
+    let outer_strides = &strides[..split];
+    let inner_run_length: usize = shape[split..].iter().product();
+
+    // Whole tensor is one contiguous run! We can bulk-copy the whole thing.
+    if outer_shape.is_empty() {
+        let src_index = offset as usize;
+        dst[..inner_run_length].copy_from_slice(&src[src_index..src_index + inner_run_length]);
+        return;
+    }
+
+    if inner_run_length == 0 || outer_shape.contains(&0) {
+        return;
+    }
+
+    // Walk the outer index space in row-major order via an odometer:
+    // each iteration ticks the rightmost counter, and so on overflow we
+    // reset it and carry +1 into the dim to its left.
+    // Row-major is what we want because dst is contiguous (consecutive outer-index
+    // tuples land in consecutive inner_run_length slots, so we just bump
+    // dst_position each step instead of recomputing it)
+    // We use this instead of N nested for loops because the rank isn't
+    // known at compile time.
+    let mut counter = [0usize; COLLAPSE_MAX_RANK];
+    let outer_dim_count = outer_shape.len();
+    let mut dst_position = 0usize;
+
+    loop {
+        let mut src_start = offset;
+        for dim_idx in 0..outer_dim_count {
+            src_start += counter[dim_idx] as isize * outer_strides[dim_idx];
+        }
+        let src_index = src_start as usize;
+        dst[dst_position..dst_position + inner_run_length]
+            .copy_from_slice(&src[src_index..src_index + inner_run_length]);
+        dst_position += inner_run_length;
+
+        let mut dim_idx = outer_dim_count;
+        loop {
+            if dim_idx == 0 {
+                return;
+            }
+            dim_idx -= 1;
+            counter[dim_idx] += 1;
+            if counter[dim_idx] < outer_shape[dim_idx] {
+                break;
+            }
+            counter[dim_idx] = 0;
+        }
+    }
 }
 
 /// Tiled 2D copy from a strided source into a contiguous destination.
