@@ -4,6 +4,7 @@
 use burn::module::{Initializer, Module, Param};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
+use burn::tensor::module::linear;
 use burn::tensor::{Int, Tensor, TensorData};
 use virtex_vision::global_average_pool;
 
@@ -119,9 +120,13 @@ impl<B: Backend> TransformerTextualHead<B> {
     }
 
     /// Scores over the vocabulary: `x · wordsᵀ + bias`, `[batch, T, H]` → `[batch, T, V]`.
+    ///
+    /// A linear layer with the (tied) word embeddings as its weight, so the
+    /// backend runs it as one `[batch·T, H] × [H, V]` product and its weight
+    /// gradient as one more, not one per caption.
     pub fn logits(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let words = self.embedding.words.weight.val();
-        x.matmul(words.transpose().unsqueeze::<3>()) + self.output.bias.val().unsqueeze::<3>()
+        linear(x, words.transpose(), Some(self.output.bias.val()))
     }
 
     /// Decodes whole captions with `transformer` (the forward one, or a
