@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, conv_weight_grad, deform_conv, interpolate, linear, pool};
+use crate::ops::{conv, conv_transpose, conv_grad, deform_conv, interpolate, linear, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -105,7 +105,16 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        conv_weight_grad::conv2d_weight_backward(x, weight.shape(), output_grad, &options)
+        conv_grad::conv2d_weight_backward(x, weight.shape(), output_grad, &options)
+    }
+
+    fn conv2d_x_backward(
+        x: FloatTensor<Flex>,
+        weight: FloatTensor<Flex>,
+        output_grad: FloatTensor<Flex>,
+        options: ConvOptions<2>,
+    ) -> FloatTensor<Flex> {
+        conv_grad::conv2d_x_backward(x.shape(), weight, output_grad, &options)
     }
 
     fn deform_conv2d(

@@ -1,0 +1,541 @@
+//! The gradients of a 2-D convolution as GEMMs over unfolded images.
+//!
+//! burn-backend 0.21's defaults derive both from other convolutions: the
+//! weight gradient is a convolution with batch and channels swapped (the
+//! output gradient becomes an `out_h × out_w` kernel, so the im2col GEMMs are
+//! `k_h·k_w`-wide slivers, one per input channel), the input gradient a
+//! transposed convolution. Measured on ResNet-50 layer shapes (batch 8, 224²,
+//! 2 threads) those ran 1.5–3× (input) and 2–11× (weight) slower than
+//! PyTorch; a 1×1 `64 → 256` layer's weight gradient took 139 ms against
+//! 12 ms.
+//!
+//! Here, as in PyTorch's and Caffe's CPU convolutions, with
+//! `cols: [c_in·k_h·k_w, n·out_h·out_w]` the unfolded input (im2col) and
+//! `grads: [c_out, n·out_h·out_w]` the output gradient, per group:
+//!
+//! - `dW[c_out/g, c_in/g·k_h·k_w] = grads · colsᵀ`
+//! - `dcols = Wᵀ · grads`, folded back onto the input (col2im) for `dx`.
+//!
+//! Long inner dimensions (early layers: the batch times a large output
+//! plane) split the batch between threads, each unfolding and multiplying
+//! its own images; gemm's own threading splits only the result, and ran
+//! these shapes at a third of the speed (ResNet-50 layer1 3×3 weight
+//! gradient: 104 ms threaded, 35 ms split).
+
+use alloc::vec;
+use alloc::vec::Vec;
+use burn_backend::{DType, ops::ConvOptions};
+use burn_std::{Bytes, Shape, bf16, f16};
+
+use crate::ops::matmul::{GemmScalar, gemm_call, get_parallelism};
+use crate::ops::module::{cast_from_f32, cast_to_f32};
+use crate::{FlexTensor, Layout};
+
+/// Inner GEMM dimension (`batch · out_h · out_w`) from which the batch is
+/// split between threads.
+const SPLIT_BATCH_MIN_INNER: usize = 2048;
+
+/// Gradient of `conv2d(x, weight)` with respect to `weight`.
+///
+/// - `x`: `[n, c_in, h, w]`; `output_grad`: `[n, c_out, out_h, out_w]`
+/// - returns `[c_out, c_in / groups, k_h, k_w]` (`weight_shape`)
+pub(crate) fn conv2d_weight_backward(
+    x: FlexTensor,
+    weight_shape: Shape,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    match x.dtype() {
+        DType::F32 => weight_grad::<f32>(x, weight_shape, output_grad, options),
+        DType::F64 => weight_grad::<f64>(x, weight_shape, output_grad, options),
+        DType::F16 => weight_grad::<f16>(x, weight_shape, output_grad, options),
+        DType::BF16 => {
+            let x = cast_to_f32(x, bf16::to_f32);
+            let output_grad = cast_to_f32(output_grad, bf16::to_f32);
+            let grad = weight_grad::<f32>(x, weight_shape, output_grad, options);
+            cast_from_f32(grad, bf16::from_f32)
+        }
+        dtype => panic!("conv2d_weight_backward: unsupported dtype {dtype:?}"),
+    }
+}
+
+/// Gradient of `conv2d(x, weight)` with respect to `x`.
+///
+/// - `weight`: `[c_out, c_in / groups, k_h, k_w]`; `output_grad`:
+///   `[n, c_out, out_h, out_w]`
+/// - returns `[n, c_in, h, w]` (`x_shape`)
+pub(crate) fn conv2d_x_backward(
+    x_shape: Shape,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    match weight.dtype() {
+        DType::F32 => input_grad::<f32>(x_shape, weight, output_grad, options),
+        DType::F64 => input_grad::<f64>(x_shape, weight, output_grad, options),
+        DType::F16 => input_grad::<f16>(x_shape, weight, output_grad, options),
+        DType::BF16 => {
+            let weight = cast_to_f32(weight, bf16::to_f32);
+            let output_grad = cast_to_f32(output_grad, bf16::to_f32);
+            let grad = input_grad::<f32>(x_shape, weight, output_grad, options);
+            cast_from_f32(grad, bf16::from_f32)
+        }
+        dtype => panic!("conv2d_x_backward: unsupported dtype {dtype:?}"),
+    }
+}
+
+/// Sizes of one convolution and how its batch is shared between threads.
+#[derive(Clone, Copy)]
+struct Geometry {
+    n: usize,
+    c_in: usize,
+    h: usize,
+    w: usize,
+    c_out: usize,
+    out_h: usize,
+    out_w: usize,
+    k_h: usize,
+    k_w: usize,
+    groups: usize,
+    stride: [usize; 2],
+    padding: [usize; 2],
+    dilation: [usize; 2],
+}
+
+impl Geometry {
+    fn new(x: &Shape, weight: &Shape, output: &Shape, options: &ConvOptions<2>) -> Self {
+        Self {
+            n: x[0],
+            c_in: x[1],
+            h: x[2],
+            w: x[3],
+            c_out: output[1],
+            out_h: output[2],
+            out_w: output[3],
+            k_h: weight[2],
+            k_w: weight[3],
+            groups: options.groups,
+            stride: options.stride,
+            padding: options.padding,
+            dilation: options.dilation,
+        }
+    }
+
+    fn out_per_group(&self) -> usize {
+        self.c_out / self.groups
+    }
+
+    /// Length of one group's unfolded column: `c_in/groups · k_h · k_w`.
+    fn row_len(&self) -> usize {
+        self.c_in / self.groups * self.k_h * self.k_w
+    }
+
+    /// Images per thread when the batch is split between threads (long
+    /// inner dimension), `None` for one chunk with a threaded GEMM.
+    fn images_per_thread(&self) -> Option<usize> {
+        #[cfg(feature = "rayon")]
+        if self.n * self.out_h * self.out_w >= SPLIT_BATCH_MIN_INNER {
+            let threads = rayon::current_num_threads().clamp(1, self.n.max(1));
+            return Some(self.n.div_ceil(threads));
+        }
+        None
+    }
+
+    /// Images per chunk, and how each chunk's GEMM (`m × k` by `k × n`
+    /// over the whole batch) is threaded.
+    fn chunking(&self, m: usize, n: usize, k: usize) -> (usize, gemm::Parallelism) {
+        match self.images_per_thread() {
+            Some(images) => (images, gemm::Parallelism::None),
+            None => (self.n.max(1), get_parallelism(m, n, k)),
+        }
+    }
+
+    /// `dW` `[c_out, row_len]` contributed by the `nb` images `x: [nb, c_in,
+    /// h, w]` with output gradient `output_grad: [nb, c_out, out_h, out_w]`.
+    fn weight_grad_of_images<T: GemmScalar>(
+        &self,
+        x: &[T],
+        output_grad: &[T],
+        nb: usize,
+        parallelism: gemm::Parallelism,
+    ) -> Vec<T> {
+        let (out_per_group, row_len) = (self.out_per_group(), self.row_len());
+        let inner = nb * self.out_h * self.out_w;
+        let mut weight_grad: Vec<T> = vec![T::zero(); self.c_out * row_len];
+        if inner == 0 {
+            return weight_grad;
+        }
+        let cols = self.unfold(x, nb);
+        let grads = channels_first(output_grad, nb, self.c_out, self.out_h * self.out_w);
+        for group in 0..self.groups {
+            // SAFETY: `grads` holds `c_out · inner`, `cols` `groups · row_len
+            // · inner`, `weight_grad` `c_out · row_len` elements; the group's
+            // `out_per_group × inner`, `inner × row_len` (read transposed)
+            // and `out_per_group × row_len` blocks lie inside them.
+            unsafe {
+                gemm_call(
+                    out_per_group,
+                    row_len,
+                    inner,
+                    weight_grad.as_mut_ptr().add(group * out_per_group * row_len),
+                    1,
+                    row_len as isize,
+                    grads.as_ptr().add(group * out_per_group * inner),
+                    1,
+                    inner as isize,
+                    cols.as_ptr().add(group * row_len * inner),
+                    inner as isize,
+                    1,
+                    parallelism,
+                );
+            }
+        }
+        weight_grad
+    }
+
+    /// `dx` for the `nb` images whose output gradient is `output_grad: [nb,
+    /// c_out, out_h, out_w]`, written into `dx: [nb, c_in, h, w]` (zeroed).
+    fn input_grad_of_images<T: GemmScalar + core::ops::Add<Output = T>>(
+        &self,
+        weight: &[T],
+        output_grad: &[T],
+        nb: usize,
+        dx: &mut [T],
+        parallelism: gemm::Parallelism,
+    ) {
+        let (out_per_group, row_len) = (self.out_per_group(), self.row_len());
+        let inner = nb * self.out_h * self.out_w;
+        if inner == 0 {
+            return;
+        }
+        let grads = channels_first(output_grad, nb, self.c_out, self.out_h * self.out_w);
+        let mut cols: Vec<T> = vec![T::zero(); self.groups * row_len * inner];
+        for group in 0..self.groups {
+            // SAFETY: `weight` holds `c_out · row_len`, `grads` `c_out ·
+            // inner`, `cols` `groups · row_len · inner` elements; the group's
+            // `row_len × out_per_group` (weight read transposed),
+            // `out_per_group × inner` and `row_len × inner` blocks lie
+            // inside them.
+            unsafe {
+                gemm_call(
+                    row_len,
+                    inner,
+                    out_per_group,
+                    cols.as_mut_ptr().add(group * row_len * inner),
+                    1,
+                    inner as isize,
+                    weight.as_ptr().add(group * out_per_group * row_len),
+                    row_len as isize,
+                    1,
+                    grads.as_ptr().add(group * out_per_group * inner),
+                    1,
+                    inner as isize,
+                    parallelism,
+                );
+            }
+        }
+        self.fold(&cols, nb, dx);
+    }
+
+    /// The input position read by kernel tap `i` at output position `o`
+    /// along one axis, if it is not padding.
+    #[inline]
+    fn source(&self, axis: usize, o: usize, i: usize, size: usize) -> Option<usize> {
+        let at = (o * self.stride[axis] + i * self.dilation[axis]) as isize
+            - self.padding[axis] as isize;
+        (at >= 0 && at < size as isize).then_some(at as usize)
+    }
+
+    /// im2col: `x: [nb, c_in, h, w]` → `[c_in·k_h·k_w, nb·out_h·out_w]`,
+    /// row `(c, i, j)` holding the input seen by kernel tap `(i, j)` at every
+    /// output position (zero where the tap falls in the padding).
+    fn unfold<T: GemmScalar>(&self, x: &[T], nb: usize) -> Vec<T> {
+        let (h, w, out_h, out_w) = (self.h, self.w, self.out_h, self.out_w);
+        let inner = nb * out_h * out_w;
+        let mut cols: Vec<T> = vec![T::zero(); self.c_in * self.k_h * self.k_w * inner];
+        for (row, dst) in cols.chunks_mut(inner).enumerate() {
+            let (c, i, j) = self.tap(row);
+            for b in 0..nb {
+                let src = &x[(b * self.c_in + c) * h * w..][..h * w];
+                for oy in 0..out_h {
+                    let Some(iy) = self.source(0, oy, i, h) else {
+                        continue;
+                    };
+                    let src_row = &src[iy * w..][..w];
+                    let dst_row = &mut dst[(b * out_h + oy) * out_w..][..out_w];
+                    for (ox, value) in dst_row.iter_mut().enumerate() {
+                        if let Some(ix) = self.source(1, ox, j, w) {
+                            *value = src_row[ix];
+                        }
+                    }
+                }
+            }
+        }
+        cols
+    }
+
+    /// col2im, the adjoint of [`Self::unfold`]: adds every column entry
+    /// back onto the input position it was read from.
+    fn fold<T: GemmScalar + core::ops::Add<Output = T>>(&self, cols: &[T], nb: usize, dx: &mut [T]) {
+        let (h, w, out_h, out_w) = (self.h, self.w, self.out_h, self.out_w);
+        let inner = nb * out_h * out_w;
+        for (row, src) in cols.chunks(inner).enumerate() {
+            let (c, i, j) = self.tap(row);
+            for b in 0..nb {
+                let dst = &mut dx[(b * self.c_in + c) * h * w..][..h * w];
+                for oy in 0..out_h {
+                    let Some(iy) = self.source(0, oy, i, h) else {
+                        continue;
+                    };
+                    let dst_row = &mut dst[iy * w..][..w];
+                    let src_row = &src[(b * out_h + oy) * out_w..][..out_w];
+                    for (ox, &value) in src_row.iter().enumerate() {
+                        if let Some(ix) = self.source(1, ox, j, w) {
+                            dst_row[ix] = dst_row[ix] + value;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Unfolded row → (input channel, kernel row, kernel column).
+    fn tap(&self, row: usize) -> (usize, usize, usize) {
+        let taps = self.k_h * self.k_w;
+        (row / taps, (row % taps) / self.k_w, row % self.k_w)
+    }
+}
+
+fn weight_grad<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
+    x: FlexTensor,
+    weight_shape: Shape,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let x = x.to_contiguous();
+    let output_grad = output_grad.to_contiguous();
+    let geometry = Geometry::new(
+        x.layout().shape(),
+        &weight_shape,
+        output_grad.layout().shape(),
+        options,
+    );
+    let inner = geometry.n * geometry.out_h * geometry.out_w;
+    let (per_chunk, parallelism) =
+        geometry.chunking(geometry.out_per_group(), geometry.row_len(), inner);
+    let image_in = (geometry.c_in * geometry.h * geometry.w).max(1);
+    let image_out = (geometry.c_out * geometry.out_h * geometry.out_w).max(1);
+    let (x, output_grad) = (x.storage::<T>(), output_grad.storage::<T>());
+    let partial = |(x, output_grad): (&[T], &[T])| {
+        let nb = x.len() / image_in;
+        geometry.weight_grad_of_images(x, output_grad, nb, parallelism)
+    };
+    let chunks = x
+        .chunks(per_chunk * image_in)
+        .zip(output_grad.chunks(per_chunk * image_out));
+    #[cfg(feature = "rayon")]
+    let partials: Vec<Vec<T>> = {
+        use rayon::prelude::*;
+        let chunks: Vec<_> = chunks.collect();
+        chunks.into_par_iter().map(partial).collect()
+    };
+    #[cfg(not(feature = "rayon"))]
+    let partials: Vec<Vec<T>> = chunks.map(partial).collect();
+
+    let mut partials = partials.into_iter();
+    let mut weight_grad = partials
+        .next()
+        .unwrap_or_else(|| vec![T::zero(); weight_shape.num_elements()]);
+    for other in partials {
+        for (sum, value) in weight_grad.iter_mut().zip(other) {
+            *sum = *sum + value;
+        }
+    }
+    FlexTensor::new(
+        Bytes::from_elems(weight_grad),
+        Layout::contiguous(weight_shape),
+        T::dtype(),
+    )
+}
+
+fn input_grad<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
+    x_shape: Shape,
+    weight: FlexTensor,
+    output_grad: FlexTensor,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let weight = weight.to_contiguous();
+    let output_grad = output_grad.to_contiguous();
+    let geometry = Geometry::new(
+        &x_shape,
+        weight.layout().shape(),
+        output_grad.layout().shape(),
+        options,
+    );
+    let inner = geometry.n * geometry.out_h * geometry.out_w;
+    let (per_chunk, parallelism) =
+        geometry.chunking(geometry.row_len(), inner, geometry.out_per_group());
+    let image_in = geometry.c_in * geometry.h * geometry.w;
+    let image_out = (geometry.c_out * geometry.out_h * geometry.out_w).max(1);
+    let (weight, output_grad) = (weight.storage::<T>(), output_grad.storage::<T>());
+    let mut dx: Vec<T> = vec![T::zero(); x_shape.num_elements()];
+    // Each chunk of images owns its slice of `dx`: no reduction.
+    let run = |(dx, output_grad): (&mut [T], &[T])| {
+        let nb = output_grad.len() / image_out;
+        geometry.input_grad_of_images(weight, output_grad, nb, dx, parallelism);
+    };
+    if image_in > 0 {
+        let chunks = dx
+            .chunks_mut(per_chunk * image_in)
+            .zip(output_grad.chunks(per_chunk * image_out));
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            let chunks: Vec<_> = chunks.collect();
+            chunks.into_par_iter().for_each(run);
+        }
+        #[cfg(not(feature = "rayon"))]
+        chunks.for_each(run);
+    }
+    FlexTensor::new(Bytes::from_elems(dx), Layout::contiguous(x_shape), T::dtype())
+}
+
+/// `[n, c, plane]` → `[c, n·plane]`.
+fn channels_first<T: GemmScalar>(data: &[T], n: usize, c: usize, plane: usize) -> Vec<T> {
+    let mut out: Vec<T> = vec![T::zero(); c * n * plane];
+    for (channel, dst) in out.chunks_mut(n * plane).enumerate() {
+        for b in 0..n {
+            dst[b * plane..][..plane].copy_from_slice(&data[(b * c + channel) * plane..][..plane]);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Flex;
+    use burn_backend::{TensorMetadata, ops::ModuleOps};
+
+    fn dims4(shape: &Shape) -> [usize; 4] {
+        [shape[0], shape[1], shape[2], shape[3]]
+    }
+
+    fn tensor(shape: [usize; 4], seed: u32) -> FlexTensor {
+        let len: usize = shape.iter().product();
+        let data: Vec<f32> = (0..len)
+            .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(Shape::from(shape.to_vec())), DType::F32)
+    }
+
+    /// Direct summation over the definition, for comparison.
+    fn reference(x: &FlexTensor, g: &FlexTensor, weight: [usize; 4], o: &ConvOptions<2>) -> Vec<f32> {
+        let [n, c_in, h, w] = dims4(x.layout().shape());
+        let [_, c_out, out_h, out_w] = dims4(g.layout().shape());
+        let [_, cpg, k_h, k_w] = weight;
+        let opg = c_out / o.groups;
+        let (xs, gs) = (x.storage::<f32>(), g.storage::<f32>());
+        let mut dw = vec![0.0f32; weight.iter().product()];
+        for co in 0..c_out {
+            for ci in 0..cpg {
+                let cin = (co / opg) * cpg + ci;
+                for i in 0..k_h {
+                    for j in 0..k_w {
+                        let mut sum = 0.0f64;
+                        for b in 0..n {
+                            for oy in 0..out_h {
+                                for ox in 0..out_w {
+                                    let iy = (oy * o.stride[0] + i * o.dilation[0]) as isize - o.padding[0] as isize;
+                                    let ix = (ox * o.stride[1] + j * o.dilation[1]) as isize - o.padding[1] as isize;
+                                    if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                                        sum += xs[((b * c_in + cin) * h + iy as usize) * w + ix as usize] as f64
+                                            * gs[((b * c_out + co) * out_h + oy) * out_w + ox] as f64;
+                                    }
+                                }
+                            }
+                        }
+                        dw[((co * cpg + ci) * k_h + i) * k_w + j] = sum as f32;
+                    }
+                }
+            }
+        }
+        dw
+    }
+
+    /// `dx` by direct summation over the definition.
+    fn reference_input(
+        x_shape: [usize; 4],
+        weight: &FlexTensor,
+        g: &FlexTensor,
+        o: &ConvOptions<2>,
+    ) -> Vec<f32> {
+        let [n, c_in, h, w] = x_shape;
+        let [c_out, cpg, k_h, k_w] = dims4(weight.layout().shape());
+        let [_, _, out_h, out_w] = dims4(g.layout().shape());
+        let opg = c_out / o.groups;
+        let (ws, gs) = (weight.storage::<f32>(), g.storage::<f32>());
+        let mut dx = vec![0.0f64; n * c_in * h * w];
+        for b in 0..n {
+            for co in 0..c_out {
+                for ci in 0..cpg {
+                    let cin = (co / opg) * cpg + ci;
+                    for i in 0..k_h {
+                        for j in 0..k_w {
+                            for oy in 0..out_h {
+                                for ox in 0..out_w {
+                                    let iy = (oy * o.stride[0] + i * o.dilation[0]) as isize
+                                        - o.padding[0] as isize;
+                                    let ix = (ox * o.stride[1] + j * o.dilation[1]) as isize
+                                        - o.padding[1] as isize;
+                                    if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                                        dx[((b * c_in + cin) * h + iy as usize) * w + ix as usize] +=
+                                            ws[((co * cpg + ci) * k_h + i) * k_w + j] as f64
+                                                * gs[((b * c_out + co) * out_h + oy) * out_w + ox]
+                                                    as f64;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        dx.into_iter().map(|v| v as f32).collect()
+    }
+
+    #[test]
+    fn matches_the_definition() {
+        // (x shape, weight shape, stride, padding, dilation, groups)
+        let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 7] = [
+            ([2, 3, 9, 9], [4, 3, 3, 3], 1, 1, 1, 1),
+            ([2, 3, 10, 10], [5, 3, 7, 7], 2, 3, 1, 1),
+            ([3, 4, 6, 6], [6, 4, 1, 1], 1, 0, 1, 1),
+            ([2, 4, 8, 7], [6, 2, 3, 3], 2, 1, 2, 2),
+            ([1, 2, 5, 5], [3, 2, 3, 3], 3, 0, 1, 1),
+            // Long inner dimensions (≥ SPLIT_BATCH_MIN_INNER): the batch is
+            // split between threads, unevenly for 3 images.
+            ([4, 2, 48, 48], [3, 2, 3, 3], 1, 1, 1, 1),
+            ([3, 4, 40, 40], [4, 2, 3, 3], 1, 1, 1, 2),
+        ];
+        for (k, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
+            let options = ConvOptions::new([s, s], [p, p], [d, d], g);
+            let x = tensor(xs, 1 + k as u32);
+            let weight = tensor(ws, 7 + k as u32);
+            let y = Flex::conv2d(x.clone(), weight.clone(), None, options.clone());
+            let g_shape = dims4(&y.shape());
+            let grad = tensor(g_shape, 13 + k as u32);
+            let expected = reference(&x, &grad, ws, &options);
+            let expected_dx = reference_input(xs, &weight, &grad, &options);
+            let got = conv2d_weight_backward(x, Shape::from(ws.to_vec()), grad.clone(), &options);
+            for (a, b) in got.storage::<f32>().iter().zip(&expected) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "case {k} dW: {a} vs {b}");
+            }
+            let got = conv2d_x_backward(Shape::from(xs.to_vec()), weight, grad, &options);
+            assert_eq!(got.storage::<f32>().len(), expected_dx.len());
+            for (a, b) in got.storage::<f32>().iter().zip(&expected_dx) {
+                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "case {k} dx: {a} vs {b}");
+            }
+        }
+    }
+}
