@@ -1,0 +1,114 @@
+//! Per-layer convolution timings on the CPU backend: forward, input gradient
+//! and weight gradient, each beside burn-backend's default formulation of the
+//! two gradients (a transposed convolution, and a convolution with batch and
+//! channels swapped) that `crates/vendor/burn-flex` replaces.
+//!
+//! ```sh
+//! cargo run --release -p xtask --example conv_layers            # ResNet-50 layers, batch 8, 224²
+//! cargo run --release -p xtask --example conv_layers -- emoji   # ResNet-18 layers, batch 32, 64²
+//! python3 tools/bench/conv_layers.py [emoji]                    # the same in PyTorch
+//! ```
+//!
+//! Best of three after one warm-up; GFLOP/s counts the forward's FLOPs for
+//! all three.
+
+use std::time::Instant;
+
+use burn::backend::Flex;
+use burn::tensor::module::conv2d;
+use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor, FloatTensorOps, ModuleOps};
+use burn::tensor::{Distribution, Tensor, TensorPrimitive};
+
+type B = Flex;
+
+/// One layer: name, batch, input channels, input side, output channels,
+/// kernel, stride, padding.
+type Layer = (&'static str, usize, usize, usize, usize, usize, usize, usize);
+
+const RESNET50: [Layer; 5] = [
+    ("stem 7x7", 8, 3, 224, 64, 7, 2, 3),
+    ("l1 1x1", 8, 64, 56, 256, 1, 1, 0),
+    ("l1 3x3", 8, 64, 56, 64, 3, 1, 1),
+    ("l3 3x3", 8, 256, 14, 256, 3, 1, 1),
+    ("l4 1x1", 8, 2048, 7, 512, 1, 1, 0),
+];
+
+const RESNET18_EMOJI: [Layer; 5] = [
+    ("stem 7x7", 32, 3, 64, 64, 7, 2, 3),
+    ("l1 3x3", 32, 64, 16, 64, 3, 1, 1),
+    ("l2 3x3", 32, 128, 8, 128, 3, 1, 1),
+    ("l3 3x3", 32, 256, 4, 256, 3, 1, 1),
+    ("l4 3x3", 32, 512, 2, 512, 3, 1, 1),
+];
+
+fn best_of_three(mut run: impl FnMut() -> FloatTensor<B>) -> f64 {
+    let wait = |t: FloatTensor<B>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(t)).into_data();
+    wait(run());
+    (0..3)
+        .map(|_| {
+            let start = Instant::now();
+            wait(run());
+            start.elapsed().as_secs_f64()
+        })
+        .fold(f64::MAX, f64::min)
+}
+
+fn main() {
+    let device = Default::default();
+    let layers = if std::env::args().any(|a| a == "emoji") {
+        RESNET18_EMOJI
+    } else {
+        RESNET50
+    };
+    println!(
+        "| layer | forward ms | input grad ms | weight grad ms | input grad, burn default ms | weight grad, burn default ms | forward GFLOP/s |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, n, c_in, side, c_out, k, s, p) in layers {
+        let x = Tensor::<B, 4>::random([n, c_in, side, side], Distribution::Normal(0.0, 1.0), &device);
+        let w = Tensor::<B, 4>::random([c_out, c_in, k, k], Distribution::Normal(0.0, 0.1), &device);
+        let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
+        let out = conv2d(x.clone(), w.clone(), None, options.clone()).dims();
+        let g = Tensor::<B, 4>::random(out, Distribution::Normal(0.0, 1.0), &device);
+        let (x, w, g) = (
+            x.into_primitive().tensor(),
+            w.into_primitive().tensor(),
+            g.into_primitive().tensor(),
+        );
+
+        let forward = best_of_three(|| B::conv2d(x.clone(), w.clone(), None, options.clone()));
+        let input_grad =
+            best_of_three(|| B::conv2d_x_backward(x.clone(), w.clone(), g.clone(), options.clone()));
+        let weight_grad = best_of_three(|| {
+            B::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), options.clone())
+        });
+        // burn-backend 0.21's defaults, as `conv::conv2d_x_backward` and
+        // `conv2d_weight_grad_no_groups` write them.
+        let padding_out = side - ((out[2] - 1) * s + k - 2 * p);
+        let transposed = ConvTransposeOptions::new([s, s], [p, p], [padding_out; 2], [1, 1], 1);
+        let input_grad_default = best_of_three(|| {
+            B::conv_transpose2d(g.clone(), w.clone(), None, transposed.clone())
+        });
+        let swapped = ConvOptions::new([1, 1], [p, p], [s, s], 1);
+        let weight_grad_default = best_of_three(|| {
+            let grad = B::conv2d(
+                B::float_swap_dims(x.clone(), 0, 1),
+                B::float_swap_dims(g.clone(), 0, 1),
+                None,
+                swapped.clone(),
+            );
+            B::float_swap_dims(grad, 0, 1)
+        });
+
+        let flops = 2.0 * (n * c_out * out[2] * out[3] * c_in * k * k) as f64;
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
+            forward * 1e3,
+            input_grad * 1e3,
+            weight_grad * 1e3,
+            input_grad_default * 1e3,
+            weight_grad_default * 1e3,
+            flops / forward / 1e9
+        );
+    }
+}
