@@ -16,14 +16,25 @@ use std::time::Instant;
 
 use burn::backend::Flex;
 use burn::tensor::module::conv2d;
-use burn::tensor::ops::{ConvOptions, ConvTransposeOptions, FloatTensor, FloatTensorOps, ModuleOps};
+use burn::tensor::ops::{
+    ConvOptions, ConvTransposeOptions, FloatTensor, FloatTensorOps, ModuleOps,
+};
 use burn::tensor::{Distribution, Tensor, TensorPrimitive};
 
 type B = Flex;
 
 /// One layer: name, batch, input channels, input side, output channels,
 /// kernel, stride, padding.
-type Layer = (&'static str, usize, usize, usize, usize, usize, usize, usize);
+type Layer = (
+    &'static str,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+    usize,
+);
 
 const RESNET50: [Layer; 5] = [
     ("stem 7x7", 8, 3, 224, 64, 7, 2, 3),
@@ -42,7 +53,8 @@ const RESNET18_EMOJI: [Layer; 5] = [
 ];
 
 fn best_of_three(mut run: impl FnMut() -> FloatTensor<B>) -> f64 {
-    let wait = |t: FloatTensor<B>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(t)).into_data();
+    let wait =
+        |t: FloatTensor<B>| Tensor::<B, 4>::from_primitive(TensorPrimitive::Float(t)).into_data();
     wait(run());
     (0..3)
         .map(|_| {
@@ -65,8 +77,13 @@ fn main() {
     );
     println!("|---|---|---|---|---|---|---|");
     for (name, n, c_in, side, c_out, k, s, p) in layers {
-        let x = Tensor::<B, 4>::random([n, c_in, side, side], Distribution::Normal(0.0, 1.0), &device);
-        let w = Tensor::<B, 4>::random([c_out, c_in, k, k], Distribution::Normal(0.0, 0.1), &device);
+        let x = Tensor::<B, 4>::random(
+            [n, c_in, side, side],
+            Distribution::Normal(0.0, 1.0),
+            &device,
+        );
+        let w =
+            Tensor::<B, 4>::random([c_out, c_in, k, k], Distribution::Normal(0.0, 0.1), &device);
         let options = ConvOptions::new([s, s], [p, p], [1, 1], 1);
         let out = conv2d(x.clone(), w.clone(), None, options.clone()).dims();
         let g = Tensor::<B, 4>::random(out, Distribution::Normal(0.0, 1.0), &device);
@@ -77,8 +94,9 @@ fn main() {
         );
 
         let forward = best_of_three(|| B::conv2d(x.clone(), w.clone(), None, options.clone()));
-        let input_grad =
-            best_of_three(|| B::conv2d_x_backward(x.clone(), w.clone(), g.clone(), options.clone()));
+        let input_grad = best_of_three(|| {
+            B::conv2d_x_backward(x.clone(), w.clone(), g.clone(), options.clone())
+        });
         let weight_grad = best_of_three(|| {
             B::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), options.clone())
         });
@@ -86,9 +104,8 @@ fn main() {
         // `conv2d_weight_grad_no_groups` write them.
         let padding_out = side - ((out[2] - 1) * s + k - 2 * p);
         let transposed = ConvTransposeOptions::new([s, s], [p, p], [padding_out; 2], [1, 1], 1);
-        let input_grad_default = best_of_three(|| {
-            B::conv_transpose2d(g.clone(), w.clone(), None, transposed.clone())
-        });
+        let input_grad_default =
+            best_of_three(|| B::conv_transpose2d(g.clone(), w.clone(), None, transposed.clone()));
         let swapped = ConvOptions::new([1, 1], [p, p], [s, s], 1);
         let weight_grad_default = best_of_three(|| {
             let grad = B::conv2d(

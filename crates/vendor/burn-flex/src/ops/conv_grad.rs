@@ -177,7 +177,9 @@ impl Geometry {
                     out_per_group,
                     row_len,
                     inner,
-                    weight_grad.as_mut_ptr().add(group * out_per_group * row_len),
+                    weight_grad
+                        .as_mut_ptr()
+                        .add(group * out_per_group * row_len),
                     1,
                     row_len as isize,
                     grads.as_ptr().add(group * out_per_group * inner),
@@ -276,7 +278,12 @@ impl Geometry {
 
     /// col2im, the adjoint of [`Self::unfold`]: adds every column entry
     /// back onto the input position it was read from.
-    fn fold<T: GemmScalar + core::ops::Add<Output = T>>(&self, cols: &[T], nb: usize, dx: &mut [T]) {
+    fn fold<T: GemmScalar + core::ops::Add<Output = T>>(
+        &self,
+        cols: &[T],
+        nb: usize,
+        dx: &mut [T],
+    ) {
         let (h, w, out_h, out_w) = (self.h, self.w, self.out_h, self.out_w);
         let inner = nb * out_h * out_w;
         for (row, src) in cols.chunks(inner).enumerate() {
@@ -397,7 +404,11 @@ fn input_grad<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
         #[cfg(not(feature = "rayon"))]
         chunks.for_each(run);
     }
-    FlexTensor::new(Bytes::from_elems(dx), Layout::contiguous(x_shape), T::dtype())
+    FlexTensor::new(
+        Bytes::from_elems(dx),
+        Layout::contiguous(x_shape),
+        T::dtype(),
+    )
 }
 
 /// `[n, c, plane]` → `[c, n·plane]`.
@@ -424,13 +435,26 @@ mod tests {
     fn tensor(shape: [usize; 4], seed: u32) -> FlexTensor {
         let len: usize = shape.iter().product();
         let data: Vec<f32> = (0..len)
-            .map(|i| (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1000) as f32 / 500.0 - 1.0)
+            .map(|i| {
+                (((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) % 1000) as f32
+                    / 500.0
+                    - 1.0
+            })
             .collect();
-        FlexTensor::new(Bytes::from_elems(data), Layout::contiguous(Shape::from(shape.to_vec())), DType::F32)
+        FlexTensor::new(
+            Bytes::from_elems(data),
+            Layout::contiguous(Shape::from(shape.to_vec())),
+            DType::F32,
+        )
     }
 
     /// Direct summation over the definition, for comparison.
-    fn reference(x: &FlexTensor, g: &FlexTensor, weight: [usize; 4], o: &ConvOptions<2>) -> Vec<f32> {
+    fn reference(
+        x: &FlexTensor,
+        g: &FlexTensor,
+        weight: [usize; 4],
+        o: &ConvOptions<2>,
+    ) -> Vec<f32> {
         let [n, c_in, h, w] = dims4(x.layout().shape());
         let [_, c_out, out_h, out_w] = dims4(g.layout().shape());
         let [_, cpg, k_h, k_w] = weight;
@@ -446,11 +470,16 @@ mod tests {
                         for b in 0..n {
                             for oy in 0..out_h {
                                 for ox in 0..out_w {
-                                    let iy = (oy * o.stride[0] + i * o.dilation[0]) as isize - o.padding[0] as isize;
-                                    let ix = (ox * o.stride[1] + j * o.dilation[1]) as isize - o.padding[1] as isize;
+                                    let iy = (oy * o.stride[0] + i * o.dilation[0]) as isize
+                                        - o.padding[0] as isize;
+                                    let ix = (ox * o.stride[1] + j * o.dilation[1]) as isize
+                                        - o.padding[1] as isize;
                                     if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                                        sum += xs[((b * c_in + cin) * h + iy as usize) * w + ix as usize] as f64
-                                            * gs[((b * c_out + co) * out_h + oy) * out_w + ox] as f64;
+                                        sum += xs
+                                            [((b * c_in + cin) * h + iy as usize) * w + ix as usize]
+                                            as f64
+                                            * gs[((b * c_out + co) * out_h + oy) * out_w + ox]
+                                                as f64;
                                     }
                                 }
                             }
@@ -489,7 +518,8 @@ mod tests {
                                     let ix = (ox * o.stride[1] + j * o.dilation[1]) as isize
                                         - o.padding[1] as isize;
                                     if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                                        dx[((b * c_in + cin) * h + iy as usize) * w + ix as usize] +=
+                                        dx[((b * c_in + cin) * h + iy as usize) * w
+                                            + ix as usize] +=
                                             ws[((co * cpg + ci) * k_h + i) * k_w + j] as f64
                                                 * gs[((b * c_out + co) * out_h + oy) * out_w + ox]
                                                     as f64;
@@ -529,12 +559,18 @@ mod tests {
             let expected_dx = reference_input(xs, &weight, &grad, &options);
             let got = conv2d_weight_backward(x, Shape::from(ws.to_vec()), grad.clone(), &options);
             for (a, b) in got.storage::<f32>().iter().zip(&expected) {
-                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "case {k} dW: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "case {k} dW: {a} vs {b}"
+                );
             }
             let got = conv2d_x_backward(Shape::from(xs.to_vec()), weight, grad, &options);
             assert_eq!(got.storage::<f32>().len(), expected_dx.len());
             for (a, b) in got.storage::<f32>().iter().zip(&expected_dx) {
-                assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "case {k} dx: {a} vs {b}");
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "case {k} dx: {a} vs {b}"
+                );
             }
         }
     }
