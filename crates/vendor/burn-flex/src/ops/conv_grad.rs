@@ -248,31 +248,40 @@ impl Geometry {
         (at >= 0 && at < size as isize).then_some(at as usize)
     }
 
-    /// im2col: `x: [nb, c_in, h, w]` → `[c_in·k_h·k_w, nb·out_h·out_w]`,
-    /// row `(c, i, j)` holding the input seen by kernel tap `(i, j)` at every
-    /// output position (zero where the tap falls in the padding).
-    fn unfold<T: GemmScalar>(&self, x: &[T], nb: usize) -> Vec<T> {
+    /// Calls `visit(col, at)` for every entry of the unfolded matrix of `nb`
+    /// images that reads the input (padding taps are skipped): `col` indexes
+    /// `[c_in·k_h·k_w, nb·out_h·out_w]`, `at` the input `[nb, c_in, h, w]`.
+    /// [`Self::unfold`] gathers along it, [`Self::fold`] scatters back.
+    #[inline]
+    fn for_each_tap(&self, nb: usize, mut visit: impl FnMut(usize, usize)) {
         let (h, w, out_h, out_w) = (self.h, self.w, self.out_h, self.out_w);
         let inner = nb * out_h * out_w;
-        let mut cols: Vec<T> = vec![T::zero(); self.c_in * self.k_h * self.k_w * inner];
-        for (row, dst) in cols.chunks_mut(inner).enumerate() {
+        for row in 0..self.c_in * self.k_h * self.k_w {
             let (c, i, j) = self.tap(row);
             for b in 0..nb {
-                let src = &x[(b * self.c_in + c) * h * w..][..h * w];
+                let plane = (b * self.c_in + c) * h * w;
                 for oy in 0..out_h {
                     let Some(iy) = self.source(0, oy, i, h) else {
                         continue;
                     };
-                    let src_row = &src[iy * w..][..w];
-                    let dst_row = &mut dst[(b * out_h + oy) * out_w..][..out_w];
-                    for (ox, value) in dst_row.iter_mut().enumerate() {
+                    let col_row = row * inner + (b * out_h + oy) * out_w;
+                    for ox in 0..out_w {
                         if let Some(ix) = self.source(1, ox, j, w) {
-                            *value = src_row[ix];
+                            visit(col_row + ox, plane + iy * w + ix);
                         }
                     }
                 }
             }
         }
+    }
+
+    /// im2col: `x: [nb, c_in, h, w]` → `[c_in·k_h·k_w, nb·out_h·out_w]`,
+    /// row `(c, i, j)` holding the input seen by kernel tap `(i, j)` at every
+    /// output position (zero where the tap falls in the padding).
+    fn unfold<T: GemmScalar>(&self, x: &[T], nb: usize) -> Vec<T> {
+        let inner = nb * self.out_h * self.out_w;
+        let mut cols: Vec<T> = vec![T::zero(); self.c_in * self.k_h * self.k_w * inner];
+        self.for_each_tap(nb, |col, at| cols[col] = x[at]);
         cols
     }
 
@@ -284,26 +293,7 @@ impl Geometry {
         nb: usize,
         dx: &mut [T],
     ) {
-        let (h, w, out_h, out_w) = (self.h, self.w, self.out_h, self.out_w);
-        let inner = nb * out_h * out_w;
-        for (row, src) in cols.chunks(inner).enumerate() {
-            let (c, i, j) = self.tap(row);
-            for b in 0..nb {
-                let dst = &mut dx[(b * self.c_in + c) * h * w..][..h * w];
-                for oy in 0..out_h {
-                    let Some(iy) = self.source(0, oy, i, h) else {
-                        continue;
-                    };
-                    let dst_row = &mut dst[iy * w..][..w];
-                    let src_row = &src[(b * out_h + oy) * out_w..][..out_w];
-                    for (ox, &value) in src_row.iter().enumerate() {
-                        if let Some(ix) = self.source(1, ox, j, w) {
-                            dst_row[ix] = dst_row[ix] + value;
-                        }
-                    }
-                }
-            }
-        }
+        self.for_each_tap(nb, |col, at| dx[at] = dx[at] + cols[col]);
     }
 
     /// Unfolded row → (input channel, kernel row, kernel column).
