@@ -22,7 +22,9 @@
 //! several times the arithmetic itself.
 
 use crate::layout::Layout;
+use crate::parallel::{collect_chunks, for_each_chunk_mut};
 use alloc::vec::Vec;
+use core::mem::MaybeUninit;
 
 /// Max rank we're willing to handle without falling back to the
 /// strided iterator. Burn tensors are capped at 8 dims in practice.
@@ -78,22 +80,52 @@ impl ZipNest {
         self.lhs_offset == 0 && self.lhs_is_dense()
     }
 
-    /// Call `f(lhs_base, rhs_base)` once per innermost run, in
-    /// row-major output order. The bases are storage indices of the
-    /// first element of the run; offsets advance by stride addition,
-    /// never per-element index math. Must not be called when
-    /// `ndim == 0` or when any dim is empty.
-    pub fn for_each_run(&self, mut f: impl FnMut(usize, usize)) {
-        debug_assert!(self.ndim >= 1);
+    /// Call `f(lhs_base, rhs_base, from, to)` for each piece of an
+    /// innermost run that lies inside the output positions `start..end`
+    /// (row-major output order), in order: the piece covers positions
+    /// `from..to` of its run, whose first element sits at storage indices
+    /// `lhs_base` and `rhs_base`. Only the first and the last piece can be
+    /// partial runs, so a chunk of the output handed to one thread walks the
+    /// nest by stride addition like the whole would. Must not be called
+    /// when `ndim == 0`, when any dim is empty, or with `end` past the
+    /// number of elements.
+    pub fn for_each_run_piece(
+        &self,
+        start: usize,
+        end: usize,
+        mut f: impl FnMut(usize, usize, usize, usize),
+    ) {
+        debug_assert!(self.ndim >= 1 && start <= end);
+        if start == end {
+            return;
+        }
         let outer = self.ndim - 1;
+        let len = self.shape[outer];
+        // Odometer position of the run holding `start`.
         let mut idx = [0usize; ZIP_MAX_RANK];
         let mut lhs_base = self.lhs_offset as isize;
         let mut rhs_base = self.rhs_offset as isize;
+        let mut run = start / len;
+        for d in (0..outer).rev() {
+            idx[d] = run % self.shape[d];
+            run /= self.shape[d];
+            lhs_base += idx[d] as isize * self.lhs_strides[d];
+            rhs_base += idx[d] as isize * self.rhs_strides[d];
+        }
+        let mut from = start % len;
+        let mut pos = start;
         loop {
-            f(lhs_base as usize, rhs_base as usize);
+            let to = len.min(from + (end - pos));
+            f(lhs_base as usize, rhs_base as usize, from, to);
+            pos += to - from;
+            if pos == end {
+                break;
+            }
+            from = 0;
             // Odometer over the outer dims, innermost-first. Each step
             // resets inner counters and adds the single delta to the
-            // bases, so base addition is O(1) amortized per run.
+            // bases, so base addition is O(1) amortized per run. It never
+            // wraps past the last run: `pos < end <= numel`.
             let mut d = outer;
             while d > 0 {
                 d -= 1;
@@ -106,10 +138,6 @@ impl ZipNest {
                 idx[d] = 0;
                 lhs_base -= (self.shape[d] as isize) * self.lhs_strides[d];
                 rhs_base -= (self.shape[d] as isize) * self.rhs_strides[d];
-            }
-            if d == 0 && idx[0] == 0 {
-                // Every dim rolled over back to 0; iteration is done.
-                break;
             }
         }
     }
@@ -187,7 +215,9 @@ pub(crate) fn collapse_for_zip(lhs: &Layout, rhs: &Layout) -> Option<ZipNest> {
 /// The inner loop is specialized on the collapsed innermost stride
 /// pair: both contiguous, one contiguous + one broadcast (stride 0),
 /// or general strided with loop-invariant strides. All variants are
-/// monomorphized per call site so LLVM autovectorizes them.
+/// monomorphized per call site so LLVM autovectorizes them. Long outputs
+/// are filled in chunks on rayon's threads (`crate::parallel`), each
+/// chunk walking its own part of the nest.
 ///
 /// Returns `None` when the layout pair can't be collapsed (negative
 /// strides, rank too high); callers keep their `StridedIter` fallback
@@ -200,9 +230,10 @@ pub(crate) fn zip_map<L, R, Out, F>(
     op: F,
 ) -> Option<Vec<Out>>
 where
-    L: Copy,
-    R: Copy,
-    F: Fn(L, R) -> Out,
+    L: Copy + Sync,
+    R: Copy + Sync,
+    Out: Send,
+    F: Fn(L, R) -> Out + Sync,
 {
     let numel = lhs_layout.num_elements();
     if numel == 0 {
@@ -210,48 +241,67 @@ where
     }
     let nest = collapse_for_zip(lhs_layout, rhs_layout)?;
 
-    let mut out: Vec<Out> = Vec::with_capacity(numel);
     if nest.ndim == 0 {
         // All dims were size 1: a single element.
-        out.push(op(lhs[nest.lhs_offset], rhs[nest.rhs_offset]));
-        return Some(out);
+        return Some(alloc::vec![op(lhs[nest.lhs_offset], rhs[nest.rhs_offset])]);
     }
 
-    let (len, l_st, r_st) = nest.inner();
-    match (l_st, r_st) {
-        (1, 1) => nest.for_each_run(|lb, rb| {
-            out.extend(
-                lhs[lb..lb + len]
-                    .iter()
-                    .zip(&rhs[rb..rb + len])
-                    .map(|(&a, &b)| op(a, b)),
-            );
+    // One fill per inner stride pair, so each inner loop is monomorphized
+    // with its strides known (runs can be as short as a 2x2 feature map).
+    let (_, l_st, r_st) = nest.inner();
+    let out = match (l_st, r_st) {
+        (1, 1) => fill_by_runs(&nest, numel, |out, lb, rb, from, to| {
+            let pairs = lhs[lb + from..lb + to].iter().zip(&rhs[rb + from..rb + to]);
+            for (slot, (&a, &b)) in out.iter_mut().zip(pairs) {
+                slot.write(op(a, b));
+            }
         }),
-        (1, 0) => nest.for_each_run(|lb, rb| {
+        (1, 0) => fill_by_runs(&nest, numel, |out, lb, rb, from, to| {
             let b = rhs[rb];
-            out.extend(lhs[lb..lb + len].iter().map(|&a| op(a, b)));
+            for (slot, &a) in out.iter_mut().zip(&lhs[lb + from..lb + to]) {
+                slot.write(op(a, b));
+            }
         }),
-        (0, 1) => nest.for_each_run(|lb, rb| {
+        (0, 1) => fill_by_runs(&nest, numel, |out, lb, rb, from, to| {
             let a = lhs[lb];
-            out.extend(rhs[rb..rb + len].iter().map(|&b| op(a, b)));
+            for (slot, &b) in out.iter_mut().zip(&rhs[rb + from..rb + to]) {
+                slot.write(op(a, b));
+            }
         }),
-        _ => nest.for_each_run(|lb, rb| {
-            out.extend(
-                (0..len).map(|i| op(lhs[lb + i * l_st as usize], rhs[rb + i * r_st as usize])),
-            );
+        _ => fill_by_runs(&nest, numel, |out, lb, rb, from, to| {
+            for (slot, i) in out.iter_mut().zip(from..to) {
+                slot.write(op(lhs[lb + i * l_st as usize], rhs[rb + i * r_st as usize]));
+            }
         }),
-    }
-    debug_assert_eq!(out.len(), numel);
+    };
     Some(out)
+}
+
+/// The `numel` outputs of a nest, in row-major order, chunk by chunk (in
+/// parallel when long): `piece(out, lhs_base, rhs_base, from, to)` writes
+/// positions `from..to` of one run into `out` (`to - from` slots).
+fn fill_by_runs<Out, P>(nest: &ZipNest, numel: usize, piece: P) -> Vec<Out>
+where
+    Out: Send,
+    P: Fn(&mut [MaybeUninit<Out>], usize, usize, usize, usize) + Sync,
+{
+    collect_chunks(numel, |start, slots| {
+        let mut pos = 0;
+        nest.for_each_run_piece(start, start + slots.len(), |lb, rb, from, to| {
+            piece(&mut slots[pos..pos + (to - from)], lb, rb, from, to);
+            pos += to - from;
+        });
+        pos
+    })
 }
 
 /// Apply `op` over a collapsed nest *in place*, writing the result back
 /// into the lhs buffer instead of allocating an output.
 ///
-/// The caller must have checked [`ZipNest::lhs_is_dense`] (so
-/// `dst` is written exactly once per element) and that the tensor owning
-/// `dst` is uniquely referenced (so no other view observes the mutation,
-/// and `dst` cannot alias `src`).
+/// The caller must have checked [`ZipNest::lhs_is_dense_from_zero`] (so
+/// `dst` is written exactly once per element, output position `i` at
+/// `dst[i]`) and that the tensor owning `dst` is uniquely referenced (so
+/// no other view observes the mutation, and `dst` cannot alias `src`).
 ///
 /// `op` receives `(dst_value, src_value)`. Callers that write into the
 /// *right* operand pass a flipped closure and a nest built with the
@@ -259,16 +309,17 @@ where
 ///
 /// Like [`zip_map`], the inner loop is specialized on the collapsed
 /// innermost src stride — contiguous, broadcast-scalar, or general
-/// strided — and monomorphized per call site so LLVM autovectorizes it.
+/// strided — and monomorphized per call site so LLVM autovectorizes it;
+/// long outputs are split between rayon's threads.
 pub(crate) fn zip_apply_inplace<D, S, F>(nest: &ZipNest, dst: &mut [D], src: &[S], op: F)
 where
-    D: Copy,
-    S: Copy,
-    F: Fn(D, S) -> D,
+    D: Copy + Send,
+    S: Copy + Sync,
+    F: Fn(D, S) -> D + Sync,
 {
     debug_assert!(
-        nest.lhs_is_dense(),
-        "zip_apply_inplace: destination must be dense"
+        nest.lhs_is_dense_from_zero(),
+        "zip_apply_inplace: destination must be dense from storage index 0"
     );
     if nest.ndim == 0 {
         // All dims were size 1: a single element.
@@ -276,30 +327,47 @@ where
         return;
     }
     if nest.shape[..nest.ndim].contains(&0) {
-        // Empty tensor; `for_each_run` must not be entered.
+        // Empty tensor; `for_each_run_piece` must not be entered.
         return;
     }
 
-    let (len, l_st, r_st) = nest.inner();
+    let numel: usize = nest.shape[..nest.ndim].iter().product();
+    let (_, l_st, r_st) = nest.inner();
     debug_assert_eq!(l_st, 1, "dense destination implies a contiguous inner run");
     match r_st {
-        1 => nest.for_each_run(|lb, rb| {
-            for (d, &s) in dst[lb..lb + len].iter_mut().zip(&src[rb..rb + len]) {
+        1 => apply_by_runs(nest, &mut dst[..numel], |out, rb, from, to| {
+            for (d, &s) in out.iter_mut().zip(&src[rb + from..rb + to]) {
                 *d = op(*d, s);
             }
         }),
-        0 => nest.for_each_run(|lb, rb| {
+        0 => apply_by_runs(nest, &mut dst[..numel], |out, rb, _, _| {
             let s = src[rb];
-            for d in dst[lb..lb + len].iter_mut() {
+            for d in out.iter_mut() {
                 *d = op(*d, s);
             }
         }),
-        _ => nest.for_each_run(|lb, rb| {
-            for (i, d) in dst[lb..lb + len].iter_mut().enumerate() {
+        _ => apply_by_runs(nest, &mut dst[..numel], |out, rb, from, to| {
+            for (d, i) in out.iter_mut().zip(from..to) {
                 *d = op(*d, src[rb + i * r_st as usize]);
             }
         }),
     }
+}
+
+/// Walks a nest whose lhs is `dst`, dense from storage index 0, chunk by
+/// chunk (in parallel when long): `piece(out, rhs_base, from, to)` updates
+/// positions `from..to` of one run, `out` being their slots in `dst`.
+fn apply_by_runs<D, P>(nest: &ZipNest, dst: &mut [D], piece: P)
+where
+    D: Send,
+    P: Fn(&mut [D], usize, usize, usize) + Sync,
+{
+    for_each_chunk_mut(dst, |start, chunk| {
+        nest.for_each_run_piece(start, start + chunk.len(), |lb, rb, from, to| {
+            // Dense from zero: a run's storage index is its output position.
+            piece(&mut chunk[lb + from - start..lb + to - start], rb, from, to);
+        });
+    });
 }
 
 #[cfg(test)]
@@ -430,12 +498,12 @@ mod tests {
 
     /// Run `zip_apply_inplace` over `dst`, given that `dst_layout` is
     /// the dense side. Returns `None` if the nest declines the pair.
-    fn apply_inplace<E: Copy>(
+    fn apply_inplace<E: Copy + Send + Sync>(
         dst: &mut [E],
         dst_layout: &Layout,
         src: &[E],
         src_layout: &Layout,
-        op: impl Fn(E, E) -> E,
+        op: impl Fn(E, E) -> E + Sync,
     ) -> Option<()> {
         let nest = collapse_for_zip(dst_layout, src_layout)?;
         if !nest.lhs_is_dense_from_zero() {
@@ -568,6 +636,29 @@ mod tests {
             *w += if i < 6 { 10.0 } else { 20.0 };
         }
         assert_eq!(data, want);
+    }
+
+    #[test]
+    fn test_chunked_walks_match_strided_iter_on_long_outputs() {
+        // Long enough to be split between threads, with a run length (7)
+        // that no chunk length divides, so chunks start and end mid-run.
+        let full = [3usize, 5, crate::parallel::PARALLEL_MIN_ELEMS / 7, 7];
+        let numel: usize = full.iter().product();
+        let dense: Vec<f32> = (0..numel).map(|i| (i % 1013) as f32 * 0.25).collect();
+        let dense_layout = Layout::contiguous(Shape::from(full.to_vec()));
+        let bshape = [1usize, 5, 1, 7];
+        let bdata: Vec<f32> = (0..35).map(|i| i as f32 - 17.0).collect();
+        let blayout = broadcast_layout(&bshape, &full);
+        let transposed = Layout::contiguous(Shape::from(vec![3, 5, 7, full[2]])).transpose(2, 3);
+
+        for (rhs, rhs_layout) in [(&bdata, &blayout), (&dense, &transposed)] {
+            let want = reference(&dense, &dense_layout, rhs, rhs_layout, |a, b| a - b);
+            let got = zip_map(&dense, &dense_layout, rhs, rhs_layout, |a, b| a - b).unwrap();
+            assert_eq!(got, want);
+            let mut got = dense.clone();
+            apply_inplace(&mut got, &dense_layout, rhs, rhs_layout, |d, s| d - s).unwrap();
+            assert_eq!(got, want);
+        }
     }
 
     #[test]

@@ -6,6 +6,7 @@ use burn_std::{Bytes, Shape, bf16, f16};
 
 use crate::FlexTensor;
 use crate::layout::Layout;
+use crate::parallel::{collect_chunks, for_each_chunk_mut, map_slice};
 use crate::strided_index::StridedIter;
 
 #[cfg(feature = "simd")]
@@ -35,8 +36,8 @@ pub fn binary_op<F32Op, F64Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy,
-    F64Op: Fn(f64, f64) -> f64 + Copy,
+    F32Op: Fn(f32, f32) -> f32 + Copy + Sync,
+    F64Op: Fn(f64, f64) -> f64 + Copy + Sync,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "binary_op: dtype mismatch");
 
@@ -67,7 +68,7 @@ fn binary_op_f32<Op>(
     simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    Op: Fn(f32, f32) -> f32,
+    Op: Fn(f32, f32) -> f32 + Sync,
 {
     // In-place SIMD fast path: lhs unique contiguous at offset 0, rhs
     // contiguous (no broadcast).
@@ -80,14 +81,15 @@ where
     {
         let r_slice: &[f32] = &rhs.storage()[r_start..r_end];
         let lhs_storage: &mut [f32] = lhs.storage_mut();
-        let l_slice = &mut lhs_storage[..l_end];
-
-        match simd_op {
-            BinaryOp::Add => simd::add_inplace_f32(l_slice, r_slice),
-            BinaryOp::Sub => simd::sub_inplace_f32(l_slice, r_slice),
-            BinaryOp::Mul => simd::mul_inplace_f32(l_slice, r_slice),
-            BinaryOp::Div => simd::div_inplace_f32(l_slice, r_slice),
-        }
+        for_each_chunk_mut(&mut lhs_storage[..l_end], |start, l| {
+            let r = &r_slice[start..start + l.len()];
+            match simd_op {
+                BinaryOp::Add => simd::add_inplace_f32(l, r),
+                BinaryOp::Sub => simd::sub_inplace_f32(l, r),
+                BinaryOp::Mul => simd::mul_inplace_f32(l, r),
+                BinaryOp::Div => simd::div_inplace_f32(l, r),
+            }
+        });
         return lhs;
     }
 
@@ -107,7 +109,7 @@ fn binary_op_f32<Op>(
     _simd_hint: Option<BinaryOp>,
 ) -> FlexTensor
 where
-    Op: Fn(f32, f32) -> f32,
+    Op: Fn(f32, f32) -> f32 + Sync,
 {
     binary_op_typed(lhs, rhs, op)
 }
@@ -116,7 +118,7 @@ where
 pub(crate) fn binary_op_typed<E, Op>(mut lhs: FlexTensor, mut rhs: FlexTensor, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E,
+    Op: Fn(E, E) -> E + Sync,
 {
     // In-place fast path: lhs unique, contiguous at offset 0, rhs contiguous
     if lhs.is_unique()
@@ -128,9 +130,11 @@ where
         let rhs_storage: &[E] = rhs.storage();
         let r_slice = &rhs_storage[r_start..r_end];
         let lhs_storage: &mut [E] = lhs.storage_mut();
-        for (l, &r) in lhs_storage[..l_end].iter_mut().zip(r_slice) {
-            *l = op(*l, r);
-        }
+        for_each_chunk_mut(&mut lhs_storage[..l_end], |start, l| {
+            for (l, &r) in l.iter_mut().zip(&r_slice[start..]) {
+                *l = op(*l, r);
+            }
+        });
         return lhs;
     }
 
@@ -172,11 +176,13 @@ where
         (Some((l_start, l_end)), Some((r_start, r_end))) => {
             let l_slice = &lhs_storage[l_start..l_end];
             let r_slice = &rhs_storage[r_start..r_end];
-            l_slice
-                .iter()
-                .zip(r_slice)
-                .map(|(&a, &b)| op(a, b))
-                .collect()
+            collect_chunks(l_slice.len(), |start, slots| {
+                let pairs = l_slice[start..].iter().zip(&r_slice[start..]);
+                for (slot, (&a, &b)) in slots.iter_mut().zip(pairs) {
+                    slot.write(op(a, b));
+                }
+                slots.len()
+            })
         }
         // Strided/broadcast fallback: collapse both layouts into a
         // joint loop nest with a specialized (autovectorizable) inner
@@ -247,8 +253,8 @@ pub fn scalar_op<F32Op, F64Op>(
     f64_op: F64Op,
 ) -> FlexTensor
 where
-    F32Op: Fn(f32, f32) -> f32 + Copy,
-    F64Op: Fn(f64, f64) -> f64 + Copy,
+    F32Op: Fn(f32, f32) -> f32 + Copy + Sync,
+    F64Op: Fn(f64, f64) -> f64 + Copy + Sync,
 {
     let dtype = tensor.dtype();
 
@@ -276,16 +282,18 @@ where
 pub(crate) fn scalar_op_typed<E, Op>(mut tensor: FlexTensor, scalar: E, op: Op) -> FlexTensor
 where
     E: Element + bytemuck::Pod,
-    Op: Fn(E, E) -> E,
+    Op: Fn(E, E) -> E + Sync,
 {
     // In-place fast path: unique, contiguous at offset 0
     if tensor.is_unique()
         && let Some((0, end)) = tensor.layout().contiguous_offsets()
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for x in storage[..end].iter_mut() {
-            *x = op(*x, scalar);
-        }
+        for_each_chunk_mut(&mut storage[..end], |_, chunk| {
+            for x in chunk {
+                *x = op(*x, scalar);
+            }
+        });
         return tensor;
     }
 
@@ -295,7 +303,7 @@ where
     let storage: &[E] = tensor.storage();
 
     let result: Vec<E> = match tensor.layout().contiguous_offsets() {
-        Some((start, end)) => storage[start..end].iter().map(|&x| op(x, scalar)).collect(),
+        Some((start, end)) => map_slice(&storage[start..end], |&x| op(x, scalar)),
         None => StridedIter::new(tensor.layout())
             .map(|i| op(storage[i], scalar))
             .collect(),
@@ -320,7 +328,7 @@ fn make_tensor<E: bytemuck::Pod + Send + Sync>(
 /// Supports all integer dtypes: I64, I32, I16, I8, U64, U32, U16, U8.
 pub fn int_binary_op<Op>(lhs: FlexTensor, rhs: FlexTensor, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy,
+    Op: Fn(i64, i64) -> i64 + Copy + Sync,
 {
     debug_assert_eq!(lhs.dtype(), rhs.dtype(), "int_binary_op: dtype mismatch");
 
@@ -348,7 +356,7 @@ where
 /// Note: scalar is truncated to target dtype (matches PyTorch).
 pub fn int_scalar_op<Op>(tensor: FlexTensor, scalar: i64, op: Op) -> FlexTensor
 where
-    Op: Fn(i64, i64) -> i64 + Copy,
+    Op: Fn(i64, i64) -> i64 + Copy + Sync,
 {
     let dtype = tensor.dtype();
 

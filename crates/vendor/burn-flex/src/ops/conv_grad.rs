@@ -33,6 +33,7 @@ use crate::{FlexTensor, Layout};
 
 /// Inner GEMM dimension (`batch · out_h · out_w`) from which the batch is
 /// split between threads.
+#[cfg(feature = "rayon")]
 const SPLIT_BATCH_MIN_INNER: usize = 2048;
 
 /// Gradient of `conv2d(x, weight)` with respect to `weight`.

@@ -10,6 +10,8 @@ use alloc::vec::Vec;
 use burn_backend::{DType, Element};
 use burn_std::{Bytes, Shape, bf16, f16};
 
+#[cfg(feature = "simd")]
+use crate::parallel::for_each_chunk_mut_weighted;
 use crate::strided_index::StridedIter;
 use crate::{FlexTensor, Layout};
 
@@ -965,16 +967,14 @@ fn reduce_first_dim_f32(
 ) -> Vec<f32> {
     #[cfg(feature = "simd")]
     {
-        // Use aligned allocation for optimal SIMD scatter-add
-        let mut result = aligned::alloc_aligned_zeroed::<f32>(inner_size);
-        kernels::scatter_add_f32(
-            &data[start_offset..],
-            &mut result,
-            dim_size,
-            inner_size,
-            dim_stride as usize,
-        );
-        aligned::to_vec(result)
+        // Columns split between threads: each chunk of the output sums
+        // its own column range over all rows.
+        let src = &data[start_offset..];
+        let mut result = vec![0.0f32; inner_size];
+        for_each_chunk_mut_weighted(&mut result, dim_size, |col, out| {
+            kernels::scatter_add_f32(&src[col..], out, dim_size, out.len(), dim_stride as usize);
+        });
+        result
     }
 
     #[cfg(not(feature = "simd"))]
@@ -1018,8 +1018,11 @@ fn reduce_last_dim_f32(
     // Contiguous Sum: batch all rows in one kernel call to avoid per-row overhead.
     #[cfg(feature = "simd")]
     if matches!(op, ReduceOp::Sum) && outer_stride == dim_size as isize {
+        let src = &data[start_offset..];
         let mut result = vec![0.0f32; rows];
-        kernels::sum_rows_f32(&data[start_offset..], &mut result, rows, dim_size);
+        for_each_chunk_mut_weighted(&mut result, dim_size, |row, out| {
+            kernels::sum_rows_f32(&src[row * dim_size..], out, out.len(), dim_size);
+        });
         return result;
     }
 
@@ -2265,6 +2268,40 @@ mod tests {
     use burn_std::{bf16, f16};
 
     use crate::{Flex, FlexTensor};
+
+    #[test]
+    fn test_sum_dim_f32_split_between_threads_matches_serial_sums() {
+        // 300 x 517 = 155k elements: enough work for both reductions to be
+        // split between threads, with chunk edges inside rows and columns.
+        let (rows, cols) = (300usize, 517usize);
+        let data: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7) % 101) as f32 - 50.0)
+            .collect();
+        let at = |r: usize, c: usize| data[r * cols + c] as f64;
+        let tensor = FlexTensor::from_data(TensorData::new(data.clone(), [rows, cols]));
+
+        let firsts = Flex::float_sum_dim(tensor.clone(), 0).into_data();
+        let firsts: &[f32] = bytemuck::cast_slice(&firsts.bytes);
+        assert_eq!(firsts.len(), cols);
+        for (c, &got) in firsts.iter().enumerate() {
+            assert_eq!(
+                got as f64,
+                (0..rows).map(|r| at(r, c)).sum::<f64>(),
+                "column {c}"
+            );
+        }
+
+        let lasts = Flex::float_sum_dim(tensor, 1).into_data();
+        let lasts: &[f32] = bytemuck::cast_slice(&lasts.bytes);
+        assert_eq!(lasts.len(), rows);
+        for (r, &got) in lasts.iter().enumerate() {
+            assert_eq!(
+                got as f64,
+                (0..cols).map(|c| at(r, c)).sum::<f64>(),
+                "row {r}"
+            );
+        }
+    }
 
     #[test]
     fn test_mean_f16_overflow_intermediate_sum() {

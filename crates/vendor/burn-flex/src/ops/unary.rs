@@ -8,6 +8,7 @@ use burn_std::{BoolDType, Bytes, bf16, f16};
 use num_traits::Float;
 
 use crate::layout::StridedBlocks;
+use crate::parallel::{for_each_chunk_mut, map_slice};
 use crate::{FlexTensor, Layout};
 
 /// Apply a float predicate element-wise, producing a boolean tensor.
@@ -55,8 +56,8 @@ where
 /// Apply a unary operation element-wise to a tensor.
 pub fn unary_op<F32Op, F64Op>(tensor: FlexTensor, f32_op: F32Op, f64_op: F64Op) -> FlexTensor
 where
-    F32Op: Fn(f32) -> f32 + Copy,
-    F64Op: Fn(f64) -> f64 + Copy,
+    F32Op: Fn(f32) -> f32 + Copy + Sync,
+    F64Op: Fn(f64) -> f64 + Copy + Sync,
 {
     let dtype = tensor.dtype();
 
@@ -73,7 +74,7 @@ where
 fn unary_op_typed<E, Op>(mut tensor: FlexTensor, op: Op) -> FlexTensor
 where
     E: burn_backend::Element + bytemuck::Pod,
-    Op: Fn(E) -> E,
+    Op: Fn(E) -> E + Sync,
 {
     let n = tensor.layout().num_elements();
 
@@ -81,9 +82,11 @@ where
     if tensor.is_unique() && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for x in storage[..n].iter_mut() {
-            *x = op(*x);
-        }
+        for_each_chunk_mut(&mut storage[..n], |_, chunk| {
+            for x in chunk {
+                *x = op(*x);
+            }
+        });
         return tensor;
     }
 
@@ -98,7 +101,7 @@ where
     // Iterate in storage order (contiguous) and preserve original layout.
     // Only valid when all strides are positive.
     if !has_negative_strides && layout.start_offset() == 0 && src.len() == n {
-        let result: Vec<E> = src.iter().map(|&x| op(x)).collect();
+        let result: Vec<E> = map_slice(src, |&x| op(x));
         let bytes = Bytes::from_elems(result);
         return FlexTensor::new(bytes, layout, E::dtype());
     }
@@ -120,9 +123,7 @@ where
     let blocks = layout.strided_blocks();
     let result = match &blocks {
         // Single contiguous block (with offset)
-        StridedBlocks::Single { start, len } => {
-            src[*start..*start + *len].iter().map(|&x| op(x)).collect()
-        }
+        StridedBlocks::Single { start, len } => map_slice(&src[*start..*start + *len], |&x| op(x)),
         // Strided: iterate over contiguous blocks
         StridedBlocks::Multiple {
             block_len,
