@@ -2,7 +2,9 @@
 
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{BatchNorm, BatchNormConfig, PaddingConfig2d};
+use burn::nn::{BatchNorm, PaddingConfig2d};
+
+use super::batch_norm::{batch_norm, batch_norm_2d};
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
@@ -31,22 +33,6 @@ pub(crate) fn conv<B: Backend>(
         .init(device)
 }
 
-/// BatchNorm with torchvision's settings (eps 1e-5, momentum 0.1), γ = 1 (or 0), β = 0.
-pub(crate) fn batch_norm<B: Backend>(
-    channels: usize,
-    zero_gamma: bool,
-    device: &B::Device,
-) -> BatchNorm<B> {
-    let mut bn = BatchNormConfig::new(channels)
-        .with_epsilon(1e-5)
-        .with_momentum(0.1)
-        .init(device);
-    if zero_gamma {
-        bn.gamma = Initializer::Zeros.init([channels], device);
-    }
-    bn
-}
-
 /// The projection shortcut: torchvision's `downsample = Sequential(conv1x1, BatchNorm2d)`.
 ///
 /// Stored as `downsample.conv` / `downsample.bn`; the PyTorch importers map them to
@@ -72,7 +58,7 @@ impl<B: Backend> Downsample<B> {
     /// The residual branch's partner: `x` itself, or its projection.
     fn shortcut(downsample: Option<&Self>, x: &Tensor<B, 4>) -> Tensor<B, 4> {
         match downsample {
-            Some(d) => d.bn.forward(d.conv.forward(x.clone())),
+            Some(d) => batch_norm_2d(&d.bn, d.conv.forward(x.clone())),
             None => x.clone(),
         }
     }
@@ -124,8 +110,8 @@ impl<B: Backend> BasicBlock<B> {
     /// - `x`: `[batch, in, H, W]` → `[batch, planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = Downsample::shortcut(self.downsample.as_ref(), &x);
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = relu(batch_norm_2d(&self.bn1, self.conv1.forward(x)));
+        let out = batch_norm_2d(&self.bn2, self.conv2.forward(out));
         relu(out + identity)
     }
 }
@@ -168,9 +154,9 @@ impl<B: Backend> Bottleneck<B> {
     /// - `x`: `[batch, in, H, W]` → `[batch, 4 * planes, H / stride, W / stride]`
     pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
         let identity = Downsample::shortcut(self.downsample.as_ref(), &x);
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = relu(self.bn2.forward(self.conv2.forward(out)));
-        let out = self.bn3.forward(self.conv3.forward(out));
+        let out = relu(batch_norm_2d(&self.bn1, self.conv1.forward(x)));
+        let out = relu(batch_norm_2d(&self.bn2, self.conv2.forward(out)));
+        let out = batch_norm_2d(&self.bn3, self.conv3.forward(out));
         relu(out + identity)
     }
 }

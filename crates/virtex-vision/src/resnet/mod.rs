@@ -6,12 +6,14 @@
 //! `virtex/modules/visual_backbones.py::TorchvisionVisualBackbone` builds it.
 
 mod arch;
+mod batch_norm;
 mod block;
 
 pub use arch::{BlockKind, ResNetArch};
 pub use block::{BasicBlock, Bottleneck, Downsample, ResidualBlock};
 
-use block::{BlockSpec, batch_norm, conv};
+use batch_norm::{batch_norm, batch_norm_2d};
+use block::{BlockSpec, conv};
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, LinearConfig};
@@ -168,7 +170,7 @@ impl<B: Backend> ResNet<B> {
     /// # Shapes
     /// - `images`: `[batch, 3, H, W]` → `[batch, 64, H/4, W/4]`
     fn stem(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let x = relu(batch_norm_2d(&self.bn1, self.conv1.forward(images)));
         max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false)
     }
 
