@@ -87,6 +87,16 @@ pub(crate) fn collect_chunks<T: Send>(
     out
 }
 
+/// `data[i] = op(data[i])` for every element, split as
+/// [`for_each_chunk_mut`] decides.
+pub(crate) fn map_in_place<T: Copy + Send>(data: &mut [T], op: impl Fn(T) -> T + Sync) {
+    for_each_chunk_mut(data, |_, chunk| {
+        for x in chunk {
+            *x = op(*x);
+        }
+    });
+}
+
 /// `collect_chunks` for the common case of mapping one slice: `out[i] =
 /// op(src[i])`.
 pub(crate) fn map_slice<S: Sync, T: Send>(src: &[S], op: impl Fn(&S) -> T + Sync) -> Vec<T> {
@@ -136,6 +146,20 @@ mod tests {
             }
         });
         assert!(data.iter().enumerate().all(|(i, &x)| x == i));
+    }
+
+    #[test]
+    fn test_map_in_place_matches_serial_map() {
+        for len in [0, 3, PARALLEL_MIN_ELEMS + 1, 5 * PARALLEL_MIN_ELEMS - 3] {
+            let mut data: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            map_in_place(&mut data, |x| 2.0 * x - 1.0);
+            assert!(
+                data.iter()
+                    .enumerate()
+                    .all(|(i, &x)| x == 2.0 * i as f32 - 1.0),
+                "len {len}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use burn_std::{Bytes, Shape, bf16, f16};
 
 use crate::FlexTensor;
 use crate::layout::Layout;
-use crate::parallel::{collect_chunks, for_each_chunk_mut, map_slice};
+use crate::parallel::{collect_chunks, for_each_chunk_mut, map_in_place, map_slice};
 use crate::strided_index::StridedIter;
 
 #[cfg(feature = "simd")]
@@ -289,11 +289,7 @@ where
         && let Some((0, end)) = tensor.layout().contiguous_offsets()
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for_each_chunk_mut(&mut storage[..end], |_, chunk| {
-            for x in chunk {
-                *x = op(*x, scalar);
-            }
-        });
+        map_in_place(&mut storage[..end], |x| op(x, scalar));
         return tensor;
     }
 

@@ -8,7 +8,7 @@ use burn_std::{BoolDType, Bytes, bf16, f16};
 use num_traits::Float;
 
 use crate::layout::StridedBlocks;
-use crate::parallel::{for_each_chunk_mut, map_slice};
+use crate::parallel::{map_in_place, map_slice};
 use crate::{FlexTensor, Layout};
 
 /// Apply a float predicate element-wise, producing a boolean tensor.
@@ -82,11 +82,7 @@ where
     if tensor.is_unique() && tensor.layout().is_contiguous() && tensor.layout().start_offset() == 0
     {
         let storage: &mut [E] = tensor.storage_mut();
-        for_each_chunk_mut(&mut storage[..n], |_, chunk| {
-            for x in chunk {
-                *x = op(*x);
-            }
-        });
+        map_in_place(&mut storage[..n], op);
         return tensor;
     }
 
