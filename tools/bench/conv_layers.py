@@ -1,4 +1,4 @@
-"""PyTorch twin of `cargo run --release -p xtask --example conv_layers`.
+"""PyTorch twin of `cargo run --release -p virtex-bench --example conv_layers`.
 
 Times conv2d forward, input gradient and weight gradient
 (torch.nn.grad.conv2d_input / conv2d_weight) for the same layer shapes, on

@@ -8,7 +8,7 @@ use virtex_data::tokenizer::SentencePieceTokenizer;
 use virtex_data::tokenizer::train::train_bpe;
 
 use crate::flags::BuildVocab;
-use crate::write_atomically;
+use crate::write_file;
 
 impl BuildVocab {
     pub(crate) fn run(self) -> anyhow::Result<()> {
@@ -26,7 +26,7 @@ impl BuildVocab {
         if let Some(dir) = model_path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
-        write_atomically(&model_path, &model)?;
+        write_file(&model_path, &model)?;
         println!(
             "wrote {} ({} pieces from {} captions)",
             model_path.display(),

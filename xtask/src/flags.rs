@@ -2,9 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
+use virtex_train::config::DecoderName;
 use virtex_train::device::{DeviceList, DeviceSpec};
+use virtex_train::source::PthLayout;
 use virtex_vision::ResNetArch;
+use virtex_vision::pytorch::ExportNaming;
 
 /// virtex-rs: VirTex (Desai & Johnson, CVPR 2021) in Rust on burn.
 #[derive(Debug, Parser)]
@@ -21,8 +24,8 @@ pub enum Command {
     /// Pretrain a visual backbone from captions (bicaptioning and the other
     /// four tasks), by default on the bundled emoji dataset on the CPU.
     Pretrain(Pretrain),
-    /// Evaluate a backbone. Today: feature extraction to `.npy`; VOC07 SVMs,
-    /// linear probes and captioning metrics are planned (issue #6).
+    /// Evaluate a backbone or a captioner: VOC07 SVMs, linear probes,
+    /// fine-tuning, captioning metrics, features, Detectron2 export.
     Evaluate(Evaluate),
     /// Caption images with a pretrained model's forward decoder.
     Caption(Caption),
@@ -33,25 +36,11 @@ pub enum Command {
     /// Convert ResNet weights between torchvision, VirTex and Detectron2 layouts.
     ExportBackbone(ExportBackbone),
     /// Measure training and inference speed.
-    Bench(Bench),
+    Bench(virtex_bench::Bench),
     /// The prepared GPU check: 50 pretraining steps of the reference's
     /// R-50 + L1_H1024 bicaptioning at batch 64, beside PyTorch (f32 and
     /// AMP); images/s and peak GPU memory. Build with `--features cuda`.
-    GpuCheck(GpuCheck),
-}
-
-/// `cargo xtask gpu-check`.
-#[derive(Debug, clap::Args)]
-pub struct GpuCheck {
-    /// The GPU.
-    #[arg(long, default_value = "cuda")]
-    pub device: DeviceSpec,
-    /// Images per step.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// Timed steps (after one untimed warm-up step).
-    #[arg(long, default_value_t = 50)]
-    pub steps: usize,
+    GpuCheck(virtex_bench::gpu_check::GpuCheck),
 }
 
 /// `cargo xtask evaluate`.
@@ -121,9 +110,10 @@ pub struct CaptioningEval {
     /// Image directory [default: `ROOT/{split}2017` beside `ROOT/annotations/`].
     #[arg(long)]
     pub image_dir: Option<PathBuf>,
-    /// How the next token is chosen [default: the config's MODEL.DECODER, beam search].
-    #[arg(long, value_enum)]
-    pub decoder: Option<DecoderChoice>,
+    /// How the next token is chosen: beam, nucleus or greedy [default: the
+    /// config's MODEL.DECODER, beam search].
+    #[arg(long)]
+    pub decoder: Option<DecoderName>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
@@ -189,9 +179,10 @@ pub struct BackboneSource {
     /// torchvision `.pth` (see `--layout`), or `random` (fresh weights of `--arch`).
     #[arg(long)]
     pub checkpoint: PathBuf,
-    /// Layout of a `.pth` checkpoint (`virtex`: `{"model": {"visual.cnn.…"}}`).
-    #[arg(long, value_enum, default_value_t = WeightsLayout::Virtex)]
-    pub layout: WeightsLayout,
+    /// Layout of a `.pth` checkpoint: `virtex` (`{"model": {"visual.cnn.…"}}`)
+    /// or `torchvision`.
+    #[arg(long, default_value_t = PthLayout::Virtex)]
+    pub layout: PthLayout,
     /// Backbone of a `.pth` checkpoint (virtex-rs checkpoints hold their config).
     #[arg(long, default_value = "resnet50")]
     pub arch: ResNetArch,
@@ -290,9 +281,10 @@ pub struct Caption {
     /// Image directory of a COCO JSON given to `--images`.
     #[arg(long)]
     pub image_dir: Option<PathBuf>,
-    /// How the next token is chosen [default: the config's MODEL.DECODER].
-    #[arg(long, value_enum)]
-    pub decoder: Option<DecoderChoice>,
+    /// How the next token is chosen: beam, nucleus or greedy [default: the
+    /// config's MODEL.DECODER].
+    #[arg(long)]
+    pub decoder: Option<DecoderName>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
@@ -307,17 +299,6 @@ pub struct Caption {
     /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
-}
-
-/// `--decoder`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum DecoderChoice {
-    /// Beam search (beam 5, 2 expansions per beam).
-    Beam,
-    /// Nucleus sampling (top-p from MODEL.DECODER.NUCLEUS_SIZE).
-    Nucleus,
-    /// The most likely token.
-    Greedy,
 }
 
 /// `cargo xtask build-vocab`.
@@ -364,207 +345,17 @@ pub struct ExportBackbone {
     /// Backbone architecture (`resnet50`, `torchvision::wide_resnet50_2`, …).
     #[arg(long, default_value = "resnet50")]
     pub arch: ResNetArch,
-    /// Weights to read. Without it, a freshly initialised backbone is written.
+    /// Weights to read (any kind `evaluate` takes). Without it, a freshly
+    /// initialised backbone is written.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Layout of `--checkpoint`.
-    #[arg(long, value_enum, default_value_t = WeightsLayout::Torchvision)]
-    pub layout: WeightsLayout,
-    /// Names to write.
-    #[arg(long, value_enum, default_value_t = Naming::Detectron2)]
-    pub to: Naming,
+    /// Layout of a `.pth` `--checkpoint`: `torchvision` or `virtex`.
+    #[arg(long, default_value_t = PthLayout::Torchvision)]
+    pub layout: PthLayout,
+    /// Names to write: `detectron2` or `torchvision`.
+    #[arg(long, default_value = "detectron2")]
+    pub to: ExportNaming,
     /// The `.pth` file to write.
     #[arg(long)]
     pub output: PathBuf,
-}
-
-/// Where the backbone sits in a `.pth` file.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum WeightsLayout {
-    /// A bare torchvision state dict.
-    Torchvision,
-    /// A VirTex checkpoint: `["model"]`, keys under `visual.cnn.`.
-    Virtex,
-}
-
-/// Key naming of written weights.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum Naming {
-    /// torchvision (`layer1.0.conv1.weight`).
-    Torchvision,
-    /// Detectron2 (`res2.0.conv1.weight`), under `["model"]`.
-    Detectron2,
-}
-
-/// `cargo xtask bench`.
-#[derive(Debug, clap::Args)]
-pub struct Bench {
-    /// Which benchmark [default: train, extract, caption and data in turn,
-    /// each with its defaults].
-    #[command(subcommand)]
-    pub what: Option<BenchKind>,
-}
-
-/// The benchmarks.
-#[derive(Debug, Subcommand)]
-pub enum BenchKind {
-    /// Seconds per ResNet training step (SGD, cross-entropy over a 1000-way fc)
-    /// and per eval forward, on each CPU backend (or the given device).
-    Backbone(BackboneBench),
-    /// Images/s of the captioning data pipeline (decode + augment + tokenize)
-    /// on the bundled emoji dataset.
-    Data(DataBench),
-    /// Caption latency per image: backbone forward + incremental decoding.
-    Caption(CaptionBench),
-    /// Pretraining steps per second (forward + backward + optimiser) of the
-    /// reference's R-50 + L1_H1024 bicaptioning and of the bundled config,
-    /// beside PyTorch (`tools/bench/train_step.py`) on the same machine.
-    Train(TrainBench),
-    /// One row of `bench train`, in a process of its own (prints JSON).
-    #[command(hide = true)]
-    TrainRow(TrainRowBench),
-    /// Frozen-backbone feature extraction images/s, beside PyTorch.
-    Extract(ExtractBench),
-}
-
-/// `cargo xtask bench train`.
-#[derive(Debug, clap::Args)]
-pub struct TrainBench {
-    /// One config to measure [default: the reference's base config at batch
-    /// 8, 224², and the bundled emoji config at batch 32, 64²].
-    #[arg(long)]
-    pub config: Option<String>,
-    /// Override a config key (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub overrides: Vec<String>,
-    /// Images per step (with `--config`).
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    /// Image side (with `--config`).
-    #[arg(long, default_value_t = 224)]
-    pub size: usize,
-    /// Timed steps (after one untimed warm-up step).
-    #[arg(long, default_value_t = 3)]
-    pub steps: usize,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-}
-
-/// `cargo xtask bench train-row`.
-#[derive(Debug, clap::Args)]
-pub struct TrainRowBench {
-    /// Config, relative to the repository root or absolute.
-    #[arg(long)]
-    pub config: String,
-    /// Override a config key (repeatable).
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub overrides: Vec<String>,
-    /// Images per step.
-    #[arg(long)]
-    pub batch: usize,
-    /// Image side.
-    #[arg(long)]
-    pub size: usize,
-    /// Timed steps.
-    #[arg(long)]
-    pub steps: usize,
-    /// Device.
-    #[arg(long)]
-    pub device: DeviceSpec,
-}
-
-/// `cargo xtask bench extract`.
-#[derive(Debug, clap::Args)]
-pub struct ExtractBench {
-    /// Backbone architecture.
-    #[arg(long, default_value = "resnet50")]
-    pub arch: ResNetArch,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
-    /// Image side.
-    #[arg(long, default_value_t = 224)]
-    pub size: usize,
-    /// Timed passes (after one untimed warm-up).
-    #[arg(long, default_value_t = 3)]
-    pub steps: usize,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
-    #[arg(long, default_value = "cpu")]
-    pub device: DeviceSpec,
-}
-
-/// `cargo xtask bench caption`.
-#[derive(Debug, clap::Args)]
-pub struct CaptionBench {
-    /// Backbone architecture.
-    #[arg(long, default_value = "resnet50")]
-    pub arch: ResNetArch,
-    /// Textual head.
-    #[arg(long, default_value = "transdec_postnorm::L1_H2048_A32_F8192")]
-    pub textual: String,
-    /// Vocabulary size (the reference's coco_10k).
-    #[arg(long, default_value_t = 10000)]
-    pub vocab: usize,
-    /// Images captioned together.
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    /// Image side in pixels.
-    #[arg(long, default_value_t = 224)]
-    pub size: usize,
-    /// Beams (1 = greedy).
-    #[arg(long, default_value_t = 5)]
-    pub beam: usize,
-    /// Timed runs (after one untimed warm-up).
-    #[arg(long, default_value_t = 2)]
-    pub runs: usize,
-}
-
-/// `cargo xtask bench data`.
-#[derive(Debug, clap::Args)]
-pub struct DataBench {
-    /// Output image side (the emoji images are 64 px; 224 upsamples).
-    #[arg(long, default_value_t = 224)]
-    pub size: u32,
-    /// Images per batch.
-    #[arg(long, default_value_t = 64)]
-    pub batch: usize,
-    /// Batches to time (after one untimed batch).
-    #[arg(long, default_value_t = 20)]
-    pub batches: usize,
-    /// Worker threads (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-}
-
-/// `cargo xtask bench backbone`.
-#[derive(Debug, clap::Args)]
-pub struct BackboneBench {
-    /// Backbone architecture.
-    #[arg(long, default_value = "resnet50")]
-    pub arch: ResNetArch,
-    /// Images per step.
-    #[arg(long, default_value_t = 8)]
-    pub batch: usize,
-    /// Image side in pixels.
-    #[arg(long, default_value_t = 224)]
-    pub size: usize,
-    /// Timed steps (after one untimed warm-up step).
-    #[arg(long, default_value_t = 3)]
-    pub steps: usize,
-    /// CPU backends to compare (ndarray is >10x slower: minutes per step).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [CpuBackendName::Flex])]
-    pub backends: Vec<CpuBackendName>,
-    /// Run on this device instead of comparing CPU backends.
-    #[arg(long)]
-    pub device: Option<DeviceSpec>,
-}
-
-/// CPU backends burn offers.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum CpuBackendName {
-    /// burn's pure-Rust Flex backend (the default).
-    Flex,
-    /// burn's NdArray backend.
-    Ndarray,
 }

@@ -1,11 +1,10 @@
-//! `cargo xtask`: the project's commands. This file only dispatches; each
-//! command lives in its own module.
+//! `cargo xtask`: the project's command line. It parses flags ([`flags`]) and
+//! calls the crates; each command's file only fills in a library task and
+//! prints what it returns.
 
-mod bench;
 mod build_vocab;
 mod caption;
 mod evaluate;
-mod export_backbone;
 mod flags;
 mod prepare_data;
 mod pretrain;
@@ -15,6 +14,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Parser;
 use flags::{Command, Xtask};
+use virtex_train::config::Config;
 
 fn main() -> anyhow::Result<()> {
     Xtask::parse().command.run()
@@ -36,22 +36,34 @@ impl Command {
     }
 }
 
+/// Writes `value` as pretty JSON, atomically.
+fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> {
+    write_file(path, &serde_json::to_vec_pretty(value)?)
+}
+
 /// Writes `bytes` beside `path` and renames, so a crash never leaves half a file.
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     virtex_vision::atomic::write_bytes(path, bytes)
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The repository root, where bundled configs, data and scripts are found:
-/// the checkout xtask was built in, or, for a release binary copied to
-/// another machine with a checkout (the GPU check), the current directory.
+/// The repository root, where bundled configs and data are found.
 fn project_root() -> PathBuf {
-    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace");
-    if built_in.join("data/configs").is_dir() {
-        built_in.to_path_buf()
+    virtex_bench::workspace_root()
+}
+
+/// A path given on the command line: as given when it exists (relative to
+/// where the command was run), else relative to the repository root, where
+/// the defaults (`data/configs/…`) live.
+fn project_file(path: &Path) -> PathBuf {
+    if path.exists() {
+        path.to_path_buf()
     } else {
-        std::env::current_dir().unwrap_or_else(|_| built_in.to_path_buf())
+        project_root().join(path)
     }
+}
+
+/// Loads the config at `path` (see [`project_file`]) with `overrides`.
+fn load_config(path: &Path, overrides: &[String]) -> anyhow::Result<Config> {
+    Ok(Config::load(Some(&project_file(path)), overrides)?)
 }

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A dataset that cannot be indexed.
 #[derive(Debug, thiserror::Error)]
@@ -68,26 +68,37 @@ pub enum CocoError {
     },
 }
 
-#[derive(Deserialize)]
-struct CaptionsFile {
-    images: Vec<ImageEntry>,
-    annotations: Vec<AnnotationEntry>,
+/// A COCO captions JSON file (`captions_{split}2017.json`), as written.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct CaptionsFile {
+    /// The images.
+    pub images: Vec<ImageEntry>,
+    /// One entry per caption.
+    pub annotations: Vec<CaptionAnnotation>,
 }
 
-#[derive(Deserialize)]
-struct ImageEntry {
-    id: u64,
-    file_name: String,
+/// An entry of a COCO file's `images` list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageEntry {
+    /// Image id.
+    pub id: u64,
+    /// File name in the split's image directory.
+    pub file_name: String,
 }
 
-#[derive(Deserialize)]
-struct AnnotationEntry {
-    id: u64,
-    image_id: u64,
-    caption: String,
+/// An entry of a COCO captions file's `annotations` list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptionAnnotation {
+    /// Annotation id.
+    pub id: u64,
+    /// The image captioned.
+    pub image_id: u64,
+    /// The caption.
+    pub caption: String,
 }
 
-fn read_captions_file(path: &Path) -> Result<CaptionsFile, CocoError> {
+/// Reads a JSON file of type `T` (a COCO file or a results list).
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, CocoError> {
     let bytes = std::fs::read(path).map_err(|source| CocoError::Read {
         path: path.to_path_buf(),
         source,
@@ -96,6 +107,10 @@ fn read_captions_file(path: &Path) -> Result<CaptionsFile, CocoError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+fn read_captions_file(path: &Path) -> Result<CaptionsFile, CocoError> {
+    read_json(path)
 }
 
 /// Every caption of a COCO captions JSON file, in file order (for building a
@@ -116,6 +131,67 @@ pub fn read_captions(path: &Path) -> Result<Vec<String>, CocoError> {
             }
         })
         .collect()
+}
+
+/// The reference captions of a COCO captions JSON file, by image id (for
+/// scoring; no image file is looked at).
+pub fn read_references(path: &Path) -> Result<BTreeMap<u64, Vec<String>>, CocoError> {
+    let mut by_image: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    for annotation in read_captions_file(path)?.annotations {
+        by_image
+            .entry(annotation.image_id)
+            .or_default()
+            .push(annotation.caption);
+    }
+    Ok(by_image)
+}
+
+/// The image directory of a split in the COCO layout:
+/// `ROOT/annotations/captions_val2017.json` → `ROOT/val2017`; `None` when the
+/// file is not named `captions_<split>.json`.
+pub fn split_image_dir(annotations: &Path) -> Option<PathBuf> {
+    let split = annotations
+        .file_stem()?
+        .to_str()?
+        .strip_prefix("captions_")?;
+    let root = annotations
+        .parent()
+        .and_then(Path::parent)
+        .unwrap_or(Path::new("."));
+    Some(root.join(split))
+}
+
+/// How a caption result names its image: by COCO id, or by file name for a
+/// folder of images.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum ImageRef {
+    /// `{"image_id": 42}`.
+    Id {
+        /// COCO image id.
+        image_id: u64,
+    },
+    /// `{"file_name": "dog.jpg"}`.
+    File {
+        /// The file's name in its folder.
+        file_name: String,
+    },
+}
+
+/// One generated caption, as COCO results files hold them
+/// (`[{"image_id": 42, "caption": "a dog"}]`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CaptionResult {
+    /// The image.
+    #[serde(flatten)]
+    pub image: ImageRef,
+    /// The caption.
+    pub caption: String,
+}
+
+/// Reads a COCO results file of captions.
+pub fn read_results(path: &Path) -> Result<Vec<CaptionResult>, CocoError> {
+    read_json(path)
 }
 
 /// One image and all its captions (the dataset's unit: an epoch visits each

@@ -22,6 +22,26 @@ pub struct ImageError {
     pub message: String,
 }
 
+/// Whether `path` names a JPEG or PNG file (by extension, any case).
+pub fn is_image_file(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// The JPEG and PNG files of `dir`, sorted by name.
+pub fn image_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if is_image_file(&path) {
+            paths.push(path);
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
 /// Decodes `path` as 8-bit RGB: grayscale is replicated, palettes expanded,
 /// CMYK converted, 16-bit scaled down, and alpha dropped (as OpenCV's
 /// `imread(IMREAD_COLOR)`, which the reference uses).
@@ -76,6 +96,50 @@ pub fn resize_and_center_crop(image: &RgbImage, shorter: u32, crop: u32) -> RgbI
         (left, top, side.min(f64::from(w)), side.min(f64::from(h))),
         crop,
     )
+}
+
+/// The evaluation preprocessing: shorter side resized (bilinear), centre
+/// crop, ImageNet normalisation. The reference uses two sizes of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvalTransform {
+    /// Side the shorter edge is resized to.
+    pub resize: u32,
+    /// Side of the centre crop the model sees.
+    pub crop: u32,
+}
+
+impl EvalTransform {
+    /// Downstream evaluation and captioning (`scripts/clf_*.py`,
+    /// `eval_captioning.py`): resize to 256, crop 224, kept in that ratio at
+    /// other crop sizes (`crop × 256/224`, rounded up).
+    pub fn downstream(crop: u32) -> Self {
+        Self {
+            resize: (crop * 256).div_ceil(224),
+            crop,
+        }
+    }
+
+    /// Pretraining validation: the pretraining factory passes the crop size
+    /// to every resize and crop (`SmallestMaxSize(224)` → `CenterCrop(224)`).
+    pub fn pretraining(crop: u32) -> Self {
+        Self { resize: crop, crop }
+    }
+
+    /// The resized, centre-cropped image.
+    pub fn apply(&self, image: &RgbImage) -> RgbImage {
+        resize_and_center_crop(image, self.resize, self.crop)
+    }
+
+    /// Loads `paths` in parallel and returns their crops, normalised, as one
+    /// `[paths.len(), 3, crop, crop]` buffer.
+    pub fn load_batch(&self, paths: &[PathBuf]) -> Result<Vec<f32>, ImageError> {
+        use rayon::prelude::*;
+        let images: Vec<Vec<f32>> = paths
+            .par_iter()
+            .map(|path| Ok(to_normalized_chw(&self.apply(&load_rgb(path)?))))
+            .collect::<Result<_, ImageError>>()?;
+        Ok(images.concat())
+    }
 }
 
 /// Resizes the region `(left, top, width, height)` of `image` (source pixels)
@@ -164,6 +228,19 @@ mod tests {
         assert_eq!(crop.dimensions(), (16, 16));
         let chw = to_normalized_chw(&crop);
         assert_eq!(chw.len(), 3 * 16 * 16);
+        assert_eq!(
+            EvalTransform::downstream(224),
+            EvalTransform {
+                resize: 256,
+                crop: 224
+            }
+        );
+        assert_eq!(EvalTransform::downstream(32).resize, 37);
+        let batch = EvalTransform::pretraining(16)
+            .load_batch(&[fixture("rgb.jpg"), fixture("gray.png")])
+            .unwrap();
+        assert_eq!(batch.len(), 2 * 3 * 16 * 16);
+        assert_eq!(batch[..3 * 16 * 16], chw[..]);
         let white = RgbImage::from_pixel(2, 2, image::Rgb([255, 255, 255]));
         let expected_red = (1.0 - IMAGENET_MEAN[0]) / IMAGENET_STD[0];
         assert!((to_normalized_chw(&white)[0] - expected_red).abs() < 1e-6);

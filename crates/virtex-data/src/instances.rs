@@ -6,26 +6,45 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::coco::CocoError;
+use crate::coco::{CocoError, ImageEntry, read_json};
 
-#[derive(Deserialize)]
-struct InstancesFile {
-    categories: Vec<CategoryEntry>,
-    annotations: Vec<InstanceEntry>,
+/// A COCO instances JSON file (`instances_{split}2017.json`): the parts
+/// image-level labels need (boxes and masks are not read).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct InstancesFile {
+    /// The images.
+    #[serde(default)]
+    pub images: Vec<ImageEntry>,
+    /// The categories.
+    pub categories: Vec<CategoryEntry>,
+    /// One entry per instance.
+    pub annotations: Vec<InstanceEntry>,
 }
 
-#[derive(Deserialize)]
-struct CategoryEntry {
-    id: u64,
+/// An entry of a COCO instances file's `categories` list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CategoryEntry {
+    /// Category id.
+    pub id: u64,
+    /// Its name.
+    #[serde(default)]
+    pub name: String,
+    /// The coarser category it belongs to.
+    #[serde(default)]
+    pub supercategory: String,
 }
 
-#[derive(Deserialize)]
-struct InstanceEntry {
-    id: u64,
-    image_id: u64,
-    category_id: u64,
+/// An entry of a COCO instances file's `annotations` list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceEntry {
+    /// Annotation id.
+    pub id: u64,
+    /// The image.
+    pub image_id: u64,
+    /// The instance's category.
+    pub category_id: u64,
 }
 
 /// The unique categories present in each image, remapped as the reference
@@ -53,15 +72,7 @@ impl CocoInstances {
     /// Reads a COCO instances JSON file; an annotation naming a category the
     /// file does not list is an error naming both.
     pub fn from_file(path: &Path) -> Result<Self, CocoError> {
-        let bytes = std::fs::read(path).map_err(|source| CocoError::Read {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let file: InstancesFile =
-            serde_json::from_slice(&bytes).map_err(|source| CocoError::Json {
-                path: path.to_path_buf(),
-                source,
-            })?;
+        let file: InstancesFile = read_json(path)?;
         let ids: BTreeSet<u64> = file.categories.iter().map(|c| c.id).collect();
         let remap: BTreeMap<u64, u32> = ids.iter().zip(1..).map(|(&id, to)| (id, to)).collect();
         let mut labels: BTreeMap<u64, BTreeSet<u32>> = BTreeMap::new();

@@ -27,6 +27,8 @@
 pub mod augment;
 pub mod caption;
 pub mod coco;
+#[cfg(feature = "emoji")]
+pub mod emoji;
 pub mod images;
 pub mod instances;
 pub mod loader;

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use crate::augment::TrainAugmentation;
 use crate::caption::{CaptionTokens, normalize_caption};
 use crate::coco::CocoCaptions;
-use crate::images::{ImageError, load_rgb, resize_and_center_crop, to_normalized_chw};
+use crate::images::{EvalTransform, ImageError, load_rgb, to_normalized_chw};
 use crate::tasks::{MaskedCaption, TaskTargets, TaskView, pad_batch, token_bag};
 use crate::tokenizer::SentencePieceTokenizer;
 
@@ -261,7 +261,9 @@ impl PretrainingLoader {
         );
         let (image, caption) = match &self.preprocessing {
             Preprocessing::Train(augment) => augment.apply(&image, &caption, &mut rng),
-            Preprocessing::Eval { size } => (resize_and_center_crop(&image, *size, *size), caption),
+            Preprocessing::Eval { size } => {
+                (EvalTransform::pretraining(*size).apply(&image), caption)
+            }
         };
         let tokens =
             CaptionTokens::new(&self.tokenizer, &caption).ok_or(LoaderError::NoBoundaryTokens)?;

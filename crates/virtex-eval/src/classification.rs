@@ -24,7 +24,7 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::Serialize;
 use virtex_data::augment::TrainAugmentation;
-use virtex_data::images::{ImageError, load_rgb, resize_and_center_crop, to_normalized_chw};
+use virtex_data::images::{EvalTransform, ImageError, is_image_file, load_rgb, to_normalized_chw};
 use virtex_train::config::Config;
 use virtex_train::optim::schedule::LrSchedule;
 use virtex_train::optim::{StepRates, VirtexOptimizer};
@@ -97,10 +97,7 @@ impl ImageFolder {
                     .into_owned(),
             );
             for file in sorted_entries(&dir)? {
-                let image = file.extension().and_then(|e| e.to_str()).is_some_and(|e| {
-                    ["jpg", "jpeg", "png"].contains(&e.to_ascii_lowercase().as_str())
-                });
-                if image {
+                if is_image_file(&file) {
                     samples.push((file, class));
                 }
             }
@@ -195,7 +192,7 @@ fn batch_tensor<B: Backend>(
                     let mut rng = StdRng::seed_from_u64(seed.wrapping_add(i as u64));
                     augmentation.apply(&image, "", &mut rng).0
                 }
-                None => resize_and_center_crop(&image, (size * 256).div_ceil(224), size),
+                None => EvalTransform::downstream(size).apply(&image),
             };
             Ok(to_normalized_chw(&image))
         })

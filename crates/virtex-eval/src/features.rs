@@ -3,14 +3,16 @@
 //! mode, global-average-pooled layer4 (`[N, 2048]` for ResNet-50), optionally
 //! L2-normalised; written as NumPy `.npy` for numpy/sklearn users.
 
-use std::io;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::Backend;
+use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use rayon::prelude::*;
-use virtex_data::images::{ImageError, load_rgb, resize_and_center_crop, to_normalized_chw};
-use virtex_vision::ResNet;
+use virtex_data::images::{EvalTransform, ImageError, image_files};
+use virtex_train::device::BackendTask;
+use virtex_train::source::WeightsSource;
+use virtex_vision::{ResNet, ResNetArch};
+
+use crate::error::{EvalError, io};
 
 /// Pooled features of a list of images, row-major `[rows, dim]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +23,58 @@ pub struct Features {
     pub dim: usize,
     /// `rows × dim` values.
     pub values: Vec<f32>,
+}
+
+/// The images of a directory (JPEG and PNG, sorted), or the paths listed in
+/// a text file (one per line, relative to the file's directory unless absolute).
+pub fn image_list(images: &Path) -> Result<Vec<PathBuf>, EvalError> {
+    if images.is_dir() {
+        return image_files(images).map_err(io(images));
+    }
+    let text = std::fs::read_to_string(images).map_err(io(images))?;
+    let base = images.parent().unwrap_or(Path::new("."));
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| base.join(line))
+        .collect())
+}
+
+/// Pooled layer4 features of `images` from a frozen backbone, on the backend
+/// it is dispatched to.
+#[derive(Clone, Debug)]
+pub struct FeatureTask {
+    /// The backbone's weights.
+    pub source: WeightsSource,
+    /// Its architecture, for sources without a config.
+    pub arch: ResNetArch,
+    /// The images, in row order.
+    pub images: Vec<PathBuf>,
+    /// Side the backbone sees (after resizing the shorter side to 256/224 of it).
+    pub size: u32,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Scale each row to unit length (the VOC07 SVM protocol).
+    pub l2_normalize: bool,
+}
+
+impl BackendTask for FeatureTask {
+    type Output = Result<Features, EvalError>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let backbone = self
+            .source
+            .backbone::<B::InnerBackend>(self.arch, &device)?;
+        Ok(extract(
+            &backbone,
+            &self.images,
+            self.size,
+            self.batch,
+            self.l2_normalize,
+            &device,
+        )?)
+    }
 }
 
 /// Extracts pooled layer4 features of `images` with `backbone` (an inference
@@ -35,23 +89,13 @@ pub fn extract<B: Backend>(
     l2_normalize: bool,
     device: &B::Device,
 ) -> Result<Features, ImageError> {
-    let shorter = (crop * 256).div_ceil(224);
+    let transform = EvalTransform::downstream(crop);
     let side = crop as usize;
     let mut values = Vec::new();
     let mut dim = 0;
     for chunk in images.chunks(batch.max(1)) {
-        let pixels: Vec<Vec<f32>> = chunk
-            .par_iter()
-            .map(|path| {
-                Ok(to_normalized_chw(&resize_and_center_crop(
-                    &load_rgb(path)?,
-                    shorter,
-                    crop,
-                )))
-            })
-            .collect::<Result<_, ImageError>>()?;
         let input = Tensor::<B, 4>::from_data(
-            TensorData::new(pixels.concat(), [chunk.len(), 3, side, side]),
+            TensorData::new(transform.load_batch(chunk)?, [chunk.len(), 3, side, side]),
             device,
         );
         let mut pooled = backbone.forward_pooled(input);
@@ -88,7 +132,7 @@ impl Features {
     }
 
     /// Writes the `.npy` to `path` atomically.
-    pub fn save_npy(&self, path: &Path) -> io::Result<()> {
+    pub fn save_npy(&self, path: &Path) -> std::io::Result<()> {
         virtex_vision::atomic::write_bytes(path, &self.to_npy())
     }
 

@@ -79,6 +79,16 @@ pub enum VocError {
         /// The image.
         image: String,
     },
+    /// The two splits list different classes.
+    #[error("{root}: trainval classes {trainval:?} differ from test classes {test:?}")]
+    ClassMismatch {
+        /// The devkit root.
+        root: PathBuf,
+        /// Trainval's classes.
+        trainval: Vec<String>,
+        /// Test's classes.
+        test: Vec<String>,
+    },
 }
 
 impl Voc07Split {

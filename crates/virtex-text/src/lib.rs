@@ -6,8 +6,9 @@
 //! beam search / nucleus sampling / greedy decoding, and loading official
 //! VirTex checkpoints.
 //!
-//! Built on `virtex-vision` (the backbone) and `virtex-data` (token ids and
-//! batches). Official checkpoints load with the `pytorch` feature (default).
+//! Built on `virtex-vision` (the backbone) alone: the model takes tensors
+//! (`models::PretrainingInput`); turning loader batches into them is
+//! virtex-train's job. Official checkpoints load with the `pytorch` feature (default).
 //!
 //! ```
 //! use burn::backend::Flex;

@@ -6,10 +6,8 @@ use std::str::FromStr;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor};
 use serde::{Deserialize, Serialize};
-use virtex_data::loader::PretrainingBatch;
-use virtex_data::tasks::TaskTargets;
 use virtex_vision::{ResNet, ResNetArch, ResNetConfig};
 
 use crate::config::TextualHeadName;
@@ -227,42 +225,6 @@ pub struct PretrainingInput<B: Backend> {
     pub labels: Option<Tensor<B, 2, Int>>,
     /// Masked-LM inputs and labels, `[batch, T]` each.
     pub masked: Option<(Tensor<B, 2, Int>, Tensor<B, 2, Int>)>,
-}
-
-fn int_tensor<B: Backend>(values: &[u32], rows: usize, device: &B::Device) -> Tensor<B, 2, Int> {
-    let values: Vec<i64> = values.iter().map(|&v| i64::from(v)).collect();
-    let width = values.len() / rows.max(1);
-    Tensor::from_data(TensorData::new(values, [rows, width]), device)
-}
-
-impl<B: Backend> PretrainingInput<B> {
-    /// Moves a loader batch onto `device`.
-    pub fn from_batch(batch: &PretrainingBatch, device: &B::Device) -> Self {
-        let rows = batch.len();
-        let images = Tensor::from_data(
-            TensorData::new(batch.images.clone(), [rows, 3, batch.size, batch.size]),
-            device,
-        );
-        let (labels, masked) = match &batch.targets {
-            TaskTargets::Captioning => (None, None),
-            TaskTargets::Labels { labels, .. } => (Some(int_tensor(labels, rows, device)), None),
-            TaskTargets::MaskedLm { tokens, labels } => (
-                None,
-                Some((
-                    int_tensor(tokens, rows, device),
-                    int_tensor(labels, rows, device),
-                )),
-            ),
-        };
-        Self {
-            images,
-            forward: int_tensor(&batch.forward, rows, device),
-            backward: int_tensor(&batch.backward, rows, device),
-            lengths: batch.lengths.clone(),
-            labels,
-            masked,
-        }
-    }
 }
 
 /// A loss and its named parts (`captioning_forward`, `captioning_backward`,

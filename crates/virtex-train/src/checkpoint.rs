@@ -19,6 +19,8 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
+use virtex_text::PretrainingModel;
+
 use crate::config::Config;
 use crate::optim::{ParamState, VirtexOptimizer};
 
@@ -169,9 +171,28 @@ pub fn save_checkpoint<B: AutodiffBackend, M: AutodiffModule<B>>(
     })
 }
 
-/// Reads a checkpoint's metadata without its tensors.
+/// Reads a checkpoint's metadata without its tensors (the safetensors
+/// header only: its length, then the JSON).
 pub fn read_meta(path: &Path) -> Result<CheckpointMeta, CheckpointError> {
-    let bytes = read(path)?;
+    use std::io::Read;
+    let io = |source| CheckpointError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    file.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    // A header longer than the file is damage, not a reason to allocate.
+    let size = file.metadata().map_err(io)?.len();
+    if len > size.saturating_sub(8) {
+        return Err(CheckpointError::Format {
+            path: path.to_path_buf(),
+            message: format!("header of {len} bytes in a file of {size}"),
+        });
+    }
+    let mut bytes = len.to_le_bytes().to_vec();
+    file.take(len).read_to_end(&mut bytes).map_err(io)?;
     meta_of(path, &bytes)
 }
 
@@ -187,27 +208,70 @@ fn meta_of(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta, CheckpointError>
         path: path.to_path_buf(),
         message,
     };
-    let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format(e.to_string()))?;
-    let json = header
-        .metadata()
-        .as_ref()
-        .and_then(|m| m.get(META_KEY))
+    let header = bytes
+        .get(8..)
+        .and_then(|rest| {
+            let len = u64::from_le_bytes(bytes[..8].try_into().ok()?) as usize;
+            rest.get(..len)
+        })
+        .ok_or_else(|| format("truncated safetensors header".into()))?;
+    let header: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| format(e.to_string()))?;
+    let json = header["__metadata__"][META_KEY]
+        .as_str()
         .ok_or_else(|| format(format!("no '{META_KEY}' metadata")))?;
     serde_json::from_str(json).map_err(|e| format(e.to_string()))
 }
 
-/// Loads only the model of a checkpoint into `model` (built from the
-/// checkpoint's config, which [`read_meta`] gives): for inference on any
-/// backend.
-pub fn load_model<B: burn::tensor::backend::Backend, M: ModuleSnapshot<B>>(
-    path: &Path,
-    mut model: M,
-) -> Result<(M, CheckpointMeta), CheckpointError> {
-    let bytes = read(path)?;
-    let meta = meta_of(path, &bytes)?;
-    let file = deserialize(path, &bytes)?;
-    apply_model(path, &file, &mut model)?;
-    Ok((model, meta))
+/// A checkpoint read once, for its model: the metadata names the config
+/// that builds the model, then the `model.*` tensors fill it.
+pub struct ModelCheckpoint {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    /// Iteration and config.
+    pub meta: CheckpointMeta,
+}
+
+impl ModelCheckpoint {
+    /// Reads the file.
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        let bytes = read(path)?;
+        let meta = meta_of(path, &bytes)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            bytes,
+            meta,
+        })
+    }
+
+    /// The model of the checkpoint's config with its weights, on any backend
+    /// (an inference one for captioning), and the metadata.
+    pub fn model<B: burn::tensor::backend::Backend>(
+        self,
+        device: &B::Device,
+    ) -> Result<(PretrainingModel<B>, CheckpointMeta), CheckpointError> {
+        let model = self
+            .meta
+            .config
+            .model_config()
+            .init::<B>(device)
+            .map_err(|e| CheckpointError::Format {
+                path: self.path.clone(),
+                message: e.to_string(),
+            })?;
+        let model = self.load_into(model)?;
+        Ok((model, self.meta))
+    }
+
+    /// Loads the `model.*` tensors into `model` (built from the same config).
+    pub fn load_into<B: burn::tensor::backend::Backend, M: ModuleSnapshot<B>>(
+        &self,
+        mut model: M,
+    ) -> Result<M, CheckpointError> {
+        let file = deserialize(&self.path, &self.bytes)?;
+        apply_model(&self.path, &file, &mut model)?;
+        Ok(model)
+    }
 }
 
 fn deserialize<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>, CheckpointError> {

@@ -8,6 +8,8 @@
 //! - [`config`]: the reference's config tree; its YAML files load as they are.
 //! - [`optim`]: SGD/AdamW with the reference's parameter groups, clipping,
 //!   Lookahead; [`optim::schedule`] the warm-up + decay multipliers.
+//! - [`source`]: weights from a virtex-rs checkpoint, an official VirTex or
+//!   torchvision `.pth`, or fresh ones, for a backbone or a whole model.
 //! - [`trainer`]: [`trainer::Pretraining`], the loop, run on a backend chosen
 //!   by [`device`]; [`checkpoint`], [`metrics`] and [`progress`] serve it.
 //!
@@ -28,6 +30,7 @@
 //! # Ok::<(), virtex_train::config::ConfigError>(())
 //! ```
 
+pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
@@ -35,4 +38,5 @@ pub mod metrics;
 pub mod optim;
 pub mod parallel;
 pub mod progress;
+pub mod source;
 pub mod trainer;

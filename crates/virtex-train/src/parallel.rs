@@ -9,13 +9,13 @@
 //! the reference's); the first device's running statistics are the ones
 //! kept, as DDP broadcasts rank 0's buffers.
 
+use crate::batch::model_input;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 use virtex_data::loader::PretrainingBatch;
 use virtex_text::PretrainingModel;
-use virtex_text::models::PretrainingInput;
 
 /// The outcome of one forward + backward over all shards.
 pub struct StepGradients {
@@ -44,7 +44,7 @@ pub fn forward_backward<B: AutodiffBackend>(
         // running statistics are the ones that persist.
         let replica = (index > 0).then(|| model.clone().fork(device));
         let replica = replica.as_ref().unwrap_or(model);
-        let out = replica.forward(&PretrainingInput::<B>::from_batch(shard, device));
+        let out = replica.forward(&model_input::<B>(shard, device));
         loss += out.loss.clone().into_scalar().elem::<f64>();
         for (k, (name, term)) in out.components.into_iter().enumerate() {
             let value = term.into_scalar().elem::<f64>();

@@ -29,15 +29,14 @@ use virtex_data::loader::{
 };
 use virtex_data::tasks::{MaskedLmConfig, TaskView};
 use virtex_data::tokenizer::SentencePieceTokenizer;
-use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};
-use virtex_text::models::PretrainingInput;
 use virtex_text::{PretrainingModel, PretrainingTask};
 
+use crate::batch::model_input;
 use crate::checkpoint::{
     CheckpointMeta, checkpoint_path, list_checkpoints, load_checkpoint, prune_checkpoints,
     save_checkpoint,
 };
-use crate::config::{BadImage, Config};
+use crate::config::{BadImage, Config, DecoderName};
 use crate::device::{BackendTask, MultiDeviceTask};
 use crate::metrics::MetricsLog;
 use crate::optim::schedule::LrSchedule;
@@ -139,15 +138,8 @@ impl Data {
                     config.data.tokenizer_model.display()
                 )
             })?;
+        config.check_tokenizer(&tokenizer, &config.data.tokenizer_model)?;
         let vocab = tokenizer.vocab_size();
-        if config.model.name != PretrainingTask::MultilabelClassification {
-            ensure!(
-                vocab == config.data.vocab_size,
-                "DATA.VOCAB_SIZE is {} but {} has {vocab} pieces",
-                config.data.vocab_size,
-                config.data.tokenizer_model.display()
-            );
-        }
         let tokenizer = Arc::new(tokenizer);
         let policy = match config.data.on_bad_image {
             BadImage::Error => BadImagePolicy::Error,
@@ -241,7 +233,7 @@ fn validate<B: Backend>(
     let mut captions = Vec::new();
     for index in 0..limit {
         let batch = data.val.batch(0, index)?;
-        let input = PretrainingInput::<B>::from_batch(&batch, device);
+        let input = model_input::<B>(&batch, device);
         let output = model.forward(&input);
         total += output.loss.into_scalar().elem::<f64>();
         for (name, term) in output.components {
@@ -259,12 +251,7 @@ fn validate<B: Backend>(
         {
             let count = LOGGED_CAPTIONS.min(batch.len());
             let features = model.visual.forward(input.images.narrow(0, 0, count));
-            let decoder = CaptionDecoder {
-                strategy: DecodingStrategy::Greedy,
-                sos_id: config.data.sos_index,
-                eos_id: config.data.eos_index,
-                ..CaptionDecoder::default()
-            };
+            let decoder = config.caption_decoder(Some(DecoderName::Greedy));
             let decoded = decoder.decode(head, features, &mut StdRng::seed_from_u64(0));
             captions = batch
                 .image_ids

@@ -23,7 +23,10 @@ mod ngrams;
 pub mod ptb;
 mod rouge;
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
+use virtex_data::coco::{CaptionResult, ImageRef};
 
 /// One image: a generated caption and the human references.
 #[derive(Clone, Debug, PartialEq)]
@@ -56,12 +59,58 @@ pub enum MetricsError {
     /// No images.
     #[error("no captions to score")]
     Empty,
+    /// A generated caption named by file, not by COCO image id.
+    #[error("result {index} names its image by file name ({file_name}); scoring needs image_id")]
+    NoImageId {
+        /// Its position in the results.
+        index: usize,
+        /// The file name.
+        file_name: String,
+    },
+    /// A generated caption of an image the references do not have.
+    #[error("image_id {image_id} (result {index}) has no reference captions")]
+    UnknownImage {
+        /// Its position in the results.
+        index: usize,
+        /// The image id.
+        image_id: u64,
+    },
     /// An image without references.
     #[error("image {index} has no reference captions")]
     NoReferences {
         /// Its position in the input.
         index: usize,
     },
+}
+
+/// Pairs each generated caption with its image's references (from
+/// [`virtex_data::coco::read_references`]).
+pub fn pair_with_references(
+    results: &[CaptionResult],
+    references: &BTreeMap<u64, Vec<String>>,
+) -> Result<Vec<CaptionPair>, MetricsError> {
+    results
+        .iter()
+        .enumerate()
+        .map(|(index, result)| {
+            let image_id = match &result.image {
+                ImageRef::Id { image_id } => *image_id,
+                ImageRef::File { file_name } => {
+                    return Err(MetricsError::NoImageId {
+                        index,
+                        file_name: file_name.clone(),
+                    });
+                }
+            };
+            let references = references
+                .get(&image_id)
+                .ok_or(MetricsError::UnknownImage { index, image_id })?;
+            Ok(CaptionPair {
+                candidate: result.caption.clone(),
+                references: references.clone(),
+            })
+        })
+        .collect()
 }
 
 /// BLEU, ROUGE-L and CIDEr-D of `pairs`, after PTB tokenisation.

@@ -123,6 +123,20 @@ pub enum ExportNaming {
     Detectron2,
 }
 
+impl std::str::FromStr for ExportNaming {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "torchvision" => Ok(Self::Torchvision),
+            "detectron2" => Ok(Self::Detectron2),
+            other => Err(format!(
+                "unknown naming '{other}': expected torchvision or detectron2"
+            )),
+        }
+    }
+}
+
 /// The model's tensors as an ordered torchvision state dict, with the
 /// `num_batches_tracked` counters PyTorch's `load_state_dict` expects.
 pub fn torchvision_state_dict<B: Backend>(model: &ResNet<B>) -> Vec<(String, TorchTensor)> {

@@ -4,8 +4,8 @@
 //! channels swapped) that `crates/vendor/burn-flex` replaces.
 //!
 //! ```sh
-//! cargo run --release -p xtask --example conv_layers            # ResNet-50 layers, batch 8, 224²
-//! cargo run --release -p xtask --example conv_layers -- emoji   # ResNet-18 layers, batch 32, 64²
+//! cargo run --release -p virtex-bench --example conv_layers            # ResNet-50 layers, batch 8, 224²
+//! cargo run --release -p virtex-bench --example conv_layers -- emoji   # ResNet-18 layers, batch 32, 64²
 //! python3 tools/bench/conv_layers.py [emoji]                    # the same in PyTorch
 //! ```
 //!

@@ -1,4 +1,4 @@
-//! `cargo xtask bench extract`: frozen-backbone feature extraction (eval
+//! `bench extract`: frozen-backbone feature extraction (eval
 //! forward, global average pool, L2 normalisation), beside PyTorch's.
 
 use std::time::Instant;
@@ -6,15 +6,36 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
-use virtex_train::device::BackendTask;
-use virtex_vision::ResNetConfig;
+use virtex_train::device::{BackendTask, DeviceSpec};
+use virtex_vision::{ResNetArch, ResNetConfig};
 
-use super::{median, pytorch};
-use crate::flags::ExtractBench;
+use crate::report::median;
+use crate::{available_threads, pytorch};
+
+/// `bench extract`.
+#[derive(Debug, clap::Args)]
+pub struct ExtractBench {
+    /// Backbone architecture.
+    #[arg(long, default_value = "resnet50")]
+    pub arch: ResNetArch,
+    /// Images per forward pass.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Image side.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Timed passes (after one untimed warm-up).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
 
 impl ExtractBench {
-    pub(crate) fn run(self) -> anyhow::Result<()> {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    /// Prints virtex-rs's and PyTorch's images/s and their ratio.
+    pub fn run(self) -> anyhow::Result<()> {
+        let threads = available_threads();
         let rust_s = median(self.device.dispatch(Extraction {
             config: ResNetConfig::virtex(self.arch),
             batch: self.batch,

@@ -1,82 +1,88 @@
-//! `cargo xtask bench train`: the pretraining step (forward + backward +
-//! optimiser step) of a config, beside the same step in PyTorch
+//! `bench train`: the pretraining step (forward + backward + optimiser
+//! step) of a config, beside the same step in PyTorch
 //! (`tools/bench/train_step.py`), measured in the same run.
 //!
-//! Each row runs in a child process of its own (`bench train-row`), so its
-//! peak resident memory is its own; the PyTorch twin runs likewise.
+//! Each row runs in a child process of its own (`bench train-row`, through
+//! the running executable), so its peak resident memory is its own; the
+//! PyTorch twin runs likewise.
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, bail};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
-use virtex_text::TextualHeadName;
 use virtex_text::models::PretrainingInput;
-use virtex_train::config::{Config, OptimizerName};
+use virtex_train::config::Config;
 use virtex_train::device::{BackendTask, DeviceSpec};
 use virtex_train::optim::{StepRates, VirtexOptimizer};
 
-use super::{median, peak_rss_mb, pytorch};
-use crate::flags::{GpuCheck, TrainBench, TrainRowBench};
-use crate::project_root;
+use crate::report::{StepReport, fmt_mb, last_json_line, measure_gpu, median, peak_rss_mb};
+use crate::{available_threads, pytorch, workspace_root};
+
+/// `bench train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainBench {
+    /// One config to measure [default: the reference's base config at batch
+    /// 8, 224², and the bundled emoji config at batch 32, 64²].
+    #[arg(long)]
+    pub config: Option<String>,
+    /// Override a config key (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Images per step (with `--config`).
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Image side (with `--config`).
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 3)]
+    pub steps: usize,
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+}
+
+/// `bench train-row`.
+#[derive(Debug, clap::Args)]
+pub struct TrainRowBench {
+    /// Config, relative to the repository root or absolute.
+    #[arg(long)]
+    pub config: String,
+    /// Override a config key (repeatable).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Images per step.
+    #[arg(long)]
+    pub batch: usize,
+    /// Image side.
+    #[arg(long)]
+    pub size: usize,
+    /// Timed steps.
+    #[arg(long)]
+    pub steps: usize,
+    /// Device.
+    #[arg(long)]
+    pub device: DeviceSpec,
+}
 
 /// Tokens per synthetic caption, `[SOS]` and `[EOS]` included (COCO captions
 /// are 10–20 pieces long).
 const CAPTION_TOKENS: usize = 22;
 
-/// One measured row, as both implementations print it (one JSON line).
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub(crate) struct StepReport {
-    /// `virtex-rs …` or `pytorch …`.
-    #[serde(rename = "impl")]
-    pub implementation: String,
-    /// Median seconds per step.
-    pub s_per_step: f64,
-    /// Images per second at that median.
-    pub images_per_s: f64,
-    /// Peak resident memory of the process.
-    pub peak_rss_mb: Option<f64>,
-    /// Peak GPU memory above the level before the run (nvidia-smi).
-    #[serde(default)]
-    pub peak_gpu_mb: Option<f64>,
-    /// FLOPs of one step (PyTorch's `FlopCounterMode`; CPU runs only).
-    #[serde(default)]
-    pub flops_per_step: Option<f64>,
-}
-
 /// The rows `bench train` runs without `--config`: the reference's base
 /// model at the reference's per-GPU image size, and the bundled config.
-const STANDARD_ROWS: [(&str, usize, usize); 2] = [
+pub(crate) const STANDARD_ROWS: [(&str, usize, usize); 2] = [
     ("data/configs/_base_bicaptioning_R_50_L1_H1024.yaml", 8, 224),
     ("data/configs/emoji_bicaptioning.yaml", 32, 64),
 ];
 
-impl GpuCheck {
-    pub(crate) fn run(self) -> anyhow::Result<()> {
-        println!(
-            "GPU check: {} steps of {} at batch {}, 224², on {}",
-            self.steps, STANDARD_ROWS[0].0, self.batch, self.device
-        );
-        TrainBench {
-            config: Some(STANDARD_ROWS[0].0.to_string()),
-            overrides: Vec::new(),
-            batch: self.batch,
-            size: 224,
-            steps: self.steps,
-            device: self.device,
-        }
-        .run()
-    }
-}
-
 impl TrainBench {
-    pub(crate) fn run(self) -> anyhow::Result<()> {
+    /// Prints virtex-rs's row and PyTorch's (f32, and AMP on a GPU) per config.
+    pub fn run(self) -> anyhow::Result<()> {
         let rows: Vec<(String, usize, usize)> = match &self.config {
             Some(config) => vec![(config.clone(), self.batch, self.size)],
             None => STANDARD_ROWS
@@ -84,7 +90,7 @@ impl TrainBench {
                 .map(|&(c, b, s)| (c.to_string(), b, s))
                 .collect(),
         };
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let threads = available_threads();
         let gemm = pytorch::gemm_gflops(threads);
         match gemm {
             Some(g) => println!(
@@ -97,7 +103,7 @@ impl TrainBench {
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|");
         for (config, batch, size) in rows {
-            let loaded = Config::load(Some(&project_root().join(&config)), &self.overrides)?;
+            let loaded = Config::load(Some(&workspace_root().join(&config)), &self.overrides)?;
             let mut reports = vec![measure_gpu(self.device, || {
                 self.child_row(&config, batch, size)
             })?];
@@ -175,71 +181,10 @@ impl TrainBench {
     }
 }
 
-/// Runs `work` while sampling the GPU's used memory with `nvidia-smi` every
-/// 100 ms; the report's `peak_gpu_mb` is the peak above the level before.
-/// The same measure for both implementations (it includes the CUDA context).
-fn measure_gpu(
-    device: DeviceSpec,
-    work: impl FnOnce() -> anyhow::Result<StepReport>,
-) -> anyhow::Result<StepReport> {
-    let DeviceSpec::Cuda(index) = device else {
-        return work();
-    };
-    let used = move || -> Option<f64> {
-        let out = Command::new("nvidia-smi")
-            .args([
-                "--query-gpu=memory.used",
-                "--format=csv,noheader,nounits",
-                &format!("--id={index}"),
-            ])
-            .output()
-            .ok()?;
-        String::from_utf8_lossy(&out.stdout).trim().parse().ok()
-    };
-    let before = used();
-    let stop = Arc::new(AtomicBool::new(false));
-    let sampler = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut peak: Option<f64> = None;
-            while !stop.load(Ordering::Relaxed) {
-                if let Some(mb) = used() {
-                    peak = Some(peak.map_or(mb, |p: f64| p.max(mb)));
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            peak
-        })
-    };
-    let report = work();
-    stop.store(true, Ordering::Relaxed);
-    let peak = sampler.join().ok().flatten();
-    let mut report = report?;
-    report.peak_gpu_mb = match (peak, before) {
-        (Some(peak), Some(before)) => Some(peak - before),
-        _ => None,
-    };
-    Ok(report)
-}
-
-fn fmt_mb(mb: Option<f64>) -> String {
-    mb.map_or("—".into(), |m| format!("{m:.0}"))
-}
-
-/// The last line of a child's stdout, parsed as a [`StepReport`].
-pub(crate) fn last_json_line(stdout: &[u8]) -> anyhow::Result<StepReport> {
-    let text = String::from_utf8_lossy(stdout);
-    let line = text
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with('{'))
-        .with_context(|| format!("no JSON report in {text:?}"))?;
-    serde_json::from_str(line).with_context(|| format!("parsing report {line:?}"))
-}
-
 impl TrainRowBench {
-    pub(crate) fn run(self) -> anyhow::Result<()> {
-        let root = project_root();
+    /// Prints this process's [`StepReport`] as one JSON line.
+    pub fn run(self) -> anyhow::Result<()> {
+        let root = workspace_root();
         let config = Config::load(Some(&root.join(&self.config)), &self.overrides)?;
         let report = self.device.dispatch(TrainStep {
             config,
@@ -344,33 +289,4 @@ impl BackendTask for TrainStep {
             flops_per_step: None,
         })
     }
-}
-
-/// What the PyTorch script needs to build the same model and optimiser.
-pub(crate) fn pytorch_train_args(config: &Config) -> anyhow::Result<Vec<String>> {
-    let TextualHeadName::Transformer { size, .. } = config.model.textual.name else {
-        bail!("bench train needs a transformer textual head (bicaptioning)");
-    };
-    let mut args = vec![
-        "--arch".to_string(),
-        config.model.visual.name.name().to_string(),
-        "--hidden".into(),
-        size.hidden.to_string(),
-        "--layers".into(),
-        size.layers.to_string(),
-        "--vocab".into(),
-        config.data.vocab_size.to_string(),
-        "--optimizer".into(),
-        match config.optim.optimizer_name {
-            OptimizerName::Sgd => "sgd",
-            OptimizerName::Adamw => "adamw",
-        }
-        .into(),
-        "--lr".into(),
-        config.optim.lr.to_string(),
-    ];
-    if config.optim.lookahead.enabled {
-        args.push("--lookahead".into());
-    }
-    Ok(args)
 }

@@ -4,20 +4,26 @@
 use std::process::Command;
 
 use anyhow::{Context, bail};
-use virtex_train::config::Config;
+use virtex_text::TextualHeadName;
+use virtex_train::config::{Config, OptimizerName};
 use virtex_train::device::DeviceSpec;
 
-use super::train::{StepReport, last_json_line, pytorch_train_args};
-use crate::project_root;
+use crate::report::{StepReport, last_json_line};
+use crate::workspace_root;
 
 /// The shape of one measured workload, shared by both implementations.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Workload {
-    pub(crate) batch: usize,
-    pub(crate) size: usize,
-    pub(crate) steps: usize,
-    pub(crate) device: DeviceSpec,
-    pub(crate) threads: usize,
+pub struct Workload {
+    /// Images per step.
+    pub batch: usize,
+    /// Image side in pixels.
+    pub size: usize,
+    /// Timed steps (after one untimed warm-up).
+    pub steps: usize,
+    /// Where it runs.
+    pub device: DeviceSpec,
+    /// CPU threads.
+    pub threads: usize,
 }
 
 impl Workload {
@@ -37,13 +43,11 @@ impl Workload {
     }
 }
 
-pub(crate) fn script(
-    name: &str,
-    args: &[String],
-    workload: &Workload,
-) -> anyhow::Result<StepReport> {
+/// Runs `tools/bench/train_step.py <name> <args>` for `workload` and reads
+/// its report.
+pub fn script(name: &str, args: &[String], workload: &Workload) -> anyhow::Result<StepReport> {
     let output = Command::new("python3")
-        .arg(project_root().join("tools/bench/train_step.py"))
+        .arg(workspace_root().join("tools/bench/train_step.py"))
         .arg(name)
         .args(args)
         .args(workload.args())
@@ -66,13 +70,13 @@ fn device_arg(device: DeviceSpec) -> String {
 }
 
 /// Measured fp32 GEMM GFLOP/s (2048³), or `None` without a working PyTorch.
-pub(crate) fn gemm_gflops(threads: usize) -> Option<f64> {
+pub fn gemm_gflops(threads: usize) -> Option<f64> {
     #[derive(serde::Deserialize)]
     struct Gemm {
         gemm_gflops: f64,
     }
     let output = Command::new("python3")
-        .arg(project_root().join("tools/bench/train_step.py"))
+        .arg(workspace_root().join("tools/bench/train_step.py"))
         .args(["gemm", "--threads", &threads.to_string()])
         .output()
         .ok()?;
@@ -84,11 +88,7 @@ pub(crate) fn gemm_gflops(threads: usize) -> Option<f64> {
 }
 
 /// The PyTorch pretraining step for `config` (with fp16 autocast if `amp`).
-pub(crate) fn train_row(
-    config: &Config,
-    workload: &Workload,
-    amp: bool,
-) -> anyhow::Result<StepReport> {
+pub fn train_row(config: &Config, workload: &Workload, amp: bool) -> anyhow::Result<StepReport> {
     let mut args = pytorch_train_args(config)?;
     if amp {
         args.push("--amp".into());
@@ -97,15 +97,15 @@ pub(crate) fn train_row(
 }
 
 /// PyTorch's frozen-backbone feature extraction.
-pub(crate) fn extract_row(arch: &str, workload: &Workload) -> anyhow::Result<StepReport> {
+pub fn extract_row(arch: &str, workload: &Workload) -> anyhow::Result<StepReport> {
     script("extract", &["--arch".into(), arch.to_string()], workload)
 }
 
 /// Images/s of the Python data pipeline (`tools/bench/data_pipeline.py`,
 /// one thread), read from its last line (`…: N images/s`).
-pub(crate) fn data_pipeline(size: u32, batch: usize, batches: usize) -> anyhow::Result<f64> {
+pub fn data_pipeline(size: u32, batch: usize, batches: usize) -> anyhow::Result<f64> {
     let output = Command::new("python3")
-        .arg(project_root().join("tools/bench/data_pipeline.py"))
+        .arg(workspace_root().join("tools/bench/data_pipeline.py"))
         .args(["--size", &size.to_string()])
         .args(["--batch", &batch.to_string()])
         .args(["--batches", &batches.to_string()])
@@ -128,4 +128,33 @@ pub(crate) fn data_pipeline(size: u32, batch: usize, batches: usize) -> anyhow::
                 .ok()
         })
         .with_context(|| format!("no 'N images/s' in {text:?}"))
+}
+
+/// What the PyTorch script needs to build the same model and optimiser.
+fn pytorch_train_args(config: &Config) -> anyhow::Result<Vec<String>> {
+    let TextualHeadName::Transformer { size, .. } = config.model.textual.name else {
+        bail!("bench train needs a transformer textual head (bicaptioning)");
+    };
+    let mut args = vec![
+        "--arch".to_string(),
+        config.model.visual.name.name().to_string(),
+        "--hidden".into(),
+        size.hidden.to_string(),
+        "--layers".into(),
+        size.layers.to_string(),
+        "--vocab".into(),
+        config.data.vocab_size.to_string(),
+        "--optimizer".into(),
+        match config.optim.optimizer_name {
+            OptimizerName::Sgd => "sgd",
+            OptimizerName::Adamw => "adamw",
+        }
+        .into(),
+        "--lr".into(),
+        config.optim.lr.to_string(),
+    ];
+    if config.optim.lookahead.enabled {
+        args.push("--lookahead".into());
+    }
+    Ok(args)
 }

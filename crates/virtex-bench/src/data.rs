@@ -1,0 +1,81 @@
+//! `bench data`: images/s of the captioning data pipeline (decode, the
+//! reference's training augmentation, tokenize) on the bundled emoji data,
+//! beside its Python twin (`tools/bench/data_pipeline.py`) in the same run.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use virtex_data::augment::TrainAugmentation;
+use virtex_data::coco::CocoCaptions;
+use virtex_data::loader::{Preprocessing, PretrainingLoader};
+use virtex_data::tokenizer::SentencePieceTokenizer;
+
+use crate::{available_threads, pytorch, workspace_root};
+
+/// `bench data`.
+#[derive(Debug, clap::Args)]
+pub struct DataBench {
+    /// Output image side (the emoji images are 64 px; 224 upsamples).
+    #[arg(long, default_value_t = 224)]
+    pub size: u32,
+    /// Images per batch.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Batches to time (after one untimed batch).
+    #[arg(long, default_value_t = 20)]
+    pub batches: usize,
+    /// Worker threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+}
+
+impl DataBench {
+    /// Prints virtex-rs's and Python's images/s and their per-thread ratio.
+    pub fn run(self) -> anyhow::Result<()> {
+        let root = workspace_root();
+        let dataset = CocoCaptions::load(&root.join("data/emoji"), "train")?;
+        let tokenizer = SentencePieceTokenizer::from_file(
+            root.join("data/fixtures/tokenizer/emoji_bpe.model"),
+        )?;
+        let loader = PretrainingLoader::new(
+            Arc::new(dataset),
+            Arc::new(tokenizer),
+            Preprocessing::Train(TrainAugmentation::new(self.size)),
+            self.batch,
+            0,
+        );
+        let threads = self.threads.unwrap_or_else(available_threads);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()?;
+        let per_epoch = loader.batches_per_epoch();
+        let elapsed = pool.install(|| -> anyhow::Result<f64> {
+            loader.batch(0, 0)?;
+            let start = Instant::now();
+            for i in 1..=self.batches {
+                loader.batch((i / per_epoch) as u64, i % per_epoch)?;
+            }
+            Ok(start.elapsed().as_secs_f64())
+        })?;
+        let images = (self.batches * self.batch) as f64;
+        println!(
+            "data pipeline (emoji train, decode 64 px JPEG + random resized crop to {0}x{0} + flip + jitter + normalise + tokenize), batch {1}, {2} threads:",
+            self.size, self.batch, threads
+        );
+        let per_thread = images / elapsed / threads as f64;
+        println!(
+            "{:.0} images/s, {per_thread:.0} images/s per thread",
+            images / elapsed
+        );
+        // The Python twin (PIL + torchvision + SentencePiece), one thread.
+        match pytorch::data_pipeline(self.size, self.batch, self.batches) {
+            Ok(python) => println!(
+                "Python (tools/bench/data_pipeline.py, 1 thread): {python:.0} images/s; \
+                 virtex-rs per thread ÷ Python: {:.2}",
+                per_thread / python
+            ),
+            Err(e) => eprintln!("Python data pipeline failed: {e:#}"),
+        }
+        Ok(())
+    }
+}

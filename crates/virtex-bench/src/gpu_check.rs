@@ -1,0 +1,40 @@
+//! `gpu-check`: the prepared GPU measurement, `bench train` on the
+//! reference's base config (R-50 + L1_H1024 bicaptioning) at 224², beside
+//! PyTorch f32 and AMP; images/s and peak GPU memory.
+
+use virtex_train::device::DeviceSpec;
+
+use crate::train::{STANDARD_ROWS, TrainBench};
+
+/// `gpu-check`.
+#[derive(Debug, clap::Args)]
+pub struct GpuCheck {
+    /// The GPU.
+    #[arg(long, default_value = "cuda")]
+    pub device: DeviceSpec,
+    /// Images per step.
+    #[arg(long, default_value_t = 64)]
+    pub batch: usize,
+    /// Timed steps (after one untimed warm-up step).
+    #[arg(long, default_value_t = 50)]
+    pub steps: usize,
+}
+
+impl GpuCheck {
+    /// Prints the rows of [`TrainBench`] for this GPU.
+    pub fn run(self) -> anyhow::Result<()> {
+        println!(
+            "GPU check: {} steps of {} at batch {}, 224², on {}",
+            self.steps, STANDARD_ROWS[0].0, self.batch, self.device
+        );
+        TrainBench {
+            config: Some(STANDARD_ROWS[0].0.to_string()),
+            overrides: Vec::new(),
+            batch: self.batch,
+            size: 224,
+            steps: self.steps,
+            device: self.device,
+        }
+        .run()
+    }
+}

@@ -1,0 +1,203 @@
+//! Captioning a set of images with a pretrained model (the reference's
+//! `scripts/eval_captioning.py` without the scoring): the downstream
+//! evaluation transform (256 → 224, kept in that ratio at the model's crop
+//! size), the visual backbone, then the forward decoder.
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use virtex_eval::captioner::{CaptionTask, ImageSet};
+//! use virtex_train::config::Config;
+//! use virtex_train::device::DeviceSpec;
+//! use virtex_train::source::{PthLayout, WeightsSource};
+//!
+//! let checkpoint = Path::new("runs/emoji_bicaptioning/checkpoint_250.safetensors");
+//! let captions = DeviceSpec::Cpu.dispatch(CaptionTask {
+//!     source: WeightsSource::from_arg(checkpoint, PthLayout::Virtex),
+//!     config: Config::default(), // used only by `.pth` sources
+//!     tokenizer: None,           // the config's DATA.TOKENIZER_MODEL
+//!     decoder: None,             // the config's MODEL.DECODER
+//!     images: ImageSet::folder(Path::new("my_photos"))?,
+//!     batch: 16,
+//!     attention_dir: None,
+//! })??;
+//! for result in &captions {
+//!     println!("{:?}: {}", result.image, result.caption);
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Tensor, TensorData};
+use image::RgbImage;
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use virtex_data::coco::{CaptionResult, CocoCaptions, ImageRef, split_image_dir};
+use virtex_data::images::{EvalTransform, image_files, load_rgb};
+use virtex_data::tokenizer::SentencePieceTokenizer;
+use virtex_text::decoding::DecodedCaption;
+use virtex_train::config::{Config, DecoderName};
+use virtex_train::device::BackendTask;
+use virtex_train::source::WeightsSource;
+
+use crate::attention_maps::caption_strip;
+use crate::error::{EvalError, io};
+
+/// The images to caption, each with how its result names it.
+#[derive(Clone, Debug, Default)]
+pub struct ImageSet {
+    /// `(name in the results, file)`, in captioning order.
+    pub items: Vec<(ImageRef, PathBuf)>,
+}
+
+impl ImageSet {
+    /// The JPEG and PNG files of `dir`, by file name.
+    pub fn folder(dir: &Path) -> Result<Self, EvalError> {
+        let items = image_files(dir)
+            .map_err(io(dir))?
+            .into_iter()
+            .map(|path| {
+                let file_name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (ImageRef::File { file_name }, path)
+            })
+            .collect();
+        Ok(Self { items })
+    }
+
+    /// The captioned images of a COCO captions JSON, by id; `image_dir`
+    /// defaults to `ROOT/{split}2017` beside `ROOT/annotations/`.
+    pub fn coco(annotations: &Path, image_dir: Option<&Path>) -> Result<Self, EvalError> {
+        let dir = match image_dir {
+            Some(dir) => dir.to_path_buf(),
+            None => split_image_dir(annotations)
+                .ok_or_else(|| EvalError::NoImageDir(annotations.to_path_buf()))?,
+        };
+        let items = CocoCaptions::from_files(annotations, &dir)?
+            .images
+            .into_iter()
+            .map(|image| (ImageRef::Id { image_id: image.id }, image.path))
+            .collect();
+        Ok(Self { items })
+    }
+
+    /// A folder, or a COCO captions JSON (see [`ImageSet::coco`]).
+    pub fn from_path(images: &Path, image_dir: Option<&Path>) -> Result<Self, EvalError> {
+        if images.is_dir() {
+            Self::folder(images)
+        } else {
+            Self::coco(images, image_dir)
+        }
+    }
+}
+
+/// Captions every image of [`ImageSet`] on the backend it is dispatched to.
+#[derive(Clone, Debug)]
+pub struct CaptionTask {
+    /// The model's weights.
+    pub source: WeightsSource,
+    /// The model's config for sources that hold none (`.pth`, `random`).
+    pub config: Config,
+    /// SentencePiece model [default: the config's `DATA.TOKENIZER_MODEL`].
+    pub tokenizer: Option<PathBuf>,
+    /// Replaces `MODEL.DECODER.NAME`.
+    pub decoder: Option<DecoderName>,
+    /// The images.
+    pub images: ImageSet,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Also write, per image, `<name>.png` (the image, then the forward
+    /// decoder's cross-attention for each word) and `<name>.txt` (the words).
+    pub attention_dir: Option<PathBuf>,
+}
+
+impl BackendTask for CaptionTask {
+    type Output = Result<Vec<CaptionResult>, EvalError>;
+
+    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+        let (model, config) = self
+            .source
+            .model::<B::InnerBackend>(&self.config, &device)?;
+        let head = model
+            .transformer_head()
+            .ok_or_else(|| EvalError::NoDecoder {
+                source_name: self.source.to_string(),
+                task: config.model.name,
+            })?;
+        let tokenizer_path = self
+            .tokenizer
+            .clone()
+            .unwrap_or(config.data.tokenizer_model.clone());
+        let tokenizer = SentencePieceTokenizer::from_file(&tokenizer_path).map_err(|source| {
+            EvalError::Tokenizer {
+                path: tokenizer_path.clone(),
+                source,
+            }
+        })?;
+        config.check_tokenizer(&tokenizer, &tokenizer_path)?;
+        let decoder = config.caption_decoder(self.decoder);
+        let transform = EvalTransform::downstream(config.data.image_crop_size);
+        let side = transform.crop as usize;
+        let mut rng = StdRng::seed_from_u64(config.random_seed);
+        if let Some(dir) = &self.attention_dir {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let mut results = Vec::with_capacity(self.images.items.len());
+        for chunk in self.images.items.chunks(self.batch.max(1)) {
+            let paths: Vec<PathBuf> = chunk.iter().map(|(_, path)| path.clone()).collect();
+            let images = Tensor::<B::InnerBackend, 4>::from_data(
+                TensorData::new(transform.load_batch(&paths)?, [chunk.len(), 3, side, side]),
+                &device,
+            );
+            let captions = decoder.decode(head, model.visual.forward(images), &mut rng);
+            for ((image, path), caption) in chunk.iter().zip(captions) {
+                if let Some(dir) = &self.attention_dir {
+                    let crop = transform.apply(&load_rgb(path)?);
+                    write_attention(dir, image, path, &crop, &caption, &tokenizer)?;
+                }
+                results.push(CaptionResult {
+                    image: image.clone(),
+                    caption: tokenizer.decode(&caption.tokens),
+                });
+            }
+        }
+        Ok(results)
+    }
+}
+
+/// Writes `<name>.png` (the image, then one attention heat map per word,
+/// panels at least 224 px) and `<name>.txt` (the words, one per panel).
+fn write_attention(
+    dir: &Path,
+    image: &ImageRef,
+    path: &Path,
+    crop: &RgbImage,
+    caption: &DecodedCaption,
+    tokenizer: &SentencePieceTokenizer,
+) -> Result<(), EvalError> {
+    let name = match image {
+        ImageRef::Id { image_id } => image_id.to_string(),
+        ImageRef::File { .. } => path
+            .file_stem()
+            .map_or("image".into(), |s| s.to_string_lossy().into_owned()),
+    };
+    let side = crop.width().max(224);
+    let shown = image::imageops::resize(crop, side, side, image::imageops::FilterType::Triangle);
+    let png = dir.join(format!("{name}.png"));
+    caption_strip(&shown, &caption.attention)
+        .save(&png)
+        .map_err(|e| EvalError::Io {
+            path: png.clone(),
+            source: std::io::Error::other(e),
+        })?;
+    let words: String = caption
+        .tokens
+        .iter()
+        .map(|&t| format!("{}\n", tokenizer.id_to_piece(t).unwrap_or("<unk>")))
+        .collect();
+    let txt = dir.join(format!("{name}.txt"));
+    virtex_vision::atomic::write_bytes(&txt, words.as_bytes()).map_err(io(&txt))
+}

@@ -1,0 +1,212 @@
+//! The miniature VirTex experiment on the bundled emoji data: linear probes
+//! over its 99 subcategories and its 10 categories, for caption-pretrained
+//! backbones and a randomly initialised one of the same architecture
+//! (docs/results.md).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use virtex_data::coco::read_json;
+use virtex_data::instances::InstancesFile;
+use virtex_train::checkpoint::{list_checkpoints, read_meta};
+use virtex_train::config::Config;
+use virtex_train::device::{BackendTask, CpuBackend};
+use virtex_train::source::WeightsSource;
+use virtex_vision::ResNetArch;
+
+use crate::classification::ClassificationResult;
+use crate::error::{EvalError, io};
+use crate::transfer::{Protocol, TransferTask};
+
+/// Label granularities, as folder names under the ImageFolder root.
+pub const LEVELS: [&str; 2] = ["subcategory", "category"];
+
+/// A class name usable as a directory name.
+fn folder_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Writes `output/{subcategory,category}/{train,val}/<class>/<image>` from the
+/// emoji dataset's `instances_*.json` (copies; every class directory exists
+/// in both splits). Built in a temporary directory and renamed into place.
+pub fn build_emoji_folders(emoji: &Path, output: &Path) -> Result<(), EvalError> {
+    let staging = output.with_extension("partial");
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
+    }
+    for split in ["train", "val"] {
+        let path = emoji.join(format!("annotations/instances_{split}2017.json"));
+        let file: InstancesFile = read_json(&path)?;
+        let format = |message: String| EvalError::Format {
+            path: path.clone(),
+            message,
+        };
+        let mut classes: BTreeMap<u64, [String; 2]> = BTreeMap::new();
+        for category in &file.categories {
+            let names = [
+                folder_name(&category.name),
+                folder_name(&category.supercategory),
+            ];
+            for (level, name) in LEVELS.iter().zip(&names) {
+                let dir = staging.join(level).join(split).join(name);
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+            }
+            classes.insert(category.id, names);
+        }
+        let files: BTreeMap<u64, &str> = file
+            .images
+            .iter()
+            .map(|image| (image.id, image.file_name.as_str()))
+            .collect();
+        for annotation in &file.annotations {
+            let image = files.get(&annotation.image_id).ok_or_else(|| {
+                format(format!(
+                    "annotation of unknown image {}",
+                    annotation.image_id
+                ))
+            })?;
+            let names = classes
+                .get(&annotation.category_id)
+                .ok_or_else(|| format(format!("unknown category {}", annotation.category_id)))?;
+            let source = emoji.join(format!("{split}2017")).join(image);
+            for (level, name) in LEVELS.iter().zip(names) {
+                std::fs::copy(
+                    &source,
+                    staging.join(level).join(split).join(name).join(image),
+                )
+                .map_err(io(&source))?;
+            }
+        }
+    }
+    if output.exists() {
+        std::fs::remove_dir_all(output).map_err(io(output))?;
+    }
+    std::fs::rename(&staging, output).map_err(io(output))
+}
+
+/// The newest checkpoint of a run directory, or the file itself.
+pub fn newest_checkpoint(path: &Path) -> Result<PathBuf, EvalError> {
+    if !path.is_dir() {
+        return Ok(path.to_path_buf());
+    }
+    match list_checkpoints(path).pop() {
+        Some((_, newest)) => Ok(newest),
+        None => Err(EvalError::NoCheckpoint(path.to_path_buf())),
+    }
+}
+
+/// One backbone's probes.
+#[derive(Clone, Debug, Serialize)]
+pub struct EmojiRow {
+    /// Task, architecture and iteration, or `random init (<arch>)`.
+    pub backbone: String,
+    /// The 99-way probe.
+    pub subcategory: ClassificationResult,
+    /// The 10-way probe.
+    pub category: ClassificationResult,
+}
+
+/// The experiment: every checkpoint (or run directory) of `checkpoints`,
+/// then a random backbone of the last one's architecture.
+#[derive(Clone, Debug)]
+pub struct EmojiExperiment {
+    /// The bundled dataset (`data/emoji`).
+    pub emoji: PathBuf,
+    /// Where the ImageFolder views are built once (`runs/emoji_folders`).
+    pub folders: PathBuf,
+    /// The probe's config (`data/configs/downstream/emoji_linear.yaml`).
+    pub config: PathBuf,
+    /// Overrides of that config.
+    pub overrides: Vec<String>,
+    /// Checkpoints or run directories to probe.
+    pub checkpoints: Vec<PathBuf>,
+}
+
+impl EmojiExperiment {
+    /// Runs every probe on the CPU; `report` hears each result as it comes.
+    pub fn run(
+        &self,
+        mut report: impl FnMut(&str, &str, &ClassificationResult),
+    ) -> Result<Vec<EmojiRow>, EvalError> {
+        if !self.folders.join(LEVELS[1]).join("val").exists() {
+            build_emoji_folders(&self.emoji, &self.folders)?;
+        }
+        let mut backbones = Vec::new();
+        let mut arch = ResNetArch::Resnet18;
+        for path in &self.checkpoints {
+            let checkpoint = newest_checkpoint(path)?;
+            let meta = read_meta(&checkpoint)?;
+            arch = meta.config.model.visual.name;
+            let name = format!(
+                "{} ({arch}, iteration {})",
+                meta.config.model.name, meta.iteration
+            );
+            backbones.push((name, WeightsSource::Native(checkpoint)));
+        }
+        backbones.push((format!("random init ({arch})"), WeightsSource::Random));
+
+        let mut rows = Vec::new();
+        for (name, source) in backbones {
+            let mut results = Vec::new();
+            for level in LEVELS {
+                let mut overrides =
+                    vec![format!("DATA.ROOT={}", self.folders.join(level).display())];
+                overrides.extend(self.overrides.iter().cloned());
+                let config: Config = Protocol::Linear.config(&self.config, &overrides)?;
+                let result = TransferTask {
+                    source: source.clone(),
+                    arch,
+                    config,
+                }
+                .run::<CpuBackend>(Default::default())?;
+                report(&name, level, &result);
+                results.push(result);
+            }
+            let [subcategory, category] =
+                <[ClassificationResult; 2]>::try_from(results).expect("one result per level");
+            rows.push(EmojiRow {
+                backbone: name,
+                subcategory,
+                category,
+            });
+        }
+        Ok(rows)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emoji_folders_hold_every_image_once_per_level() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let output =
+            std::env::temp_dir().join(format!("virtex-emoji-folders-{}", std::process::id()));
+        build_emoji_folders(&root.join("data/emoji"), &output).unwrap();
+        let count = |dir: PathBuf| -> (usize, usize) {
+            let classes: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            let images = classes
+                .iter()
+                .map(|c| std::fs::read_dir(c).unwrap().count())
+                .sum();
+            (classes.len(), images)
+        };
+        assert_eq!(count(output.join("subcategory/train")), (99, 3415));
+        assert_eq!(count(output.join("category/train")), (10, 3415));
+        assert_eq!(count(output.join("category/val")), (10, 371));
+        std::fs::remove_dir_all(&output).unwrap();
+    }
+}

@@ -1,0 +1,106 @@
+//! `DATA.*`: the dataset, the vocabulary's special ids, image and caption
+//! preprocessing.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// `DATA.*`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "SCREAMING_SNAKE_CASE")]
+pub struct DataConfig {
+    /// Dataset root in COCO layout.
+    pub root: PathBuf,
+    /// SentencePiece model.
+    pub tokenizer_model: PathBuf,
+    /// Vocabulary size (81 for multilabel classification: 80 categories + pad).
+    pub vocab_size: usize,
+    /// `<unk>`/padding id.
+    pub unk_index: u32,
+    /// `[SOS]` id.
+    pub sos_index: u32,
+    /// `[EOS]` id.
+    pub eos_index: u32,
+    /// `[MASK]` id.
+    pub mask_index: u32,
+    /// Training crop and validation side.
+    pub image_crop_size: u32,
+    /// Longest caption in tokens.
+    pub max_caption_length: usize,
+    /// Training transforms, in the reference's order.
+    pub image_transform_train: Vec<String>,
+    /// Validation transforms.
+    pub image_transform_val: Vec<String>,
+    /// Share of the training images used.
+    pub use_percentage: f64,
+    /// Train on each image's first caption only.
+    pub use_single_caption: bool,
+    /// Masked-LM proportions.
+    pub masked_lm: MaskedLmSection,
+    /// `error` (default) or `skip` undecodable images (virtex-rs).
+    pub on_bad_image: BadImage,
+}
+
+/// What to do with an undecodable image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BadImage {
+    /// Stop, naming the file.
+    Error,
+    /// Leave it out and report the count at the end.
+    Skip,
+}
+
+impl Default for DataConfig {
+    fn default() -> Self {
+        Self {
+            root: "datasets/coco".into(),
+            tokenizer_model: "datasets/vocab/coco_10k.model".into(),
+            vocab_size: 10000,
+            unk_index: 0,
+            sos_index: 1,
+            eos_index: 2,
+            mask_index: 3,
+            image_crop_size: 224,
+            max_caption_length: 30,
+            image_transform_train: TRAIN_TRANSFORMS.iter().map(|s| s.to_string()).collect(),
+            image_transform_val: VAL_TRANSFORMS.iter().map(|s| s.to_string()).collect(),
+            use_percentage: 100.0,
+            use_single_caption: false,
+            masked_lm: MaskedLmSection::default(),
+            on_bad_image: BadImage::Error,
+        }
+    }
+}
+
+/// The reference's training transforms (the only order virtex-rs implements).
+pub const TRAIN_TRANSFORMS: [&str; 4] = [
+    "random_resized_crop",
+    "horizontal_flip",
+    "color_jitter",
+    "normalize",
+];
+/// The reference's validation transforms.
+pub const VAL_TRANSFORMS: [&str; 3] = ["smallest_resize", "center_crop", "normalize"];
+
+/// `DATA.MASKED_LM.*`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "SCREAMING_SNAKE_CASE")]
+pub struct MaskedLmSection {
+    /// 0.15.
+    pub mask_proportion: f64,
+    /// 0.85.
+    pub mask_probability: f64,
+    /// 0.10.
+    pub replace_probability: f64,
+}
+
+impl Default for MaskedLmSection {
+    fn default() -> Self {
+        Self {
+            mask_proportion: 0.15,
+            mask_probability: 0.85,
+            replace_probability: 0.10,
+        }
+    }
+}
