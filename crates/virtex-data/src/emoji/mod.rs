@@ -26,8 +26,11 @@ use std::path::{Path, PathBuf};
 use flate2::read::GzDecoder;
 use image::codecs::jpeg::JpegEncoder;
 use image::{Rgb, RgbImage};
-use serde::Deserialize;
 use serde_json::json;
+
+mod names;
+
+pub use names::{EmojiEntry, EmojiImage, SkinVariation, emoji_images};
 
 /// The npm package and version the bundled dataset is made from.
 pub const EMOJI_PACKAGE: &str = "emoji-datasource-twitter@16.0.0";
@@ -74,42 +77,6 @@ fn package(path: &Path, message: impl std::fmt::Display) -> PrepareError {
     }
 }
 
-/// One entry of the package's `emoji.json`.
-#[derive(Debug, Deserialize)]
-pub struct EmojiEntry {
-    name: Option<String>,
-    image: String,
-    short_names: Vec<String>,
-    category: String,
-    subcategory: String,
-    sort_order: u32,
-    has_img_twitter: bool,
-    #[serde(default)]
-    skin_variations: BTreeMap<String, SkinVariation>,
-}
-
-/// A skin-tone variant of an entry.
-#[derive(Debug, Deserialize)]
-pub struct SkinVariation {
-    image: String,
-    has_img_twitter: bool,
-}
-
-/// An image of the dataset before it is written.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EmojiImage {
-    /// Image file name in the package (`1f385-1f3fb.png`).
-    pub source: String,
-    /// Captions, most specific first.
-    pub captions: Vec<String>,
-    /// Category name (10 in all).
-    pub category: String,
-    /// Subcategory name (99 in all).
-    pub subcategory: String,
-    /// Whether it belongs to the validation split.
-    pub val: bool,
-}
-
 /// What [`prepare_emoji`] wrote.
 #[derive(Debug)]
 pub struct Summary {
@@ -136,64 +103,6 @@ impl std::fmt::Display for Summary {
             self.output.display()
         )
     }
-}
-
-/// Skin-tone modifiers by code point, as Unicode names them.
-fn skin_tone(code: &str) -> Option<&'static str> {
-    Some(match code {
-        "1F3FB" => "light",
-        "1F3FC" => "medium-light",
-        "1F3FD" => "medium",
-        "1F3FE" => "medium-dark",
-        "1F3FF" => "dark",
-        _ => return None,
-    })
-}
-
-/// "light skin tone" or, for two-person emoji, "light and dark skin tones".
-fn describe_tones(key: &str) -> Result<String, String> {
-    let tones = key
-        .split('-')
-        .map(|code| skin_tone(code).ok_or_else(|| format!("unknown skin-tone code '{code}'")))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(match tones.as_slice() {
-        [one] => format!("{one} skin tone"),
-        [a, b] if a == b => format!("{a} skin tone"),
-        [a, b] => format!("{a} and {b} skin tones"),
-        _ => return Err(format!("unexpected skin-tone combination '{key}'")),
-    })
-}
-
-/// Lower-cased words of a name or short name (`woman-surfing` → `woman surfing`).
-fn words(s: &str) -> String {
-    s.to_lowercase()
-        .replace(['_', '-'], " ")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Captions of one emoji (with an optional skin-tone description), deduplicated.
-fn captions(entry: &EmojiEntry, tone: Option<&str>) -> Vec<String> {
-    let name = entry
-        .name
-        .as_deref()
-        .map(|n| n.to_lowercase())
-        .unwrap_or_else(|| words(&entry.short_names[0]));
-    let with_tone = |s: &str| match tone {
-        Some(t) => format!("{s} with {t}"),
-        None => s.to_string(),
-    };
-    let kind = words(&entry.subcategory);
-    let mut out = vec![
-        with_tone(&name),
-        format!("an emoji of {}", with_tone(&name)),
-        format!("{}, a {kind} emoji", with_tone(&name)),
-    ];
-    out.extend(entry.short_names.iter().map(|s| with_tone(&words(s))));
-    let mut seen = std::collections::HashSet::new();
-    out.retain(|c| seen.insert(c.clone()));
-    out
 }
 
 /// The parts of the package the dataset is made from.
@@ -232,33 +141,6 @@ fn read_package(tgz: &Path) -> Result<Package, PrepareError> {
         )
     })?;
     Ok(Package { entries, pngs })
-}
-
-/// The dataset's images in a fixed order (by `sort_order`, base emoji first).
-pub fn emoji_images(entries: &[EmojiEntry]) -> Result<Vec<EmojiImage>, PrepareError> {
-    let mut sorted: Vec<&EmojiEntry> = entries.iter().filter(|e| e.has_img_twitter).collect();
-    sorted.sort_by_key(|e| e.sort_order);
-    let mut images = Vec::new();
-    for entry in sorted {
-        let val = entry.sort_order % 10 == 0;
-        let image = |source: &str, tone: Option<&str>| EmojiImage {
-            source: source.to_string(),
-            captions: captions(entry, tone),
-            category: entry.category.clone(),
-            subcategory: entry.subcategory.clone(),
-            val,
-        };
-        images.push(image(&entry.image, None));
-        for (key, variation) in &entry.skin_variations {
-            if variation.has_img_twitter {
-                let tone = describe_tones(key).map_err(|e| {
-                    PrepareError::Entry(format!("skin variation of '{}': {e}", entry.image))
-                })?;
-                images.push(image(&variation.image, Some(&tone)));
-            }
-        }
-    }
-    Ok(images)
 }
 
 /// An RGBA PNG composited on white.
@@ -447,58 +329,6 @@ Copyright (c) 2013 Cal Henderson.
 mod tests {
     use super::*;
 
-    fn entry(name: &str, short: &[&str], tones: &[&str]) -> EmojiEntry {
-        EmojiEntry {
-            name: Some(name.to_string()),
-            image: "1f385.png".into(),
-            short_names: short.iter().map(|s| s.to_string()).collect(),
-            category: "People & Body".into(),
-            subcategory: "person-fantasy".into(),
-            sort_order: 20,
-            has_img_twitter: true,
-            skin_variations: tones
-                .iter()
-                .map(|t| {
-                    (
-                        t.to_string(),
-                        SkinVariation {
-                            image: format!("1f385-{}.png", t.to_lowercase()),
-                            has_img_twitter: true,
-                        },
-                    )
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn captions_come_from_names_short_names_and_tones() {
-        let santa = entry("FATHER CHRISTMAS", &["santa"], &["1F3FB", "1F3FB-1F3FF"]);
-        let images = emoji_images(std::slice::from_ref(&santa)).unwrap();
-        assert_eq!(images.len(), 3);
-        assert_eq!(
-            images[0].captions,
-            [
-                "father christmas",
-                "an emoji of father christmas",
-                "father christmas, a person fantasy emoji",
-                "santa"
-            ]
-        );
-        assert_eq!(
-            images[1].captions[0],
-            "father christmas with light skin tone"
-        );
-        assert_eq!(
-            images[2].captions[0],
-            "father christmas with light and dark skin tones"
-        );
-        assert!(
-            images.iter().all(|i| i.val),
-            "sort_order 20 is a validation emoji"
-        );
-    }
-
     #[test]
     fn converts_a_real_slice_of_the_package() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -553,12 +383,5 @@ mod tests {
             format!("{err:#}").contains("resnet18_state_dict_shapes.txt"),
             "{err:#}"
         );
-    }
-
-    #[test]
-    fn unknown_skin_tone_is_an_error_naming_it() {
-        let bad = entry("WAVING HAND", &["wave"], &["1F3FA"]);
-        let err = emoji_images(&[bad]).unwrap_err();
-        assert!(format!("{err:#}").contains("1F3FA"), "{err:#}");
     }
 }
