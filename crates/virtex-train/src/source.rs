@@ -12,7 +12,7 @@ use virtex_text::checkpoint::{CheckpointParts, load_virtex_checkpoint};
 use virtex_vision::pytorch::{ExportNaming, TorchvisionWeights, export};
 use virtex_vision::{ResNet, ResNetArch, ResNetConfig, VisionError};
 
-use crate::checkpoint::{CheckpointError, CheckpointMeta, ModelCheckpoint};
+use crate::checkpoint::{CheckpointError, ModelCheckpoint};
 use crate::config::Config;
 
 /// The seed of [`WeightsSource::Random`]: every load is the same network.
@@ -166,15 +166,6 @@ impl WeightsSource {
     ) -> Result<(), SourceError> {
         let model = self.backbone::<burn::backend::Flex>(arch, &Default::default())?;
         Ok(export(&model, output, naming)?)
-    }
-
-    /// What a virtex-rs checkpoint records (iteration, config); `None` for
-    /// other sources.
-    pub fn meta(&self) -> Result<Option<CheckpointMeta>, SourceError> {
-        match self {
-            Self::Native(path) => Ok(Some(crate::checkpoint::read_meta(path)?)),
-            _ => Ok(None),
-        }
     }
 }
 
