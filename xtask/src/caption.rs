@@ -13,6 +13,7 @@ impl Caption {
             config: load_config(&self.config, &[])?,
             tokenizer: self.tokenizer,
             decoder: self.decoder,
+            beam_prefix: self.beam_prefix,
             images: ImageSet::from_path(&self.images, self.image_dir.as_deref())?,
             batch: self.batch,
             attention_dir: self.attention_dir,

@@ -192,6 +192,7 @@ impl CaptioningEval {
                     config: load_config(&self.config, &[])?,
                     tokenizer: self.tokenizer.clone(),
                     decoder: self.decoder,
+                    beam_prefix: self.beam_prefix,
                     images: ImageSet::coco(&self.annotations, self.image_dir.as_deref())?,
                     batch: self.batch,
                     attention_dir: None,

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use virtex_train::config::DecoderName;
+use virtex_train::config::{BeamPrefix, DecoderName};
 use virtex_train::device::{DeviceList, DeviceSpec};
 use virtex_train::source::PthLayout;
 use virtex_vision::ResNetArch;
@@ -114,6 +114,10 @@ pub struct CaptioningEval {
     /// config's MODEL.DECODER, beam search].
     #[arg(long)]
     pub decoder: Option<DecoderName>,
+    /// Beam search's prefix after the first step: drop-sos (the reference's
+    /// search) or keep-sos [default: the config's MODEL.DECODER.BEAM_PREFIX].
+    #[arg(long)]
+    pub beam_prefix: Option<BeamPrefix>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
@@ -285,6 +289,10 @@ pub struct Caption {
     /// config's MODEL.DECODER].
     #[arg(long)]
     pub decoder: Option<DecoderName>,
+    /// Beam search's prefix after the first step: drop-sos (the reference's
+    /// search) or keep-sos [default: the config's MODEL.DECODER.BEAM_PREFIX].
+    #[arg(long)]
+    pub beam_prefix: Option<BeamPrefix>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,

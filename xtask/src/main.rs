@@ -52,14 +52,14 @@ fn project_root() -> PathBuf {
     virtex_bench::workspace_root()
 }
 
-/// A path given on the command line: as given when it exists (relative to
-/// where the command was run), else relative to the repository root, where
-/// the defaults (`data/configs/…`) live.
+/// A path given on the command line, made absolute: relative to where the
+/// command was run when it exists there, else to the repository root, where
+/// the defaults (`data/configs/…`) live. Absolute, so the paths a config
+/// names (relative to it) read the same from any folder.
 fn project_file(path: &Path) -> PathBuf {
-    if path.exists() {
-        path.to_path_buf()
-    } else {
-        project_root().join(path)
+    match std::env::current_dir() {
+        Ok(dir) if dir.join(path).exists() => dir.join(path),
+        _ => project_root().join(path),
     }
 }
 

@@ -1,39 +1,23 @@
 //! `cargo xtask pretrain`: loads the config, picks the backend, runs
 //! [`virtex_train::trainer::Pretraining`] and reports what it learned.
 
-use std::path::{Path, PathBuf};
-
 use anyhow::Context;
 use virtex_train::config::Config;
 use virtex_train::trainer::{Pretraining, default_output};
 
 use crate::flags::Pretrain;
-use crate::project_root;
-
-/// `path` made absolute against the directory the command was run from.
-fn from_invocation(path: &Path) -> anyhow::Result<PathBuf> {
-    Ok(if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        std::env::current_dir()?.join(path)
-    })
-}
+use crate::{project_file, project_root};
 
 impl Pretrain {
     pub(crate) fn run(self) -> anyhow::Result<()> {
-        // Paths given on the command line are relative to where it was run;
-        // paths inside configs (DATA.ROOT, …) to the repository root, as the
-        // reference's are to its checkout.
-        let config_path = if self.config.exists() {
-            from_invocation(&self.config)?
-        } else {
-            project_root().join(&self.config)
-        };
+        // Paths given on the command line are relative to where it was run
+        // (the default config, when not found there, to the repository root);
+        // paths inside configs (DATA.ROOT, …) to the config file naming them.
+        let config_path = project_file(&self.config);
         let output = match &self.output {
-            Some(output) => from_invocation(output)?,
+            Some(output) => output.clone(),
             None => project_root().join(default_output(&config_path)),
         };
-        std::env::set_current_dir(project_root())?;
         let config = Config::load(Some(&config_path), &self.overrides)?;
         println!(
             "pretraining {} ({} + {}) for {} iterations of {} images on {}; output in {}",

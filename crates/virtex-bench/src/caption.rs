@@ -6,7 +6,8 @@ use std::time::Instant;
 use burn::backend::Flex;
 use burn::tensor::{Distribution, Tensor};
 use rand::SeedableRng;
-use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};
+use virtex_data::caption::MAX_CAPTION_LENGTH;
+use virtex_text::decoding::{BeamPrefix, CaptionDecoder, DecodingStrategy};
 use virtex_text::{PretrainingModelConfig, PretrainingTask, TextualHeadName};
 use virtex_train::device::DeviceSpec;
 use virtex_vision::ResNetArch;
@@ -50,6 +51,7 @@ impl CaptionBench {
             visual: self.arch,
             textual: self.textual.parse()?,
             vocab_size: self.vocab,
+            max_caption_length: MAX_CAPTION_LENGTH,
             dropout: 0.1,
         }
         .init::<Flex>(&device)?;
@@ -61,6 +63,7 @@ impl CaptionBench {
             beam_size => DecodingStrategy::Beam {
                 beam_size,
                 per_node_beam_size: 2,
+                prefix: BeamPrefix::default(),
             },
         };
         let decoder = CaptionDecoder {

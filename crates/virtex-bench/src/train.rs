@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
-use virtex_text::models::PretrainingInput;
+use virtex_text::models::{PretrainingInput, PretrainingTargets};
 use virtex_train::config::Config;
 use virtex_train::device::{BackendTask, DeviceSpec};
 use virtex_train::optim::{StepRates, VirtexOptimizer};
@@ -248,8 +248,7 @@ impl TrainStep {
             forward: tokens(forward),
             backward: tokens(backward),
             lengths: vec![CAPTION_TOKENS; self.batch],
-            labels: None,
-            masked: None,
+            targets: PretrainingTargets::Captions,
         }
     }
 }
@@ -270,7 +269,7 @@ impl BackendTask for TrainStep {
         // One untimed warm-up step (kernel autotuning on GPU, allocator on CPU).
         for step in 0..=self.steps {
             let start = Instant::now();
-            let out = model.forward(&input);
+            let out = model.forward(&input)?;
             let grads = GradientsParams::from_grads(out.loss.backward(), &model);
             let (updated, _) = optimizer.step(model, grads, rates);
             model = updated;

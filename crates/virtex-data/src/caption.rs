@@ -6,7 +6,8 @@ use unicode_normalization::char::is_combining_mark;
 
 use crate::tokenizer::SentencePieceTokenizer;
 
-/// The reference's `MAX_CAPTION_LENGTH`: tokens kept, `[SOS]` and `[EOS]` included.
+/// The reference's `DATA.MAX_CAPTION_LENGTH`: tokens kept, `[SOS]` and
+/// `[EOS]` included (the default; the config can change it).
 pub const MAX_CAPTION_LENGTH: usize = 30;
 
 /// The reference's caption normalisation: lower-case, NFKD, then drop
@@ -49,7 +50,7 @@ pub fn swap_left_right(caption: &str) -> String {
 /// Token ids of one caption for (bi)captioning.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CaptionTokens {
-    /// `[SOS] … [EOS]`, truncated to [`MAX_CAPTION_LENGTH`] (truncation can drop `[EOS]`).
+    /// `[SOS] … [EOS]`, truncated to the maximum length (truncation can drop `[EOS]`).
     pub forward: Vec<u32>,
     /// `forward` reversed (`[EOS] … [SOS]`), the backward decoder's target
     /// (the reference's `noitpac_tokens`).
@@ -57,18 +58,23 @@ pub struct CaptionTokens {
 }
 
 impl CaptionTokens {
-    /// Tokens of `caption`, which should already be normalised.
+    /// Tokens of `caption`, which should already be normalised, at most
+    /// `max_length` of them ([`MAX_CAPTION_LENGTH`] in the reference).
     ///
     /// `[SOS]` and `[EOS]` are looked up in the tokenizer (ids 1 and 2 in
     /// VirTex vocabularies); `None` if the vocabulary lacks them.
-    pub fn new(tokenizer: &SentencePieceTokenizer, caption: &str) -> Option<Self> {
+    pub fn new(
+        tokenizer: &SentencePieceTokenizer,
+        caption: &str,
+        max_length: usize,
+    ) -> Option<Self> {
         let sos = tokenizer.piece_to_id("[SOS]")?;
         let eos = tokenizer.piece_to_id("[EOS]")?;
-        let mut forward = Vec::with_capacity(MAX_CAPTION_LENGTH);
+        let mut forward = Vec::with_capacity(max_length);
         forward.push(sos);
         forward.extend(tokenizer.encode(caption));
         forward.push(eos);
-        forward.truncate(MAX_CAPTION_LENGTH);
+        forward.truncate(max_length);
         let backward = forward.iter().rev().copied().collect();
         Some(Self { forward, backward })
     }
@@ -112,7 +118,7 @@ mod tests {
         );
         let tokenizer = SentencePieceTokenizer::from_file(path).unwrap();
         let body = tokenizer.encode("a dog");
-        let tokens = CaptionTokens::new(&tokenizer, "a dog").unwrap();
+        let tokens = CaptionTokens::new(&tokenizer, "a dog", MAX_CAPTION_LENGTH).unwrap();
         assert_eq!(tokens.forward[0], 1);
         assert_eq!(&tokens.forward[1..tokens.len() - 1], body.as_slice());
         assert_eq!(*tokens.forward.last().unwrap(), 2);
@@ -120,7 +126,7 @@ mod tests {
         assert_eq!(*tokens.backward.last().unwrap(), 1);
 
         let long = "face ".repeat(40);
-        let tokens = CaptionTokens::new(&tokenizer, &long).unwrap();
+        let tokens = CaptionTokens::new(&tokenizer, &long, MAX_CAPTION_LENGTH).unwrap();
         assert_eq!(tokens.len(), MAX_CAPTION_LENGTH);
         assert_ne!(
             *tokens.forward.last().unwrap(),

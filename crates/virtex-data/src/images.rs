@@ -133,13 +133,26 @@ impl EvalTransform {
     /// Loads `paths` in parallel and returns their crops, normalised, as one
     /// `[paths.len(), 3, crop, crop]` buffer.
     pub fn load_batch(&self, paths: &[PathBuf]) -> Result<Vec<f32>, ImageError> {
-        use rayon::prelude::*;
-        let images: Vec<Vec<f32>> = paths
-            .par_iter()
-            .map(|path| Ok(to_normalized_chw(&self.apply(&load_rgb(path)?))))
-            .collect::<Result<_, ImageError>>()?;
-        Ok(images.concat())
+        Ok(normalized_batch(&self.load_crops(paths)?))
     }
+
+    /// Loads `paths` in parallel and returns their crops, for callers that
+    /// need the pixels as well as the model's input ([`normalized_batch`]).
+    pub fn load_crops(&self, paths: &[PathBuf]) -> Result<Vec<RgbImage>, ImageError> {
+        use rayon::prelude::*;
+        paths
+            .par_iter()
+            .map(|path| Ok(self.apply(&load_rgb(path)?)))
+            .collect()
+    }
+}
+
+/// Equal-sized crops, ImageNet-normalised, as one `[crops.len(), 3, h, w]`
+/// buffer.
+pub fn normalized_batch(crops: &[RgbImage]) -> Vec<f32> {
+    use rayon::prelude::*;
+    let images: Vec<Vec<f32>> = crops.par_iter().map(to_normalized_chw).collect();
+    images.concat()
 }
 
 /// Resizes the region `(left, top, width, height)` of `image` (source pixels)

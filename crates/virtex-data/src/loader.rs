@@ -14,7 +14,7 @@ use rand::seq::{IndexedRandom, SliceRandom};
 use rayon::prelude::*;
 
 use crate::augment::TrainAugmentation;
-use crate::caption::{CaptionTokens, normalize_caption};
+use crate::caption::{CaptionTokens, MAX_CAPTION_LENGTH, normalize_caption};
 use crate::coco::CocoCaptions;
 use crate::images::{EvalTransform, ImageError, load_rgb, to_normalized_chw};
 use crate::tasks::{MaskedCaption, TaskTargets, TaskView, pad_batch, token_bag};
@@ -164,6 +164,7 @@ pub struct PretrainingLoader {
     batch_size: usize,
     seed: u64,
     policy: BadImagePolicy,
+    max_caption_length: usize,
     skipped: Arc<AtomicUsize>,
 }
 
@@ -186,6 +187,7 @@ impl PretrainingLoader {
             batch_size,
             seed,
             policy: BadImagePolicy::Error,
+            max_caption_length: MAX_CAPTION_LENGTH,
             skipped: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -216,6 +218,13 @@ impl PretrainingLoader {
     /// Sets what to do with undecodable images.
     pub fn with_bad_image_policy(mut self, policy: BadImagePolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Truncates captions to `tokens` tokens, `[SOS]` and `[EOS]` included
+    /// (default [`MAX_CAPTION_LENGTH`], the reference's).
+    pub fn with_max_caption_length(mut self, tokens: usize) -> Self {
+        self.max_caption_length = tokens;
         self
     }
 
@@ -265,8 +274,8 @@ impl PretrainingLoader {
                 (EvalTransform::pretraining(*size).apply(&image), caption)
             }
         };
-        let tokens =
-            CaptionTokens::new(&self.tokenizer, &caption).ok_or(LoaderError::NoBoundaryTokens)?;
+        let tokens = CaptionTokens::new(&self.tokenizer, &caption, self.max_caption_length)
+            .ok_or(LoaderError::NoBoundaryTokens)?;
         let target = match &self.task {
             TaskView::Captioning => SampleTarget::None,
             TaskView::TokenClassification => SampleTarget::Labels(token_bag(&tokens.forward)),

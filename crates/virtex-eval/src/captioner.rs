@@ -16,6 +16,7 @@
 //!     config: Config::default(), // used only by `.pth` sources
 //!     tokenizer: None,           // the config's DATA.TOKENIZER_MODEL
 //!     decoder: None,             // the config's MODEL.DECODER
+//!     beam_prefix: None,
 //!     images: ImageSet::folder(Path::new("my_photos"))?,
 //!     batch: 16,
 //!     attention_dir: None,
@@ -34,10 +35,10 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use virtex_data::coco::{CaptionResult, CocoCaptions, ImageRef, split_image_dir};
-use virtex_data::images::{EvalTransform, image_files, load_rgb};
+use virtex_data::images::{EvalTransform, image_files, normalized_batch};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 use virtex_text::decoding::DecodedCaption;
-use virtex_train::config::{Config, DecoderName};
+use virtex_train::config::{BeamPrefix, Config, DecoderName};
 use virtex_train::device::BackendTask;
 use virtex_train::source::WeightsSource;
 
@@ -105,6 +106,8 @@ pub struct CaptionTask {
     pub tokenizer: Option<PathBuf>,
     /// Replaces `MODEL.DECODER.NAME`.
     pub decoder: Option<DecoderName>,
+    /// Replaces `MODEL.DECODER.BEAM_PREFIX`.
+    pub beam_prefix: Option<BeamPrefix>,
     /// The images.
     pub images: ImageSet,
     /// Images per forward pass.
@@ -118,9 +121,12 @@ impl BackendTask for CaptionTask {
     type Output = Result<Vec<CaptionResult>, EvalError>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        let (model, config) = self
+        let (model, mut config) = self
             .source
             .model::<B::InnerBackend>(&self.config, &device)?;
+        if let Some(prefix) = self.beam_prefix {
+            config.model.decoder.beam_prefix = prefix;
+        }
         let head = model
             .transformer_head()
             .ok_or_else(|| EvalError::NoDecoder {
@@ -148,15 +154,17 @@ impl BackendTask for CaptionTask {
         let mut results = Vec::with_capacity(self.images.items.len());
         for chunk in self.images.items.chunks(self.batch.max(1)) {
             let paths: Vec<PathBuf> = chunk.iter().map(|(_, path)| path.clone()).collect();
+            // Each image is decoded once: its crop feeds the model and, with
+            // an attention directory, the heat maps.
+            let crops = transform.load_crops(&paths)?;
             let images = Tensor::<B::InnerBackend, 4>::from_data(
-                TensorData::new(transform.load_batch(&paths)?, [chunk.len(), 3, side, side]),
+                TensorData::new(normalized_batch(&crops), [chunk.len(), 3, side, side]),
                 &device,
             );
             let captions = decoder.decode(head, model.visual.forward(images), &mut rng);
-            for ((image, path), caption) in chunk.iter().zip(captions) {
+            for (((image, path), caption), crop) in chunk.iter().zip(captions).zip(&crops) {
                 if let Some(dir) = &self.attention_dir {
-                    let crop = transform.apply(&load_rgb(path)?);
-                    write_attention(dir, image, path, &crop, &caption, &tokenizer)?;
+                    write_attention(dir, image, path, crop, &caption, &tokenizer)?;
                 }
                 results.push(CaptionResult {
                     image: image.clone(),

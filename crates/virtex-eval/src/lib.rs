@@ -21,6 +21,7 @@
 //!     config: Config::default(),
 //!     tokenizer: None,
 //!     decoder: None,
+//!     beam_prefix: None,
 //!     images: ImageSet::folder(Path::new("data/emoji/val2017"))?,
 //!     batch: 16,
 //!     attention_dir: None,

@@ -89,6 +89,7 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
         config: Config::default(),
         tokenizer: None,
         decoder: Some(decoder),
+        beam_prefix: None,
         images,
         batch: 2,
         attention_dir: None,

@@ -8,11 +8,43 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;
+use serde::{Deserialize, Serialize};
 
-use crate::head::{MAX_CAPTION_LENGTH, TransformerTextualHead};
+use crate::head::TransformerTextualHead;
 
-/// The logit the reference gives the previous token, banning immediate repeats.
-const REPEAT_BAN_LOGIT: f32 = -10_000.0;
+/// What the reference gives the previous token (a logit when sampling, a
+/// log-probability in beam search), banning immediate repeats.
+const REPEAT_BAN: f32 = -10_000.0;
+
+/// What the decoder reads of a beam's caption after the first step
+/// (`MODEL.DECODER.BEAM_PREFIX`: `drop_sos` or `keep_sos`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BeamPrefix {
+    /// The reference's `AutoRegressiveBeamSearch` (v1.2 and later, behind
+    /// its published captioning numbers): the first step reads `[SOS]`, every
+    /// later one only the predicted tokens, `t1 … tk` at positions `0 … k-1`.
+    DropSos,
+    /// `[SOS] t1 … tk` at positions `0 … k`, the sequences the model was
+    /// trained on (the default: docs/deviations.md).
+    #[default]
+    KeepSos,
+}
+
+impl std::str::FromStr for BeamPrefix {
+    type Err = String;
+
+    /// `drop_sos` / `keep_sos`, with `-` or `_`.
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name.replace('-', "_").as_str() {
+            "drop_sos" => Ok(Self::DropSos),
+            "keep_sos" => Ok(Self::KeepSos),
+            _ => Err(format!(
+                "unknown beam prefix '{name}': expected drop_sos (the reference's) or keep_sos"
+            )),
+        }
+    }
+}
 
 /// How the next token is chosen.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -24,6 +56,9 @@ pub enum DecodingStrategy {
         beam_size: usize,
         /// Expansions per beam (2).
         per_node_beam_size: usize,
+        /// The prefix convention ([`BeamPrefix::KeepSos`]; the reference's
+        /// search is [`BeamPrefix::DropSos`]).
+        prefix: BeamPrefix,
     },
     /// Sampling from the smallest set of tokens whose probability reaches `top_p` (0.9).
     Nucleus {
@@ -39,6 +74,7 @@ impl Default for DecodingStrategy {
         Self::Beam {
             beam_size: 5,
             per_node_beam_size: 2,
+            prefix: BeamPrefix::default(),
         }
     }
 }
@@ -60,7 +96,7 @@ impl Default for CaptionDecoder {
     fn default() -> Self {
         Self {
             strategy: DecodingStrategy::default(),
-            max_steps: MAX_CAPTION_LENGTH,
+            max_steps: 30,
             sos_id: 1,
             eos_id: 2,
         }
@@ -75,6 +111,14 @@ pub struct DecodedCaption {
     /// For each token, the last decoder layer's cross-attention over the grid
     /// cells (`h·w` values, averaged over heads) when it was predicted.
     pub attention: Vec<Vec<f32>>,
+}
+
+/// Beam search's settings, as [`DecodingStrategy::Beam`] holds them.
+#[derive(Clone, Copy, Debug)]
+struct Beams {
+    size: usize,
+    per_node: usize,
+    prefix: BeamPrefix,
 }
 
 /// A partial caption.
@@ -159,11 +203,15 @@ impl CaptionDecoder {
             DecodingStrategy::Beam {
                 beam_size,
                 per_node_beam_size,
+                prefix,
             } => self.beam_search(
                 head,
                 visual_features,
-                beam_size,
-                per_node_beam_size,
+                Beams {
+                    size: beam_size,
+                    per_node: per_node_beam_size,
+                    prefix,
+                },
                 max_steps,
             ),
             DecodingStrategy::Greedy => self.sample(head, visual_features, max_steps, |logits| {
@@ -207,7 +255,7 @@ impl CaptionDecoder {
                     continue;
                 }
                 let mut logits = step.logits[row].clone();
-                logits[last[row] as usize] = REPEAT_BAN_LOGIT;
+                logits[last[row] as usize] = REPEAT_BAN;
                 let token = pick(&logits) as u32;
                 caption.tokens.push(token);
                 caption.attention.push(step.attention[row].clone());
@@ -223,18 +271,29 @@ impl CaptionDecoder {
             .collect()
     }
 
-    /// The reference's `AutoRegressiveBeamSearch`, batched over images.
+    /// The reference's `AutoRegressiveBeamSearch`, batched over images:
+    /// log-softmax of each step's logits, then the prefix's last token's set
+    /// to −10000 (from the second step on), each beam's `per_node` best tokens added
+    /// to its score, the best `size` of those kept (ties: the earlier beam,
+    /// then the lower id); a beam that has said `[EOS]` goes on with `[EOS]`
+    /// at no cost; done when every beam has ended or after `max_steps`.
     fn beam_search<B: Backend>(
         &self,
         head: &TransformerTextualHead<B>,
         visual_features: Tensor<B, 4>,
-        beam_size: usize,
-        per_node_beam_size: usize,
+        beams_of: Beams,
         max_steps: usize,
     ) -> Vec<DecodedCaption> {
+        let Beams {
+            size: beam_size,
+            per_node: per_node_beam_size,
+            prefix,
+        } = beams_of;
         let device = visual_features.device();
         let batch = visual_features.dims()[0];
         let mut cache = head.start(visual_features);
+        // The cross-attention keys and values alone, for a prefix without [SOS].
+        let empty = (prefix == BeamPrefix::DropSos).then(|| cache.clone());
         let sos = int_rows::<B>(vec![i64::from(self.sos_id); batch], &device);
         let (logits, weights) = head.step(sos, 0, &mut cache);
         let first = to_host(logits, weights);
@@ -252,10 +311,15 @@ impl CaptionDecoder {
                     .collect()
             })
             .collect();
-        let rows = (0..batch)
-            .flat_map(|b| std::iter::repeat_n(b as i64, beam_size))
-            .collect();
-        cache = cache.select(int_rows::<B>(rows, &device));
+        let rows = int_rows::<B>(
+            (0..batch)
+                .flat_map(|b| std::iter::repeat_n(b as i64, beam_size))
+                .collect(),
+            &device,
+        );
+        // Without [SOS], the first predicted token opens a new prefix at 0.
+        let shift = usize::from(empty.is_some());
+        cache = empty.unwrap_or(cache).select(rows);
 
         for position in 1..max_steps {
             let last: Vec<u32> = beams
@@ -267,7 +331,7 @@ impl CaptionDecoder {
                 break;
             }
             let tokens = int_rows::<B>(last.iter().map(|&t| i64::from(t)).collect(), &device);
-            let (logits, weights) = head.step(tokens, position, &mut cache);
+            let (logits, weights) = head.step(tokens, position - shift, &mut cache);
             let step = to_host(logits, weights);
             let mut parents = Vec::with_capacity(batch * beam_size);
             for (b, image_beams) in beams.iter_mut().enumerate() {
@@ -282,9 +346,11 @@ impl CaptionDecoder {
                         forced[self.eos_id as usize] = 0.0;
                         forced
                     } else {
-                        let mut logits = step.logits[row].clone();
-                        logits[previous as usize] = REPEAT_BAN_LOGIT;
-                        log_softmax(&logits)
+                        // The ban replaces a log-probability, after the
+                        // softmax: the others keep their share of its mass.
+                        let mut log_probs = log_softmax(&step.logits[row]);
+                        log_probs[previous as usize] = REPEAT_BAN;
+                        log_probs
                     };
                     for token in top_k(&log_probs, per_node_beam_size) {
                         candidates.push((hypothesis.score + log_probs[token], k, token as u32));

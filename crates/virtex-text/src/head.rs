@@ -13,9 +13,6 @@ use crate::config::{NormPosition, TransformerSize};
 use crate::decoder::{DecoderCache, TransformerDecoder};
 use crate::embedding::WordAndPositionalEmbedding;
 
-/// The reference's longest caption, and the number of learned positions.
-pub const MAX_CAPTION_LENGTH: usize = 30;
-
 /// The output layer tied to the word embedding: only its bias is its own.
 #[derive(Module, Debug)]
 pub struct TiedOutput<B: Backend> {
@@ -72,10 +69,12 @@ pub fn self_attention_mask<B: Backend>(
 
 impl<B: Backend> TransformerTextualHead<B> {
     /// A head reading `visual_channels`-deep grids over a `vocab_size`
-    /// vocabulary, initialised as the reference.
+    /// vocabulary, with `max_caption_length` learned positions (the
+    /// reference's `DATA.MAX_CAPTION_LENGTH`), initialised as the reference.
     pub fn new(
         visual_channels: usize,
         vocab_size: usize,
+        max_caption_length: usize,
         size: &TransformerSize,
         norm: NormPosition,
         dropout: f64,
@@ -92,7 +91,7 @@ impl<B: Backend> TransformerTextualHead<B> {
             embedding: WordAndPositionalEmbedding::new(
                 vocab_size,
                 size.hidden,
-                MAX_CAPTION_LENGTH,
+                max_caption_length,
                 dropout,
                 device,
             ),

@@ -23,6 +23,7 @@
 //!     visual: "resnet18".parse().unwrap(),
 //!     textual: "transdec_postnorm::L1_H64_A1_F256".parse().unwrap(),
 //!     vocab_size: 100,
+//!     max_caption_length: 30,
 //!     dropout: 0.1,
 //! }
 //! .init::<Flex>(&device)

@@ -20,6 +20,21 @@ pub fn cross_entropy_ignoring_padding<B: Backend>(
     -(picked * kept.clone()).sum() / kept.sum()
 }
 
+/// The captioning loss: predicting `tokens[:, 1:]` from `logits[:, :-1]`.
+///
+/// # Shapes
+/// - `logits`: `[batch, T, V]`, `tokens`: `[batch, T]` → `[1]`
+pub fn next_token_loss<B: Backend>(
+    logits: Tensor<B, 3>,
+    tokens: Tensor<B, 2, Int>,
+) -> Tensor<B, 1> {
+    let [batch, length, vocab] = logits.dims();
+    cross_entropy_ignoring_padding(
+        logits.slice([0..batch, 0..length - 1, 0..vocab]),
+        tokens.slice([0..batch, 1..length]),
+    )
+}
+
 /// The reference's token/multilabel classification loss: for each image, the
 /// negative mean log-probability of its label set; averaged over the batch.
 ///

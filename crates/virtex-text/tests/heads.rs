@@ -8,7 +8,7 @@ use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};
-use virtex_text::models::PretrainingInput;
+use virtex_text::models::{PretrainingInput, PretrainingTargets};
 use virtex_text::{
     NormPosition, PretrainingModelConfig, PretrainingTask, TextualHeadName, TransformerSize,
     TransformerTextualHead,
@@ -26,7 +26,7 @@ const SIZE: TransformerSize = TransformerSize {
 };
 
 fn head<Bk: Backend>(norm: NormPosition, vocab: usize) -> TransformerTextualHead<Bk> {
-    TransformerTextualHead::new(8, vocab, &SIZE, norm, 0.1, &Default::default())
+    TransformerTextualHead::new(8, vocab, 30, &SIZE, norm, 0.1, &Default::default())
 }
 
 fn features<Bk: Backend>(batch: usize) -> Tensor<Bk, 4> {
@@ -148,6 +148,7 @@ fn bicaptioning_config(vocab: usize) -> PretrainingModelConfig {
             size: SIZE,
         },
         vocab_size: vocab,
+        max_caption_length: 30,
         dropout: 0.1,
     }
 }
@@ -185,10 +186,9 @@ fn bicaptioning_shares_everything_but_the_backward_layers() {
         forward: tokens(&[&[1, 7, 9, 2], &[1, 8, 2, 0]]),
         backward: tokens(&[&[2, 9, 7, 1], &[2, 8, 1, 0]]),
         lengths: vec![4, 3],
-        labels: None,
-        masked: None,
+        targets: PretrainingTargets::Captions,
     };
-    let output = model.forward(&input);
+    let output = model.forward(&input).unwrap();
     assert_eq!(output.components.len(), 2);
     let grads = output.components[1].1.backward();
     let words = &head.embedding.words.weight;
@@ -212,9 +212,9 @@ fn bicaptioning_shares_everything_but_the_backward_layers() {
     .unwrap();
     let head = model.transformer_head().unwrap();
     let backward = &model.backward_textual.as_ref().unwrap().transformer;
-    let output = model.forward(&input);
+    let output = model.forward(&input).unwrap();
     let grads = GradientsParams::from_grads(output.loss.backward(), &model);
-    let forward_only = model.forward(&input).components[0].1.clone();
+    let forward_only = model.forward(&input).unwrap().components[0].1.clone();
     let forward_grads = GradientsParams::from_grads(forward_only.backward(), &model);
     let weight = |t: &virtex_text::decoder::TransformerDecoder<AD>| t.layers[0].linear1.weight.id;
     let backward_grad = grads
@@ -266,13 +266,15 @@ fn classification_and_masked_lm_models_train_on_their_targets() {
             forward: caption.clone(),
             backward: caption.clone(),
             lengths: vec![4, 3],
-            labels: Some(tokens(&[&[7, 9], &[8, 0]])),
-            masked: Some((
-                tokens(&[&[1, 3, 9, 2], &[1, 3, 2, 0]]),
-                tokens(&[&[0, 7, 0, 0], &[0, 8, 0, 0]]),
-            )),
+            targets: match task {
+                PretrainingTask::MaskedLm => PretrainingTargets::MaskedLm {
+                    tokens: tokens(&[&[1, 3, 9, 2], &[1, 3, 2, 0]]),
+                    labels: tokens(&[&[0, 7, 0, 0], &[0, 8, 0, 0]]),
+                },
+                _ => PretrainingTargets::Labels(tokens(&[&[7, 9], &[8, 0]])),
+            },
         };
-        let output = model.forward(&input);
+        let output = model.forward(&input).unwrap();
         assert_eq!(output.components[0].0, task.to_string());
         let loss: f32 = output.loss.clone().into_scalar();
         assert!(loss.is_finite() && loss > 0.0, "{task}: {loss}");
@@ -284,6 +286,19 @@ fn classification_and_masked_lm_models_train_on_their_targets() {
                 .grad(&output.loss.backward())
                 .is_some(),
             "{task}"
+        );
+        // A batch carrying another task's targets (a loader set up for
+        // another task) is an error naming both, not a panic mid-forward.
+        let captions = PretrainingInput {
+            targets: PretrainingTargets::Captions,
+            ..input
+        };
+        let err = model.forward(&captions).unwrap_err().to_string();
+        assert!(
+            err.contains(&task.to_string())
+                && err.contains(task.targets())
+                && err.contains("captions"),
+            "{err}"
         );
     }
     let wrong = PretrainingModelConfig {

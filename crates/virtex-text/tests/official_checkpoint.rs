@@ -11,8 +11,8 @@ use rand::rngs::StdRng;
 use serde::Deserialize;
 use virtex_text::checkpoint::{CheckpointError, CheckpointParts, load_virtex_checkpoint};
 use virtex_text::decoder::TransformerDecoder;
-use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};
-use virtex_text::models::{BackwardTextualHead, PretrainingInput, TextualHead};
+use virtex_text::decoding::{BeamPrefix, CaptionDecoder, DecodingStrategy};
+use virtex_text::models::{BackwardTextualHead, PretrainingInput, PretrainingTargets, TextualHead};
 use virtex_text::{PretrainingModel, PretrainingTask, TextualHeadName, TransformerTextualHead};
 use virtex_vision::{ResNetArch, ResNetConfig};
 
@@ -57,6 +57,7 @@ fn fixture_model(expected: &Expected) -> PretrainingModel<B> {
         textual: TextualHead::Transformer(TransformerTextualHead::new(
             channels,
             expected.vocab_size,
+            30, // the reference's DATA.MAX_CAPTION_LENGTH
             &size,
             norm,
             0.1,
@@ -96,10 +97,9 @@ fn the_reference_checkpoint_gives_the_reference_losses_and_captions() {
         forward: tokens(&expected.forward),
         backward: tokens(&expected.backward),
         lengths: expected.lengths.clone(),
-        labels: None,
-        masked: None,
+        targets: PretrainingTargets::Captions,
     };
-    let output = model.forward_features(features.clone(), &input);
+    let output = model.forward_features(features.clone(), &input).unwrap();
     let relative = |got: Tensor<B, 1>, want: f32| {
         let got: f32 = got.into_scalar();
         ((got - want) / want).abs()
@@ -123,7 +123,14 @@ fn the_reference_checkpoint_gives_the_reference_losses_and_captions() {
         .collect::<Vec<_>>()
     };
     assert_eq!(decode(DecodingStrategy::Greedy), expected.greedy);
-    assert_eq!(decode(DecodingStrategy::default()), expected.beam);
+    // The fixture's search keeps [SOS] in the prefix (beam_search.rs tests
+    // the reference's, which drops it).
+    let keep_sos = DecodingStrategy::Beam {
+        beam_size: 5,
+        per_node_beam_size: 2,
+        prefix: BeamPrefix::KeepSos,
+    };
+    assert_eq!(decode(keep_sos), expected.beam);
     assert_ne!(
         expected.greedy, expected.beam,
         "the fixture tells the two apart"

@@ -5,7 +5,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use virtex_data::loader::PretrainingBatch;
 use virtex_data::tasks::TaskTargets;
-use virtex_text::models::PretrainingInput;
+use virtex_text::models::{PretrainingInput, PretrainingTargets};
 
 fn int_tensor<B: Backend>(values: &[u32], rows: usize, device: &B::Device) -> Tensor<B, 2, Int> {
     let values: Vec<i64> = values.iter().map(|&v| i64::from(v)).collect();
@@ -26,23 +26,21 @@ pub fn model_input<B: Backend>(
         TensorData::new(batch.images.clone(), [rows, 3, batch.size, batch.size]),
         device,
     );
-    let (labels, masked) = match &batch.targets {
-        TaskTargets::Captioning => (None, None),
-        TaskTargets::Labels { labels, .. } => (Some(int_tensor(labels, rows, device)), None),
-        TaskTargets::MaskedLm { tokens, labels } => (
-            None,
-            Some((
-                int_tensor(tokens, rows, device),
-                int_tensor(labels, rows, device),
-            )),
-        ),
+    let targets = match &batch.targets {
+        TaskTargets::Captioning => PretrainingTargets::Captions,
+        TaskTargets::Labels { labels, .. } => {
+            PretrainingTargets::Labels(int_tensor(labels, rows, device))
+        }
+        TaskTargets::MaskedLm { tokens, labels } => PretrainingTargets::MaskedLm {
+            tokens: int_tensor(tokens, rows, device),
+            labels: int_tensor(labels, rows, device),
+        },
     };
     PretrainingInput {
         images,
         forward: int_tensor(&batch.forward, rows, device),
         backward: int_tensor(&batch.backward, rows, device),
         lengths: batch.lengths.clone(),
-        labels,
-        masked,
+        targets,
     }
 }

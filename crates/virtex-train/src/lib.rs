@@ -11,7 +11,8 @@
 //! - [`source`]: weights from a virtex-rs checkpoint, an official VirTex or
 //!   torchvision `.pth`, or fresh ones, for a backbone or a whole model.
 //! - [`trainer`]: [`trainer::Pretraining`], the loop, run on a backend chosen
-//!   by [`device`]; [`checkpoint`], [`metrics`] and [`progress`] serve it.
+//!   by [`device`]; [`checkpoint`], [`metrics`] and [`progress`] serve it;
+//!   [`TrainError`] says why a run could not start or stopped.
 //!
 //! ```
 //! use virtex_train::config::Config;
@@ -34,9 +35,12 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod error;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;
 pub mod progress;
 pub mod source;
 pub mod trainer;
+
+pub use error::TrainError;

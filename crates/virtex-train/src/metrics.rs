@@ -6,10 +6,47 @@ use std::io::{BufRead, BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::Context;
 use image::ImageEncoder;
 use plotters::prelude::*;
 use serde_json::Value;
+
+/// A metrics file that cannot be read or written, or a plot that cannot be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// Filesystem failure.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A line of an existing `metrics.jsonl` that is not JSON.
+    #[error("{path}:{line}: not JSON: {source}")]
+    NotJson {
+        /// The file.
+        path: PathBuf,
+        /// The line, from 1.
+        line: usize,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// Drawing or encoding a plot failed.
+    #[error("plotting {path}: {message}")]
+    Plot {
+        /// The PNG being drawn.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> MetricsError + '_ {
+    move |source| MetricsError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
 
 /// An append-only metrics file.
 pub struct MetricsLog {
@@ -22,14 +59,18 @@ impl MetricsLog {
     /// Opens `path`, keeping the records of iterations up to `keep_until`
     /// (the resumed checkpoint's; 0 starts afresh) and dropping later ones,
     /// which the resumed run will write again.
-    pub fn open(path: &Path, keep_until: u64) -> anyhow::Result<Self> {
+    pub fn open(path: &Path, keep_until: u64) -> Result<Self, MetricsError> {
         let mut records = Vec::new();
         if keep_until > 0 && path.exists() {
-            let file = File::open(path).with_context(|| format!("reading {}", path.display()))?;
+            let file = File::open(path).map_err(io_error(path))?;
             for (number, line) in BufReader::new(file).lines().enumerate() {
-                let line = line?;
-                let record: Value = serde_json::from_str(&line)
-                    .with_context(|| format!("{}:{}: not JSON", path.display(), number + 1))?;
+                let line = line.map_err(io_error(path))?;
+                let record: Value =
+                    serde_json::from_str(&line).map_err(|source| MetricsError::NotJson {
+                        path: path.to_path_buf(),
+                        line: number + 1,
+                        source,
+                    })?;
                 if record["iteration"]
                     .as_u64()
                     .is_some_and(|i| i <= keep_until)
@@ -43,12 +84,11 @@ impl MetricsLog {
             text.push_str(&record.to_string());
             text.push('\n');
         }
-        virtex_vision::atomic::write_bytes(path, text.as_bytes())
-            .with_context(|| format!("writing {}", path.display()))?;
+        virtex_vision::atomic::write_bytes(path, text.as_bytes()).map_err(io_error(path))?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
-            .with_context(|| format!("opening {}", path.display()))?;
+            .map_err(io_error(path))?;
         Ok(Self {
             path: path.to_path_buf(),
             writer: BufWriter::new(file),
@@ -57,10 +97,10 @@ impl MetricsLog {
     }
 
     /// Appends one record (flushed, so a killed run keeps it).
-    pub fn write(&mut self, record: &Value) -> anyhow::Result<()> {
+    pub fn write(&mut self, record: &Value) -> Result<(), MetricsError> {
         writeln!(self.writer, "{record}")
             .and_then(|()| self.writer.flush())
-            .with_context(|| format!("writing {}", self.path.display()))?;
+            .map_err(io_error(&self.path))?;
         self.records.push(record.clone());
         Ok(())
     }
@@ -76,7 +116,7 @@ impl MetricsLog {
     /// Writes `loss.png` (training and validation loss) and `lr.png` (both
     /// learning rates) into `dir`. Without a TrueType font on the machine
     /// the plots are skipped with a note; the numbers stay in the JSONL.
-    pub fn plot(&self, dir: &Path) -> anyhow::Result<()> {
+    pub fn plot(&self, dir: &Path) -> Result<(), MetricsError> {
         if !font_registered() {
             eprintln!(
                 "no TrueType font found (set VIRTEX_PLOT_FONT to a .ttf file); plots skipped, see {}",
@@ -131,7 +171,24 @@ fn font_registered() -> bool {
     })
 }
 
-fn line_chart(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> anyhow::Result<()> {
+fn line_chart(
+    path: &Path,
+    title: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> Result<(), MetricsError> {
+    let png = draw_chart(title, series).map_err(|message| MetricsError::Plot {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    match png {
+        Some(png) => virtex_vision::atomic::write_bytes(path, &png).map_err(io_error(path)),
+        None => Ok(()),
+    }
+}
+
+/// A line chart of `series` as PNG bytes, `None` without a finite point;
+/// `Err` holds what plotters or the encoder reported.
+fn draw_chart(title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> Result<Option<Vec<u8>>, String> {
     let points = series.iter().flat_map(|(_, s)| s.iter());
     let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::INFINITY, f64::NEG_INFINITY);
     for &(x, y) in points {
@@ -140,32 +197,35 @@ fn line_chart(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> a
         y_max = y_max.max(y);
     }
     if !y_min.is_finite() {
-        return Ok(());
+        return Ok(None);
     }
     let pad = ((y_max - y_min) * 0.05).max(1e-9);
     let (width, height) = (800u32, 500u32);
     let mut pixels = vec![0u8; (width * height * 3) as usize];
     {
         let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
-        root.fill(&WHITE)?;
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 24))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(70)
-            .build_cartesian_2d(0f64..x_max, (y_min - pad)..(y_max + pad))?;
+            .build_cartesian_2d(0f64..x_max, (y_min - pad)..(y_max + pad))
+            .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
             .x_desc("iteration")
             .y_desc(title)
-            .draw()?;
+            .draw()
+            .map_err(|e| e.to_string())?;
         for (index, (name, points)) in series.iter().enumerate() {
             let color = Palette99::pick(index).to_rgba();
             chart
                 .draw_series(LineSeries::new(
                     points.iter().copied(),
                     color.stroke_width(2),
-                ))?
+                ))
+                .map_err(|e| e.to_string())?
                 .label(*name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color));
         }
@@ -173,20 +233,17 @@ fn line_chart(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) -> a
             .configure_series_labels()
             .background_style(WHITE.mix(0.8))
             .border_style(BLACK)
-            .draw()?;
-        root.present()?;
+            .draw()
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())?;
     }
     // Encoded with the workspace's `image` (plotters' own encoder would pull a
     // second version of it), then written atomically.
     let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut png).write_image(
-        &pixels,
-        width,
-        height,
-        image::ExtendedColorType::Rgb8,
-    )?;
-    virtex_vision::atomic::write_bytes(path, &png)
-        .with_context(|| format!("writing {}", path.display()))
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&pixels, width, height, image::ExtendedColorType::Rgb8)
+        .map_err(|e| e.to_string())?;
+    Ok(Some(png))
 }
 
 #[cfg(test)]

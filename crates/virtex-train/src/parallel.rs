@@ -16,6 +16,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 use virtex_data::loader::PretrainingBatch;
 use virtex_text::PretrainingModel;
+use virtex_text::models::TargetsMismatch;
 
 /// The outcome of one forward + backward over all shards.
 pub struct StepGradients {
@@ -33,7 +34,7 @@ pub fn forward_backward<B: AutodiffBackend>(
     model: &PretrainingModel<B>,
     batch: &PretrainingBatch,
     devices: &[B::Device],
-) -> StepGradients {
+) -> Result<StepGradients, TargetsMismatch> {
     let main = &devices[0];
     let shards = batch.split(devices.len());
     let mut loss = 0.0;
@@ -44,7 +45,7 @@ pub fn forward_backward<B: AutodiffBackend>(
         // running statistics are the ones that persist.
         let replica = (index > 0).then(|| model.clone().fork(device));
         let replica = replica.as_ref().unwrap_or(model);
-        let out = replica.forward(&model_input::<B>(shard, device));
+        let out = replica.forward(&model_input::<B>(shard, device))?;
         loss += out.loss.clone().into_scalar().elem::<f64>();
         for (k, (name, term)) in out.components.into_iter().enumerate() {
             let value = term.into_scalar().elem::<f64>();
@@ -74,11 +75,11 @@ pub fn forward_backward<B: AutodiffBackend>(
         model.visit(&mut mean);
         mean.out
     };
-    StepGradients {
+    Ok(StepGradients {
         loss: loss / parts,
         components,
         grads,
-    }
+    })
 }
 
 /// Averages each parameter's gradient over the shards.

@@ -14,7 +14,6 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
-use anyhow::{Context, bail, ensure};
 use burn::module::AutodiffModule;
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
@@ -22,7 +21,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
 use virtex_data::augment::TrainAugmentation;
-use virtex_data::coco::CocoCaptions;
+use virtex_data::coco::{CocoCaptions, CocoError};
 use virtex_data::instances::CocoInstances;
 use virtex_data::loader::{
     BadImagePolicy, LoaderError, Preprocessing, PretrainingBatch, PretrainingLoader,
@@ -38,6 +37,7 @@ use crate::checkpoint::{
 };
 use crate::config::{BadImage, Config, DecoderName};
 use crate::device::{BackendTask, MultiDeviceTask};
+use crate::error::TrainError;
 use crate::metrics::MetricsLog;
 use crate::optim::schedule::LrSchedule;
 use crate::optim::{StepRates, VirtexOptimizer};
@@ -86,9 +86,16 @@ struct Data {
     val: PretrainingLoader,
 }
 
-fn load_split(config: &Config, split: &str) -> anyhow::Result<CocoCaptions> {
-    let mut dataset = CocoCaptions::load(&config.data.root, split)
-        .with_context(|| format!("DATA.ROOT {}", config.data.root.display()))?;
+fn dataset_error(config: &Config) -> impl FnOnce(CocoError) -> TrainError + '_ {
+    |source| TrainError::Dataset {
+        root: config.data.root.clone(),
+        source,
+    }
+}
+
+fn load_split(config: &Config, split: &str) -> Result<CocoCaptions, TrainError> {
+    let mut dataset =
+        CocoCaptions::load(&config.data.root, split).map_err(dataset_error(config))?;
     if split == "train" && config.data.use_percentage < 100.0 {
         let keep = (dataset.images.len() as f64 * config.data.use_percentage / 100.0).ceil();
         dataset.images.truncate(keep as usize);
@@ -101,20 +108,20 @@ fn load_split(config: &Config, split: &str) -> anyhow::Result<CocoCaptions> {
     Ok(dataset)
 }
 
-fn task_view(config: &Config, split: &str, vocab_size: u32) -> anyhow::Result<TaskView> {
+fn task_view(config: &Config, split: &str, vocab_size: u32) -> Result<TaskView, TrainError> {
     Ok(match config.model.name {
         PretrainingTask::Bicaptioning | PretrainingTask::Captioning => TaskView::Captioning,
         PretrainingTask::TokenClassification => TaskView::TokenClassification,
         PretrainingTask::MultilabelClassification => {
-            let instances = CocoInstances::load(&config.data.root, split)?;
-            ensure!(
-                instances.num_categories + 1 == config.data.vocab_size,
-                "DATA.VOCAB_SIZE is {} but {} lists {} categories (needs categories + 1 = {})",
-                config.data.vocab_size,
-                split,
-                instances.num_categories,
-                instances.num_categories + 1
-            );
+            let instances =
+                CocoInstances::load(&config.data.root, split).map_err(dataset_error(config))?;
+            if instances.num_categories + 1 != config.data.vocab_size {
+                return Err(TrainError::CategoryCount {
+                    split: split.into(),
+                    vocab_size: config.data.vocab_size,
+                    categories: instances.num_categories,
+                });
+            }
             TaskView::MultilabelClassification(Arc::new(instances))
         }
         PretrainingTask::MaskedLm => TaskView::MaskedLm {
@@ -130,14 +137,8 @@ fn task_view(config: &Config, split: &str, vocab_size: u32) -> anyhow::Result<Ta
 }
 
 impl Data {
-    fn new(config: &Config) -> anyhow::Result<Self> {
-        let tokenizer = SentencePieceTokenizer::from_file(&config.data.tokenizer_model)
-            .with_context(|| {
-                format!(
-                    "DATA.TOKENIZER_MODEL {}",
-                    config.data.tokenizer_model.display()
-                )
-            })?;
+    fn new(config: &Config) -> Result<Self, TrainError> {
+        let tokenizer = SentencePieceTokenizer::from_file(&config.data.tokenizer_model)?;
         config.check_tokenizer(&tokenizer, &config.data.tokenizer_model)?;
         let vocab = tokenizer.vocab_size();
         let tokenizer = Arc::new(tokenizer);
@@ -145,7 +146,7 @@ impl Data {
             BadImage::Error => BadImagePolicy::Error,
             BadImage::Skip => BadImagePolicy::Skip,
         };
-        let loader = |split: &str, preprocessing| -> anyhow::Result<PretrainingLoader> {
+        let loader = |split: &str, preprocessing| -> Result<PretrainingLoader, TrainError> {
             let loader = PretrainingLoader::new(
                 Arc::new(load_split(config, split)?),
                 tokenizer.clone(),
@@ -154,14 +155,16 @@ impl Data {
                 config.random_seed,
             )
             .with_bad_image_policy(policy)
+            .with_max_caption_length(config.data.max_caption_length)
             .with_task(task_view(config, split, vocab as u32)?);
-            ensure!(
-                loader.batches_per_epoch() > 0,
-                "{split} split of {} has {} usable images, fewer than OPTIM.BATCH_SIZE {}",
-                config.data.root.display(),
-                loader.len(),
-                config.optim.batch_size
-            );
+            if loader.batches_per_epoch() == 0 {
+                return Err(TrainError::TooFewImages {
+                    split: split.into(),
+                    root: config.data.root.clone(),
+                    usable: loader.len(),
+                    batch_size: config.optim.batch_size,
+                });
+            }
             Ok(loader)
         };
         let size = config.data.image_crop_size;
@@ -224,7 +227,7 @@ fn validate<B: Backend>(
     data: &Data,
     config: &Config,
     device: &B::Device,
-) -> anyhow::Result<Validation> {
+) -> Result<Validation, TrainError> {
     let limit = match config.train.validation_batches {
         0 => data.val.batches_per_epoch(),
         n => n.min(data.val.batches_per_epoch()),
@@ -234,7 +237,7 @@ fn validate<B: Backend>(
     for index in 0..limit {
         let batch = data.val.batch(0, index)?;
         let input = model_input::<B>(&batch, device);
-        let output = model.forward(&input);
+        let output = model.forward(&input)?;
         total += output.loss.into_scalar().elem::<f64>();
         for (name, term) in output.components {
             let value = term.into_scalar().elem::<f64>();
@@ -272,7 +275,7 @@ fn validate<B: Backend>(
 }
 
 impl BackendTask for Pretraining {
-    type Output = anyhow::Result<PretrainingSummary>;
+    type Output = Result<PretrainingSummary, TrainError>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         self.run_on::<B>(vec![device])
@@ -280,7 +283,7 @@ impl BackendTask for Pretraining {
 }
 
 impl MultiDeviceTask for Pretraining {
-    type Output = anyhow::Result<PretrainingSummary>;
+    type Output = Result<PretrainingSummary, TrainError>;
 
     /// Trains on `devices[0]`, data-parallel over all of `devices`
     /// ([`crate::parallel`]); checkpoints hold the first device's model.
@@ -292,15 +295,16 @@ impl MultiDeviceTask for Pretraining {
             resume,
         } = self;
         let started = Instant::now();
-        std::fs::create_dir_all(&output)
-            .with_context(|| format!("creating output directory {}", output.display()))?;
+        std::fs::create_dir_all(&output).map_err(|source| TrainError::Output {
+            path: output.clone(),
+            source,
+        })?;
         let existing = list_checkpoints(&output);
-        if !resume && !existing.is_empty() {
-            bail!(
-                "{} already holds checkpoints (newest: {}); pass --resume to continue that run, or choose another --output",
-                output.display(),
-                existing.last().expect("non-empty").1.display()
-            );
+        if let (false, Some((_, newest))) = (resume, existing.last()) {
+            return Err(TrainError::OutputHoldsRun {
+                output,
+                newest: newest.clone(),
+            });
         }
         let data = Data::new(&config)?;
 
@@ -310,15 +314,13 @@ impl MultiDeviceTask for Pretraining {
         let mut start = 0;
         let mut checkpoint = None;
         if resume {
-            let (_, path) = existing
-                .last()
-                .with_context(|| format!("--resume: no checkpoint in {}", output.display()))?;
+            let Some((_, path)) = existing.last() else {
+                return Err(TrainError::NothingToResume(output));
+            };
             let (loaded, meta) = load_checkpoint(path, model, &mut optimizer, &device)?;
-            ensure!(
-                meta.config.model == config.model && meta.config.data == config.data,
-                "--resume: {} was written with different MODEL or DATA settings",
-                path.display()
-            );
+            if meta.config.model != config.model || meta.config.data != config.data {
+                return Err(TrainError::ResumeMismatch(path.clone()));
+            }
             model = loaded;
             start = meta.iteration;
             checkpoint = Some(path.clone());
@@ -350,16 +352,13 @@ impl MultiDeviceTask for Pretraining {
                 loss,
                 components,
                 grads,
-            } = forward_backward(&model, &batch, &devices);
+            } = forward_backward(&model, &batch, &devices)?;
             if !loss.is_finite() {
-                let last = match &checkpoint {
-                    Some(path) => format!("the last good checkpoint is {}", path.display()),
-                    None => "no checkpoint was written yet".to_string(),
-                };
-                bail!(
-                    "iteration {}: the loss is {loss}; stopping ({last})",
-                    iteration + 1
-                );
+                return Err(TrainError::NonFiniteLoss {
+                    iteration: iteration + 1,
+                    loss,
+                    last_checkpoint: checkpoint,
+                });
             }
             let multiplier = schedule.multiplier(iteration);
             let rates = StepRates {

@@ -7,7 +7,10 @@ use virtex_train::config::{Config, ConfigError, LrDecayName};
 use virtex_vision::ResNetArch;
 
 fn configs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/configs")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../data/configs")
+        .canonicalize()
+        .unwrap()
 }
 
 fn yaml_files(dir: &Path, found: &mut Vec<PathBuf>) {
@@ -43,6 +46,17 @@ fn the_base_config_equals_the_reference_defaults() {
         &["MODEL.TEXTUAL.NAME=transdec_postnorm::L1_H1024_A16_F4096".into()],
     )
     .unwrap();
+    // The file's relative paths are relative to it: `datasets/` beside `data/`.
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let repo = repo.canonicalize().unwrap();
+    assert_eq!(base.data.root, repo.join("datasets/coco"));
+    assert_eq!(
+        base.data.tokenizer_model,
+        repo.join("datasets/vocab/coco_10k.model")
+    );
+    let mut base = base;
+    base.data.root = defaults.data.root.clone();
+    base.data.tokenizer_model = defaults.data.tokenizer_model.clone();
     assert_eq!(base, defaults);
     assert_eq!(base.optim.lr_decay_name, LrDecayName::Cosine);
     assert_eq!(
@@ -137,4 +151,37 @@ fn bad_keys_and_values_are_named() {
     ));
     let missing = Config::load(Some(Path::new("no/such.yaml")), &[]).unwrap_err();
     assert!(missing.to_string().contains("no/such.yaml"), "{missing}");
+}
+
+#[test]
+fn paths_in_a_config_are_relative_to_the_file_that_names_them() {
+    let dir = std::env::temp_dir().join(format!("virtex-config-paths-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("base")).unwrap();
+    std::fs::write(
+        dir.join("base/base.yaml"),
+        "DATA:\n  ROOT: ../images\n  TOKENIZER_MODEL: ./vocab.model\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("child.yaml"),
+        "_BASE_: base/base.yaml\nDATA:\n  ROOT: coco\n",
+    )
+    .unwrap();
+    let base = Config::load(Some(&dir.join("base/base.yaml")), &[]).unwrap();
+    assert_eq!(base.data.root, dir.join("images"));
+    assert_eq!(base.data.tokenizer_model, dir.join("base/vocab.model"));
+    // The child's DATA.ROOT is relative to the child; the tokenizer it
+    // inherits stays relative to the base.
+    let child = Config::load(Some(&dir.join("child.yaml")), &[]).unwrap();
+    assert_eq!(child.data.root, dir.join("coco"));
+    assert_eq!(child.data.tokenizer_model, dir.join("base/vocab.model"));
+    // Absolute paths, and `--set` values (relative to where the command
+    // runs), are kept as given.
+    let set = Config::load(
+        Some(&dir.join("child.yaml")),
+        &["DATA.ROOT=datasets/coco".into()],
+    )
+    .unwrap();
+    assert_eq!(set.data.root, Path::new("datasets/coco"));
+    std::fs::remove_dir_all(dir).unwrap();
 }

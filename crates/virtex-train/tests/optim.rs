@@ -132,6 +132,7 @@ fn groups_follow_the_reference_names_and_no_decay_regex() {
             },
         },
         vocab_size: 30,
+        max_caption_length: 30,
         dropout: 0.1,
     }
     .init::<AD>(&Default::default())

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use virtex_train::TrainError;
 use virtex_train::checkpoint::{list_checkpoints, read_meta};
 use virtex_train::config::Config;
 use virtex_train::device::BackendTask;
@@ -44,7 +45,7 @@ fn scratch(name: &str) -> PathBuf {
 /// this file take turns.
 static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
 
-fn run(config: Config, output: &Path, resume: bool) -> anyhow::Result<PretrainingSummary> {
+fn run(config: Config, output: &Path, resume: bool) -> Result<PretrainingSummary, TrainError> {
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     Pretraining {
         config,
@@ -178,8 +179,8 @@ fn data_parallel_gradients_average_the_shards() {
     doubled.lengths.extend(half.lengths.clone());
     let device = Default::default();
     let model = config.model_config().init::<CpuBackend>(&device).unwrap();
-    let one = forward_backward(&model, &half, &[device]);
-    let two = forward_backward(&model, &doubled, &[device, device]);
+    let one = forward_backward(&model, &half, &[device]).unwrap();
+    let two = forward_backward(&model, &doubled, &[device, device]).unwrap();
     assert!(
         (one.loss - two.loss).abs() < 1e-5,
         "{} vs {}",

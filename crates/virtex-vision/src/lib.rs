@@ -26,6 +26,26 @@
 //! assert_eq!(resnet.forward(images.clone()).dims(), [2, 512, 2, 2]);
 //! assert_eq!(resnet.forward_pooled(images).dims(), [2, 512]);
 //! ```
+//!
+//! Features from an official VirTex checkpoint, with this crate alone (images
+//! already resized, cropped and ImageNet-normalised). On an inference backend
+//! (no `Autodiff`), BatchNorm uses its running statistics and nothing keeps
+//! gradients; inside a training graph, wrap the backbone in [`FrozenResNet`].
+//!
+//! ```no_run
+//! use burn::backend::Flex;
+//! use burn::tensor::Tensor;
+//! use virtex_vision::pytorch::TorchvisionWeights;
+//! use virtex_vision::{ResNetArch, ResNetConfig};
+//!
+//! let device = Default::default();
+//! let resnet = ResNetConfig::virtex(ResNetArch::Resnet50).init::<Flex>(&device);
+//! let resnet = TorchvisionWeights::virtex_checkpoint("bicaptioning_R_50_L1_H2048.pth").load(resnet)?;
+//! let images = Tensor::<Flex, 4>::zeros([8, 3, 224, 224], &device);
+//! let pooled = resnet.forward_pooled(images.clone()); // [8, 2048]
+//! let grid = resnet.forward(images); // [8, 2048, 7, 7]
+//! # Ok::<(), virtex_vision::VisionError>(())
+//! ```
 
 pub mod atomic;
 mod error;

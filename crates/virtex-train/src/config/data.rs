@@ -62,7 +62,7 @@ impl Default for DataConfig {
             eos_index: 2,
             mask_index: 3,
             image_crop_size: 224,
-            max_caption_length: 30,
+            max_caption_length: virtex_data::caption::MAX_CAPTION_LENGTH,
             image_transform_train: TRAIN_TRANSFORMS.iter().map(|s| s.to_string()).collect(),
             image_transform_val: VAL_TRANSFORMS.iter().map(|s| s.to_string()).collect(),
             use_percentage: 100.0,

@@ -25,6 +25,7 @@ pub use data::{BadImage, DataConfig, MaskedLmSection, TRAIN_TRANSFORMS, VAL_TRAN
 pub use model::{DecoderConfig, DecoderName, ModelConfig, TextualConfig, VisualConfig};
 pub use optim::{LookaheadConfig, LrDecayName, OptimConfig, OptimizerName};
 pub use train::TrainConfig;
+pub use virtex_text::decoding::BeamPrefix;
 use yaml::{read_tree, set_key};
 
 /// Expansions per beam: fixed at 2 in the reference's `AutoRegressiveBeamSearch`.
@@ -143,6 +144,7 @@ impl Config {
             visual: self.model.visual.name,
             textual: self.model.textual.name,
             vocab_size: self.data.vocab_size,
+            max_caption_length: self.data.max_caption_length,
             dropout: self.model.textual.dropout,
         }
     }
@@ -155,6 +157,7 @@ impl Config {
             DecoderName::BeamSearch => DecodingStrategy::Beam {
                 beam_size: settings.beam_size,
                 per_node_beam_size: PER_NODE_BEAM_SIZE,
+                prefix: settings.beam_prefix,
             },
             DecoderName::NucleusSampling => DecodingStrategy::Nucleus {
                 top_p: settings.nucleus_size,
@@ -292,10 +295,10 @@ impl Config {
                 format!("only the reference's {VAL_TRANSFORMS:?} is implemented"),
             ));
         }
-        if self.data.max_caption_length != 30 {
+        if self.data.max_caption_length < 2 {
             return Err((
                 "DATA.MAX_CAPTION_LENGTH",
-                "the textual heads learn 30 positions, as the reference's".into(),
+                "must be ≥ 2, room for [SOS] and [EOS]".into(),
             ));
         }
         if !(self.data.use_percentage > 0.0 && self.data.use_percentage <= 100.0) {

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use virtex_text::{PretrainingTask, TextualHeadName};
 use virtex_vision::ResNetArch;
 
-use super::by_name;
+use super::{BeamPrefix, by_name};
 
 /// `MODEL.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -91,6 +91,9 @@ pub struct DecoderConfig {
     pub nucleus_size: f64,
     /// Most generated tokens (30).
     pub max_decoding_steps: usize,
+    /// Beam search's prefix after the first step (virtex-rs): `keep_sos`, as
+    /// the model was trained (default), or `drop_sos`, the reference's search.
+    pub beam_prefix: BeamPrefix,
 }
 
 /// `MODEL.DECODER.NAME`.
@@ -128,6 +131,7 @@ impl Default for DecoderConfig {
             beam_size: 5,
             nucleus_size: 0.9,
             max_decoding_steps: 30,
+            beam_prefix: BeamPrefix::default(),
         }
     }
 }

@@ -1,13 +1,18 @@
-//! The YAML tree under a config: `_BASE_` inheritance, merging, `--set` keys.
+//! The YAML tree under a config: `_BASE_` inheritance, merging, `--set` keys,
+//! and the config's file paths made relative to the file that names them.
 
-use std::path::Path;
+use std::path::{Component, Path, PathBuf};
 
 use serde_yaml_ng::Value;
 
 use super::ConfigError;
 
-/// Reads `path` as YAML, merging in its `_BASE_` chain (paths relative to
-/// the file naming them), base first.
+/// The keys whose values are paths to files or folders.
+const PATH_KEYS: [[&str; 2]; 2] = [["DATA", "ROOT"], ["DATA", "TOKENIZER_MODEL"]];
+
+/// Reads `path` as YAML, merging in its `_BASE_` chain, base first. A
+/// relative `_BASE_` or [`PATH_KEYS`] value is relative to the file that
+/// names it, wherever the command runs (a base's `DATA.ROOT` to the base).
 pub(super) fn read_tree(path: &Path, depth: usize) -> Result<Value, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
@@ -20,10 +25,12 @@ pub(super) fn read_tree(path: &Path, depth: usize) -> Result<Value, ConfigError>
     if tree.is_null() {
         tree = Value::Mapping(Default::default());
     }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    resolve_paths(&mut tree, dir);
     let base = tree.as_mapping_mut().and_then(|m| m.remove("_BASE_"));
     match base {
         Some(Value::String(base)) if depth < 8 => {
-            let base_path = path.parent().unwrap_or(Path::new(".")).join(base);
+            let base_path = dir.join(base);
             let mut merged = read_tree(&base_path, depth + 1)?;
             merge(&mut merged, tree);
             Ok(merged)
@@ -52,6 +59,44 @@ pub(super) fn merge(base: &mut Value, over: Value) {
         }
         (base, over) => *base = over,
     }
+}
+
+/// Makes each relative [`PATH_KEYS`] value in `tree` relative to `dir`.
+fn resolve_paths(tree: &mut Value, dir: &Path) {
+    for [section, key] in PATH_KEYS {
+        let value = tree
+            .get_mut(section)
+            .and_then(|section| section.get_mut(key));
+        if let Some(Value::String(value)) = value
+            && Path::new(value.as_str()).is_relative()
+        {
+            *value = normalize(&dir.join(value.as_str()))
+                .to_string_lossy()
+                .into_owned();
+        }
+    }
+}
+
+/// `path` with `.` dropped and each `..` cancelling the name before it, so
+/// `data/configs/../emoji` reads `data/emoji` (lexically: the files these
+/// keys name are not reached through symlinked folders of configs).
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir
+                if matches!(out.components().next_back(), Some(Component::Normal(_))) =>
+            {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        out.push(".");
+    }
+    out
 }
 
 /// Sets dotted `key` in `tree` to `value`, creating sections as needed.

@@ -1,0 +1,115 @@
+//! Why a pretraining run could not start or stopped.
+
+use std::path::PathBuf;
+
+use virtex_data::coco::CocoError;
+use virtex_data::loader::LoaderError;
+use virtex_data::tokenizer::TokenizerError;
+use virtex_text::models::{ModelConfigError, TargetsMismatch};
+
+use crate::checkpoint::CheckpointError;
+use crate::config::ConfigError;
+use crate::metrics::MetricsError;
+
+/// A pretraining run that could not start, or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// The configuration cannot be used.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A split's annotations or images cannot be read.
+    #[error("DATA.ROOT {root}: {source}")]
+    Dataset {
+        /// `DATA.ROOT`.
+        root: PathBuf,
+        /// What is wrong.
+        source: CocoError,
+    },
+    /// `DATA.TOKENIZER_MODEL` cannot be loaded.
+    #[error("DATA.TOKENIZER_MODEL: {0}")]
+    Tokenizer(#[from] TokenizerError),
+    /// Multilabel classification over a vocabulary that is not categories + 1.
+    #[error(
+        "DATA.VOCAB_SIZE is {vocab_size} but the {split} instances list {categories} \
+         categories (needs categories + 1 = {})",
+        categories + 1
+    )]
+    CategoryCount {
+        /// The split.
+        split: String,
+        /// `DATA.VOCAB_SIZE`.
+        vocab_size: usize,
+        /// Categories in the instances file.
+        categories: usize,
+    },
+    /// A split with fewer usable images than one batch.
+    #[error(
+        "{split} split of {root} has {usable} usable images, fewer than OPTIM.BATCH_SIZE {batch_size}"
+    )]
+    TooFewImages {
+        /// The split.
+        split: String,
+        /// `DATA.ROOT`.
+        root: PathBuf,
+        /// Images the loader can use.
+        usable: usize,
+        /// `OPTIM.BATCH_SIZE`.
+        batch_size: usize,
+    },
+    /// A batch could not be produced.
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    /// The model cannot be built from the config.
+    #[error(transparent)]
+    Model(#[from] ModelConfigError),
+    /// The loader's targets are not the model's task's.
+    #[error(transparent)]
+    Targets(#[from] TargetsMismatch),
+    /// `OPTIM.NO_DECAY` is not a regular expression.
+    #[error("OPTIM.NO_DECAY: {0}")]
+    NoDecay(#[from] regex::Error),
+    /// A checkpoint cannot be written, read or pruned.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// `metrics.jsonl` or a plot cannot be written.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    /// The output directory cannot be created.
+    #[error("creating output directory {path}: {source}")]
+    Output {
+        /// The directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A fresh run into a directory that already holds a run.
+    #[error(
+        "{output} already holds checkpoints (newest: {newest}); pass --resume to continue \
+         that run, or choose another --output"
+    )]
+    OutputHoldsRun {
+        /// The output directory.
+        output: PathBuf,
+        /// Its newest checkpoint.
+        newest: PathBuf,
+    },
+    /// `--resume` where there is nothing to resume.
+    #[error("--resume: no checkpoint in {0}")]
+    NothingToResume(PathBuf),
+    /// `--resume` from a checkpoint of another model or dataset.
+    #[error("--resume: {0} was written with different MODEL or DATA settings")]
+    ResumeMismatch(PathBuf),
+    /// The loss became NaN or infinite.
+    #[error("iteration {iteration}: the loss is {loss}; stopping ({})", match last_checkpoint {
+        Some(path) => format!("the last good checkpoint is {}", path.display()),
+        None => "no checkpoint was written yet".to_string(),
+    })]
+    NonFiniteLoss {
+        /// The iteration, from 1.
+        iteration: u64,
+        /// The loss.
+        loss: f64,
+        /// The newest checkpoint, which holds the last good weights.
+        last_checkpoint: Option<PathBuf>,
+    },
+}
