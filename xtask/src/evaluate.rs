@@ -5,20 +5,20 @@ use std::path::PathBuf;
 
 use anyhow::ensure;
 use virtex_data::coco::{read_references, read_results};
-use virtex_eval::captioner::{CaptionTask, ImageSet};
+use virtex_eval::captioner::ImageSet;
 use virtex_eval::captioning::{pair_with_references, score_captions};
 use virtex_eval::emoji::{EmojiExperiment, EmojiRow};
 use virtex_eval::features::{FeatureTask, image_list};
 use virtex_eval::transfer::{Protocol, TransferTask};
 use virtex_eval::voc07_task::Voc07Task;
-use virtex_train::source::{PthLayout, WeightsSource};
+use virtex_train::source::WeightsSource;
 use virtex_vision::pytorch::ExportNaming;
 
 use crate::flags::{
     BackboneSource, CaptioningEval, Detectron2Export, EmojiProbe, Evaluate, Evaluation,
     ExtractFeatures, Transfer, Voc07,
 };
-use crate::{load_config, project_file, project_root, write_file, write_json};
+use crate::{project_file, project_root, write_file, write_json};
 
 impl Evaluate {
     pub(crate) fn run(self) -> anyhow::Result<()> {
@@ -187,16 +187,9 @@ impl CaptioningEval {
         let results = match (&self.predictions, &self.checkpoint) {
             (Some(path), _) => read_results(path)?,
             (None, Some(checkpoint)) => {
-                let results = self.device.dispatch(CaptionTask {
-                    source: WeightsSource::from_arg(checkpoint, PthLayout::Virtex),
-                    config: load_config(&self.config, &[])?,
-                    tokenizer: self.tokenizer.clone(),
-                    decoder: self.decoder,
-                    beam_prefix: self.beam_prefix,
-                    images: ImageSet::coco(&self.annotations, self.image_dir.as_deref())?,
-                    batch: self.batch,
-                    attention_dir: None,
-                })??;
+                let images = ImageSet::coco(&self.annotations, self.image_dir.as_deref())?;
+                let task = self.captioner.task(checkpoint, images, None)?;
+                let results = self.device.dispatch(task)??;
                 let captions_path = match &self.output {
                     Some(output) => output.with_extension("captions.json"),
                     None => std::env::temp_dir().join("virtex-captions.json"),

@@ -98,29 +98,11 @@ pub struct CaptioningEval {
     /// A virtex-rs checkpoint or an official VirTex `.pth` to caption with.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Config of an official `.pth`.
-    #[arg(
-        long,
-        default_value = "data/configs/task_ablations/bicaptioning_R_50_L1_H2048.yaml"
-    )]
-    pub config: PathBuf,
-    /// SentencePiece model [default: the config's DATA.TOKENIZER_MODEL].
-    #[arg(long)]
-    pub tokenizer: Option<PathBuf>,
     /// Image directory [default: `ROOT/{split}2017` beside `ROOT/annotations/`].
     #[arg(long)]
     pub image_dir: Option<PathBuf>,
-    /// How the next token is chosen: beam, nucleus or greedy [default: the
-    /// config's MODEL.DECODER, beam search].
-    #[arg(long)]
-    pub decoder: Option<DecoderName>,
-    /// Beam search's prefix after the first step: drop-sos (the reference's
-    /// search) or keep-sos [default: the config's MODEL.DECODER.BEAM_PREFIX].
-    #[arg(long)]
-    pub beam_prefix: Option<BeamPrefix>,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 16)]
-    pub batch: usize,
+    #[command(flatten)]
+    pub captioner: Captioner,
     /// Where to write the scores (and, when captioning, `<output>.captions.json`).
     #[arg(long)]
     pub output: Option<PathBuf>,
@@ -262,14 +244,10 @@ pub struct Pretrain {
     pub resume: bool,
 }
 
-/// `cargo xtask caption`.
+/// How a checkpoint captions, for `caption` and `evaluate captioning`.
 #[derive(Debug, clap::Args)]
-pub struct Caption {
-    /// A virtex-rs checkpoint (`checkpoint_N.safetensors`) or an official
-    /// VirTex `.pth` (`{"model": state_dict}`; its architecture comes from `--config`).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Config of an official `.pth` (ignored for virtex-rs checkpoints, which hold theirs).
+pub struct Captioner {
+    /// Config of an official `.pth` (virtex-rs checkpoints hold theirs).
     #[arg(
         long,
         default_value = "data/configs/task_ablations/bicaptioning_R_50_L1_H2048.yaml"
@@ -278,15 +256,8 @@ pub struct Caption {
     /// SentencePiece model [default: the config's DATA.TOKENIZER_MODEL].
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
-    /// A directory of images, or a COCO captions JSON (its images are read
-    /// from `--image-dir`, by default `ROOT/{split}2017` beside `ROOT/annotations/`).
-    #[arg(long)]
-    pub images: PathBuf,
-    /// Image directory of a COCO JSON given to `--images`.
-    #[arg(long)]
-    pub image_dir: Option<PathBuf>,
     /// How the next token is chosen: beam, nucleus or greedy [default: the
-    /// config's MODEL.DECODER].
+    /// config's MODEL.DECODER, beam search].
     #[arg(long)]
     pub decoder: Option<DecoderName>,
     /// Beam search's prefix after the first step: drop-sos (the reference's
@@ -296,6 +267,24 @@ pub struct Caption {
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,
+}
+
+/// `cargo xtask caption`.
+#[derive(Debug, clap::Args)]
+pub struct Caption {
+    /// A virtex-rs checkpoint (`checkpoint_N.safetensors`) or an official
+    /// VirTex `.pth` (`{"model": state_dict}`; its architecture comes from `--config`).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// A directory of images, or a COCO captions JSON (its images are read
+    /// from `--image-dir`, by default `ROOT/{split}2017` beside `ROOT/annotations/`).
+    #[arg(long)]
+    pub images: PathBuf,
+    /// Image directory of a COCO JSON given to `--images`.
+    #[arg(long)]
+    pub image_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub captioner: Captioner,
     /// Where to write `[{"image_id" | "file_name", "caption"}]`.
     #[arg(long)]
     pub output: PathBuf,

@@ -121,7 +121,7 @@ impl BenchKind {
 pub fn workspace_root() -> PathBuf {
     let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     if built_in.join("data/configs").is_dir() {
-        built_in
+        built_in.canonicalize().unwrap_or(built_in)
     } else {
         std::env::current_dir().unwrap_or(built_in)
     }
