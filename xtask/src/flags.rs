@@ -239,9 +239,18 @@ pub struct Pretrain {
     /// devices (`cuda:0,cuda:1`) train data-parallel, the batch split among them.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceList,
-    /// Continue from the newest checkpoint in the output directory.
+    /// Continue from the newest checkpoint in the output directory (a fresh
+    /// run when it holds none yet, so a requeued job can pass it every time).
     #[arg(long)]
     pub resume: bool,
+    /// Start from what fits of these weights: a virtex-rs checkpoint, an
+    /// official VirTex `.pth`, or a torchvision `.pth` (the backbone alone);
+    /// the rest keeps its fresh initialisation. Ignored when resuming.
+    #[arg(long)]
+    pub init_from: Option<PathBuf>,
+    /// How an `--init-from` `.pth` is laid out: virtex or torchvision.
+    #[arg(long, default_value_t = PthLayout::Virtex)]
+    pub layout: PthLayout,
 }
 
 /// How a checkpoint captions, for `caption` and `evaluate captioning`.

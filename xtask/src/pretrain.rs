@@ -2,7 +2,9 @@
 //! [`virtex_train::trainer::Pretraining`] and reports what it learned.
 
 use anyhow::Context;
+use virtex_train::checkpoint::list_checkpoints;
 use virtex_train::config::Config;
+use virtex_train::source::WeightsSource;
 use virtex_train::trainer::{Pretraining, default_output};
 
 use crate::flags::Pretrain;
@@ -19,6 +21,12 @@ impl Pretrain {
             None => project_root().join(default_output(&config_path)),
         };
         let config = Config::load(Some(&config_path), &self.overrides)?;
+        if self.resume && list_checkpoints(&output).is_empty() {
+            println!(
+                "--resume: no checkpoint in {} yet; starting a fresh run",
+                output.display()
+            );
+        }
         println!(
             "pretraining {} ({} + {}) for {} iterations of {} images on {}; output in {}",
             config.model.name,
@@ -35,6 +43,10 @@ impl Pretrain {
                 config,
                 output: output.clone(),
                 resume: self.resume,
+                init_from: self
+                    .init_from
+                    .as_deref()
+                    .map(|path| WeightsSource::from_arg(path, self.layout)),
             })?
             .context("pretraining stopped")?;
         let losses = &summary.losses;
@@ -64,6 +76,20 @@ impl Pretrain {
         }
         if summary.skipped_images > 0 {
             println!("skipped {} undecodable images", summary.skipped_images);
+        }
+        if let Some(init) = &summary.init {
+            println!(
+                "--init-from: loaded {} tensors; {} kept their fresh values{}",
+                init.loaded,
+                init.left_out.len(),
+                init.left_out
+                    .iter()
+                    .map(|t| format!("\n  {t}"))
+                    .collect::<String>()
+            );
+            if !init.unused.is_empty() {
+                println!("  unused from the source: {}", init.unused.join(", "));
+            }
         }
         if let Some(checkpoint) = &summary.checkpoint {
             println!("checkpoint: {}", checkpoint.display());

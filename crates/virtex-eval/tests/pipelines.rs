@@ -51,6 +51,7 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
         config,
         output: output.clone(),
         resume: false,
+        init_from: None,
     }
     .run::<CpuBackend>(Default::default())
     .unwrap();

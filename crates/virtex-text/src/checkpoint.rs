@@ -19,7 +19,7 @@ use burn::module::{Module, ParamId};
 use burn::tensor::TensorData;
 use burn::tensor::backend::Backend;
 use burn_store::pytorch::PytorchReader;
-use burn_store::{ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
+use burn_store::{ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
 use virtex_vision::pytorch::torchvision_to_burn;
 
 use crate::names::{IN_PROJ_ROWS, official_name, textual_path};
@@ -116,6 +116,22 @@ pub fn load_virtex_checkpoint<B: Backend, M: Module<B>>(
     path: &Path,
     parts: CheckpointParts,
 ) -> Result<M, CheckpointError> {
+    let mut result = apply_virtex_checkpoint(&mut model, path, parts)?;
+    if parts == CheckpointParts::TextualOnly {
+        result.missing.retain(|(p, _)| !p.starts_with("visual."));
+    }
+    check_applied(&result, path, false, official_name)?;
+    Ok(model)
+}
+
+/// Applies what fits of an official VirTex checkpoint to `model` and reports
+/// the rest (missing, unused and wrongly shaped tensors keep their values)
+/// instead of failing on it: for starting a different model from one.
+pub fn apply_virtex_checkpoint<B: Backend, M: Module<B>>(
+    model: &mut M,
+    path: &Path,
+    parts: CheckpointParts,
+) -> Result<ApplyResult, CheckpointError> {
     let reader =
         PytorchReader::with_top_level_key(path, "model").map_err(|e| VisionError::Read {
             path: path.to_path_buf(),
@@ -175,11 +191,5 @@ pub fn load_virtex_checkpoint<B: Backend, M: Module<B>>(
         }
     }
 
-    let result = model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), true);
-    let mut result = result;
-    if parts == CheckpointParts::TextualOnly {
-        result.missing.retain(|(p, _)| !p.starts_with("visual."));
-    }
-    check_applied(&result, path, false, official_name)?;
-    Ok(model)
+    Ok(model.apply(snapshots, None, Some(Box::new(PyTorchToBurnAdapter)), true))
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use burn::module::{AutodiffModule, ParamId};
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
-use burn_store::{ModuleSnapshot, TensorSnapshot};
+use burn_store::{ApplyResult, ModuleSnapshot, TensorSnapshot};
 use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
@@ -272,6 +272,17 @@ impl ModelCheckpoint {
         apply_model(&self.path, &file, &mut model)?;
         Ok(model)
     }
+
+    /// Applies what fits of the `model.*` tensors to `model`, a model of any
+    /// config, and reports the rest (missing, unused and wrongly shaped
+    /// tensors keep their values) instead of failing on it.
+    pub fn apply_partially<B: burn::tensor::backend::Backend, M: ModuleSnapshot<B>>(
+        &self,
+        model: &mut M,
+    ) -> Result<ApplyResult, CheckpointError> {
+        let file = deserialize(&self.path, &self.bytes)?;
+        Ok(apply_snapshots(&file, model))
+    }
 }
 
 fn deserialize<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>, CheckpointError> {
@@ -297,6 +308,20 @@ fn apply_model<B: burn::tensor::backend::Backend, M: ModuleSnapshot<B>>(
     file: &SafeTensors<'_>,
     model: &mut M,
 ) -> Result<(), CheckpointError> {
+    let result = apply_snapshots(file, model);
+    virtex_vision::check_applied(&result, path, false, |p| format!("{MODEL}{p}")).map_err(|e| {
+        CheckpointError::Format {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        }
+    })
+}
+
+/// Applies each `model.*` tensor of `file` that `model` has with its shape.
+fn apply_snapshots<B: burn::tensor::backend::Backend, M: ModuleSnapshot<B>>(
+    file: &SafeTensors<'_>,
+    model: &mut M,
+) -> ApplyResult {
     let snapshots = file
         .tensors()
         .into_iter()
@@ -313,13 +338,7 @@ fn apply_model<B: burn::tensor::backend::Backend, M: ModuleSnapshot<B>>(
             Some(snapshot)
         })
         .collect();
-    let result = model.apply(snapshots, None, None, true);
-    virtex_vision::check_applied(&result, path, false, |p| format!("{MODEL}{p}")).map_err(|e| {
-        CheckpointError::Format {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        }
-    })
+    model.apply(snapshots, None, None, true)
 }
 
 /// Loads a checkpoint into `model` (built from the same config) and

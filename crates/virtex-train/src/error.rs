@@ -59,6 +59,9 @@ pub enum TrainError {
     /// A batch could not be produced.
     #[error(transparent)]
     Loader(#[from] LoaderError),
+    /// `--init-from` weights that cannot be read.
+    #[error("--init-from: {0}")]
+    Init(#[from] crate::source::SourceError),
     /// The model cannot be built from the config.
     #[error(transparent)]
     Model(#[from] ModelConfigError),
@@ -93,9 +96,6 @@ pub enum TrainError {
         /// Its newest checkpoint.
         newest: PathBuf,
     },
-    /// `--resume` where there is nothing to resume.
-    #[error("--resume: no checkpoint in {0}")]
-    NothingToResume(PathBuf),
     /// `--resume` from a checkpoint of another model or dataset.
     #[error("--resume: {0} was written with different MODEL or DATA settings")]
     ResumeMismatch(PathBuf),

@@ -9,7 +9,8 @@
 //! - [`optim`]: SGD/AdamW with the reference's parameter groups, clipping,
 //!   Lookahead; [`optim::schedule`] the warm-up + decay multipliers.
 //! - [`source`]: weights from a virtex-rs checkpoint, an official VirTex or
-//!   torchvision `.pth`, or fresh ones, for a backbone or a whole model.
+//!   torchvision `.pth`, or fresh ones, for a backbone or a whole model;
+//!   [`init`] starts a different model from what fits of them.
 //! - [`trainer`]: [`trainer::Pretraining`], the loop, run on a backend chosen
 //!   by [`device`]; [`checkpoint`], [`metrics`] and [`progress`] serve it;
 //!   [`TrainError`] says why a run could not start or stopped.
@@ -36,6 +37,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod device;
 pub mod error;
+pub mod init;
 pub mod metrics;
 pub mod optim;
 pub mod parallel;

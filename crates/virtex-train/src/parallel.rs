@@ -10,7 +10,7 @@
 //! kept, as DDP broadcasts rank 0's buffers.
 
 use crate::batch::model_input;
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
@@ -29,11 +29,14 @@ pub struct StepGradients {
 }
 
 /// Forward and backward of `batch` split over `devices` (at least one; with
-/// one device this is the plain single-device step).
+/// one device this is the plain single-device step). With `frozen_visual`
+/// (`MODEL.VISUAL.FROZEN`) the backbone runs in inference mode and only the
+/// textual heads get gradients.
 pub fn forward_backward<B: AutodiffBackend>(
     model: &PretrainingModel<B>,
     batch: &PretrainingBatch,
     devices: &[B::Device],
+    frozen_visual: bool,
 ) -> Result<StepGradients, TargetsMismatch> {
     let main = &devices[0];
     let shards = batch.split(devices.len());
@@ -45,7 +48,14 @@ pub fn forward_backward<B: AutodiffBackend>(
         // running statistics are the ones that persist.
         let replica = (index > 0).then(|| model.clone().fork(device));
         let replica = replica.as_ref().unwrap_or(model);
-        let out = replica.forward(&model_input::<B>(shard, device))?;
+        let input = model_input::<B>(shard, device);
+        let out = if frozen_visual {
+            // BatchNorm with its running statistics, no graph through the backbone.
+            let features = replica.visual.valid().forward(input.images.clone().inner());
+            replica.forward_features(Tensor::from_inner(features), &input)?
+        } else {
+            replica.forward(&input)?
+        };
         loss += out.loss.clone().into_scalar().elem::<f64>();
         for (k, (name, term)) in out.components.into_iter().enumerate() {
             let value = term.into_scalar().elem::<f64>();

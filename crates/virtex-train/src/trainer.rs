@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
-use burn::module::AutodiffModule;
+use burn::module::{AutodiffModule, Module};
 use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::SeedableRng;
@@ -38,11 +38,13 @@ use crate::checkpoint::{
 use crate::config::{BadImage, Config, DecoderName};
 use crate::device::{BackendTask, MultiDeviceTask};
 use crate::error::TrainError;
+use crate::init::InitReport;
 use crate::metrics::MetricsLog;
 use crate::optim::schedule::LrSchedule;
 use crate::optim::{StepRates, VirtexOptimizer};
 use crate::parallel::{StepGradients, forward_backward};
 use crate::progress::Progress;
+use crate::source::WeightsSource;
 
 /// Validation images whose greedy captions are logged.
 const LOGGED_CAPTIONS: usize = 4;
@@ -54,8 +56,12 @@ pub struct Pretraining {
     pub config: Config,
     /// Where checkpoints, `metrics.jsonl` and plots go.
     pub output: PathBuf,
-    /// Continue from the newest checkpoint in `output`.
+    /// Continue from the newest checkpoint in `output` (a fresh run when it
+    /// holds none).
     pub resume: bool,
+    /// Start a fresh run from what fits of these weights (ignored when
+    /// resuming from a checkpoint).
+    pub init_from: Option<WeightsSource>,
 }
 
 /// What a finished run reports.
@@ -75,6 +81,8 @@ pub struct PretrainingSummary {
     pub skipped_images: usize,
     /// The newest checkpoint.
     pub checkpoint: Option<PathBuf>,
+    /// What `init_from` loaded and left out.
+    pub init: Option<InitReport>,
     /// Wall time of the run.
     pub seconds: f64,
 }
@@ -293,6 +301,7 @@ impl MultiDeviceTask for Pretraining {
             config,
             output,
             resume,
+            init_from,
         } = self;
         let started = Instant::now();
         std::fs::create_dir_all(&output).map_err(|source| TrainError::Output {
@@ -310,13 +319,25 @@ impl MultiDeviceTask for Pretraining {
 
         B::seed(&device, config.random_seed);
         let mut model = config.model_config().init::<B>(&device)?;
+        let resuming = resume && !existing.is_empty();
+        let mut init = None;
+        if let (false, Some(source)) = (resuming, &init_from) {
+            let (loaded, report) = source.init_model(model)?;
+            model = loaded;
+            init = Some(report);
+        }
+        let frozen = config.model.visual.frozen;
+        if frozen {
+            // No gradients, so no optimiser state; the forward pass runs the
+            // backbone in inference mode (`parallel::forward_backward`).
+            model.visual = model.visual.no_grad();
+        }
         let mut optimizer = VirtexOptimizer::new(&model, &config.optim)?;
         let mut start = 0;
         let mut checkpoint = None;
-        if resume {
-            let Some((_, path)) = existing.last() else {
-                return Err(TrainError::NothingToResume(output));
-            };
+        // `resume` with nothing written yet (a requeued job's first start,
+        // or a new directory) is a fresh run.
+        if let (true, Some((_, path))) = (resume, existing.last()) {
             let (loaded, meta) = load_checkpoint(path, model, &mut optimizer, &device)?;
             if meta.config.model != config.model || meta.config.data != config.data {
                 return Err(TrainError::ResumeMismatch(path.clone()));
@@ -339,6 +360,7 @@ impl MultiDeviceTask for Pretraining {
             captions: Vec::new(),
             skipped_images: 0,
             checkpoint: checkpoint.clone(),
+            init,
             seconds: 0.0,
         };
 
@@ -352,7 +374,7 @@ impl MultiDeviceTask for Pretraining {
                 loss,
                 components,
                 grads,
-            } = forward_backward(&model, &batch, &devices)?;
+            } = forward_backward(&model, &batch, &devices, frozen)?;
             if !loss.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     iteration: iteration + 1,

@@ -3,12 +3,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use burn_store::ModuleSnapshot;
 use virtex_train::TrainError;
 use virtex_train::checkpoint::{list_checkpoints, read_meta};
 use virtex_train::config::Config;
 use virtex_train::device::BackendTask;
 use virtex_train::device::CpuBackend;
+use virtex_train::source::WeightsSource;
 use virtex_train::trainer::{Pretraining, PretrainingSummary};
+use virtex_vision::ResNetArch;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -51,6 +54,7 @@ fn run(config: Config, output: &Path, resume: bool) -> Result<PretrainingSummary
         config,
         output: output.to_path_buf(),
         resume,
+        init_from: None,
     }
     .run::<CpuBackend>(Default::default())
 }
@@ -89,6 +93,14 @@ fn a_resumed_run_repeats_the_uninterrupted_losses() {
         .filter(|l| l.contains("\"grad_norm\""))
         .count();
     assert_eq!(train_lines, 4, "the log holds each iteration once");
+    std::fs::remove_dir_all(output).unwrap();
+
+    // --resume where nothing was written yet (a requeued job's first start)
+    // is a fresh run.
+    let output = scratch("resume-fresh");
+    let fresh = run(tiny(4, &[]), &output, true).unwrap();
+    assert_eq!((fresh.start_iteration, fresh.losses.len()), (0, 4));
+    assert_eq!(list_checkpoints(&output).len(), 2);
     std::fs::remove_dir_all(output).unwrap();
 }
 
@@ -179,8 +191,8 @@ fn data_parallel_gradients_average_the_shards() {
     doubled.lengths.extend(half.lengths.clone());
     let device = Default::default();
     let model = config.model_config().init::<CpuBackend>(&device).unwrap();
-    let one = forward_backward(&model, &half, &[device]).unwrap();
-    let two = forward_backward(&model, &doubled, &[device, device]).unwrap();
+    let one = forward_backward(&model, &half, &[device], false).unwrap();
+    let two = forward_backward(&model, &doubled, &[device, device], false).unwrap();
     assert!(
         (one.loss - two.loss).abs() < 1e-5,
         "{} vs {}",
@@ -246,6 +258,7 @@ fn data_parallel_gradients_average_the_shards() {
                 config: tiny(2, &[]),
                 output: output.clone(),
                 resume: false,
+                init_from: None,
             })
             .unwrap()
             .unwrap()
@@ -253,4 +266,85 @@ fn data_parallel_gradients_average_the_shards() {
     assert_eq!(summary.losses.len(), 2);
     assert!(summary.losses.iter().all(|l| l.is_finite()));
     std::fs::remove_dir_all(&output).unwrap();
+}
+
+/// `MODEL.VISUAL.FROZEN` captioning from a pretrained checkpoint
+/// (`--init-from`): what fits is loaded and the rest named, the backbone
+/// does not move (weights nor BatchNorm statistics), and the new decoder
+/// learns.
+#[test]
+fn a_frozen_backbone_captioner_trains_from_a_pretrained_checkpoint() {
+    let pretrained = scratch("init-source");
+    run(tiny(4, &[]), &pretrained, false).unwrap();
+    let source = WeightsSource::Native(pretrained.join("checkpoint_4.safetensors"));
+
+    // A forward captioner with a 2-layer decoder (the source has 1 layer
+    // and a backward decoder) over the source's frozen backbone.
+    let output = scratch("init-frozen");
+    let config = tiny(
+        12,
+        &[
+            "MODEL.NAME=captioning",
+            "MODEL.TEXTUAL.NAME=transdec_postnorm::L2_H32_A2_F64",
+            "MODEL.VISUAL.FROZEN=true",
+        ],
+    );
+    let summary = {
+        let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+        Pretraining {
+            config,
+            output: output.clone(),
+            resume: false,
+            init_from: Some(source.clone()),
+        }
+        .run::<CpuBackend>(Default::default())
+        .unwrap()
+    };
+    let init = summary.init.expect("an init report");
+    assert!(init.loaded > 100, "{init:?}");
+    assert!(
+        init.left_out
+            .iter()
+            .all(|t| t.contains("transformer.layers.1.") && t.ends_with("(not in the source)")),
+        "only the new layer starts fresh: {:?}",
+        init.left_out
+    );
+    assert!(!init.left_out.is_empty());
+    assert!(
+        init.unused.iter().any(|t| t.contains("backward_textual")),
+        "{:?}",
+        init.unused
+    );
+
+    let backbone = |source: &WeightsSource| {
+        let resnet = source
+            .backbone::<burn::backend::Flex>(ResNetArch::Resnet18, &Default::default())
+            .unwrap();
+        resnet
+            .collect(None, None, false)
+            .into_iter()
+            .map(|t| (t.full_path(), t.to_data().unwrap().to_vec::<f32>().unwrap()))
+            .collect::<Vec<_>>()
+    };
+    let trained = WeightsSource::Native(summary.checkpoint.clone().unwrap());
+    assert_eq!(
+        backbone(&trained),
+        backbone(&source),
+        "a frozen backbone keeps its weights and BatchNorm statistics"
+    );
+
+    let validation: Vec<f64> = std::fs::read_to_string(output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|line| {
+            serde_json::from_str::<serde_json::Value>(line).ok()?["val_loss"].as_f64()
+        })
+        .collect();
+    assert_eq!(validation.len(), 6, "{validation:?}");
+    assert!(
+        validation[5] < validation[0],
+        "the decoder learns over the frozen backbone: {validation:?}"
+    );
+    std::fs::remove_dir_all(pretrained).unwrap();
+    std::fs::remove_dir_all(output).unwrap();
 }

@@ -135,7 +135,14 @@ impl<B: AutodiffBackend> VirtexOptimizer<B> {
         model: &M,
         config: &OptimConfig,
     ) -> Result<Self, regex::Error> {
-        let table = ParameterTable::new(model, &config.no_decay)?;
+        let mut table = ParameterTable::new(model, &config.no_decay)?;
+        // Parameters held out of training (`Module::no_grad`, a frozen
+        // backbone) get neither updates nor state.
+        let mut held_out = HeldOut(Vec::new());
+        model.visit(&mut held_out);
+        for id in held_out.0 {
+            table.by_id.remove(&id);
+        }
         let mut optimizer = Self {
             config: config.clone(),
             table,
@@ -194,6 +201,17 @@ impl<B: AutodiffBackend> VirtexOptimizer<B> {
             sync,
         });
         (model, norm)
+    }
+}
+
+/// The ids of the parameters that take no gradient.
+struct HeldOut(Vec<ParamId>);
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for HeldOut {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if !param.val().is_require_grad() {
+            self.0.push(param.id);
+        }
     }
 }
 
