@@ -113,14 +113,6 @@ pub struct DecodedCaption {
     pub attention: Vec<Vec<f32>>,
 }
 
-/// Beam search's settings, as [`DecodingStrategy::Beam`] holds them.
-#[derive(Clone, Copy, Debug)]
-struct Beams {
-    size: usize,
-    per_node: usize,
-    prefix: BeamPrefix,
-}
-
 /// A partial caption.
 #[derive(Clone, Debug)]
 struct Hypothesis {
@@ -207,11 +199,9 @@ impl CaptionDecoder {
             } => self.beam_search(
                 head,
                 visual_features,
-                Beams {
-                    size: beam_size,
-                    per_node: per_node_beam_size,
-                    prefix,
-                },
+                beam_size,
+                per_node_beam_size,
+                prefix,
                 max_steps,
             ),
             DecodingStrategy::Greedy => self.sample(head, visual_features, max_steps, |logits| {
@@ -273,22 +263,19 @@ impl CaptionDecoder {
 
     /// The reference's `AutoRegressiveBeamSearch`, batched over images:
     /// log-softmax of each step's logits, then the prefix's last token's set
-    /// to −10000 (from the second step on), each beam's `per_node` best tokens added
-    /// to its score, the best `size` of those kept (ties: the earlier beam,
+    /// to −10000 (from the second step on), each beam's `per_node_beam_size`
+    /// best tokens added to its score, the best `beam_size` of those kept (ties: the earlier beam,
     /// then the lower id); a beam that has said `[EOS]` goes on with `[EOS]`
     /// at no cost; done when every beam has ended or after `max_steps`.
     fn beam_search<B: Backend>(
         &self,
         head: &TransformerTextualHead<B>,
         visual_features: Tensor<B, 4>,
-        beams_of: Beams,
+        beam_size: usize,
+        per_node_beam_size: usize,
+        prefix: BeamPrefix,
         max_steps: usize,
     ) -> Vec<DecodedCaption> {
-        let Beams {
-            size: beam_size,
-            per_node: per_node_beam_size,
-            prefix,
-        } = beams_of;
         let device = visual_features.device();
         let batch = visual_features.dims()[0];
         let mut cache = head.start(visual_features);

@@ -10,13 +10,14 @@
 //! kept, as DDP broadcasts rank 0's buffers.
 
 use crate::batch::model_input;
-use burn::module::{AutodiffModule, Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{ElementConversion, Tensor};
 use virtex_data::loader::PretrainingBatch;
 use virtex_text::PretrainingModel;
 use virtex_text::models::TargetsMismatch;
+use virtex_vision::FrozenResNet;
 
 /// The outcome of one forward + backward over all shards.
 pub struct StepGradients {
@@ -50,9 +51,8 @@ pub fn forward_backward<B: AutodiffBackend>(
         let replica = replica.as_ref().unwrap_or(model);
         let input = model_input::<B>(shard, device);
         let out = if frozen_visual {
-            // BatchNorm with its running statistics, no graph through the backbone.
-            let features = replica.visual.valid().forward(input.images.clone().inner());
-            replica.forward_features(Tensor::from_inner(features), &input)?
+            let features = FrozenResNet::new(replica.visual.clone()).forward(input.images.clone());
+            replica.forward_features(features, &input)?
         } else {
             replica.forward(&input)?
         };
