@@ -8,7 +8,7 @@ use virtex_data::coco::{read_references, read_results};
 use virtex_eval::captioner::ImageSet;
 use virtex_eval::captioning::{pair_with_references, score_captions};
 use virtex_eval::emoji::{EmojiExperiment, EmojiRow};
-use virtex_eval::features::{FeatureTask, image_list};
+use virtex_eval::features::{Extraction, FeatureTask, image_list};
 use virtex_eval::transfer::{Protocol, TransferTask};
 use virtex_eval::voc07_task::Voc07Task;
 use virtex_train::source::WeightsSource;
@@ -46,17 +46,29 @@ impl ExtractFeatures {
         // Listed once, so the `.npy` rows and the `.txt` listing cannot disagree.
         let images = image_list(&self.images)?;
         ensure!(!images.is_empty(), "no images in {}", self.images.display());
-        let features = self.device.dispatch(FeatureTask {
+        let extracted = self.device.dispatch(FeatureTask {
             source: self.backbone.source(),
             arch: self.backbone.arch,
-            images: images.clone(),
-            size: self.size,
-            batch: self.batch,
-            l2_normalize: self.l2_normalize,
+            images,
+            extraction: Extraction {
+                batch: self.batch,
+                l2_normalize: self.l2_normalize,
+                on_bad_image: self.bad_images.policy(),
+                max_image_pixels: self.bad_images.max_image_pixels,
+                ..Extraction::new(self.size)
+            },
         })??;
+        let skipped = self.bad_images.report(&extracted.skipped, &self.output)?;
+        ensure!(
+            !extracted.images.is_empty(),
+            "none of the {} images could be read",
+            extracted.skipped.len()
+        );
+        let features = &extracted.features;
         features.save_npy(&self.output)?;
         let listing = self.output.with_extension("txt");
-        let paths: String = images
+        let paths: String = extracted
+            .images
             .iter()
             .map(|p| format!("{}\n", p.display()))
             .collect();
@@ -68,6 +80,13 @@ impl ExtractFeatures {
             self.output.display(),
             listing.display()
         );
+        if let Some(skipped) = skipped {
+            println!(
+                "skipped {} unreadable images (listed in {})",
+                extracted.skipped.len(),
+                skipped.display()
+            );
+        }
         Ok(())
     }
 }
@@ -188,8 +207,9 @@ impl CaptioningEval {
             (Some(path), _) => read_results(path)?,
             (None, Some(checkpoint)) => {
                 let images = ImageSet::coco(&self.annotations, self.image_dir.as_deref())?;
-                let task = self.captioner.task(checkpoint, images, None)?;
-                let results = self.device.dispatch(task)??;
+                // Scores cover the whole split: an unreadable image stops it.
+                let task = self.captioner.task(checkpoint, images, None, None)?;
+                let results = self.device.dispatch(task)??.results;
                 let captions_path = match &self.output {
                     Some(output) => output.with_extension("captions.json"),
                     None => std::env::temp_dir().join("virtex-captions.json"),

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use virtex_data::images::DEFAULT_MAX_PIXELS;
 use virtex_train::config::{BeamPrefix, DecoderName};
 use virtex_train::device::{DeviceList, DeviceSpec};
 use virtex_train::source::PthLayout;
@@ -192,7 +193,9 @@ pub struct ExtractFeatures {
     /// Images per forward pass.
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
-    /// The `.npy` to write.
+    #[command(flatten)]
+    pub bad_images: BadImages,
+    /// The `.npy` to write (the images of its rows are listed in `<output>.txt`).
     #[arg(long)]
     pub output: PathBuf,
     /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
@@ -278,6 +281,29 @@ pub struct Captioner {
     pub batch: usize,
 }
 
+/// What `caption` and `evaluate features` do with a file that is not a
+/// usable image.
+#[derive(Debug, clap::Args)]
+pub struct BadImages {
+    /// `skip`: leave it out, say why on stderr, list it in the output
+    /// (`<output>.skipped.json`) and go on; `error`: stop at the first, naming it.
+    #[arg(long, value_enum, default_value_t = OnBadImage::Skip)]
+    pub on_bad_image: OnBadImage,
+    /// Images with more pixels are refused unread, as possible decompression
+    /// bombs (default: PIL's `MAX_IMAGE_PIXELS`).
+    #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
+    pub max_image_pixels: u64,
+}
+
+/// `--on-bad-image`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnBadImage {
+    /// Leave the file out and list it.
+    Skip,
+    /// Stop at the first bad file.
+    Error,
+}
+
 /// `cargo xtask caption`.
 #[derive(Debug, clap::Args)]
 pub struct Caption {
@@ -297,6 +323,8 @@ pub struct Caption {
     /// Where to write `[{"image_id" | "file_name", "caption"}]`.
     #[arg(long)]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub bad_images: BadImages,
     /// Also write, per image, `<name>.png`: the image and, for each word, the
     /// forward decoder's cross-attention over the grid as a heat map (with
     /// `<name>.txt` listing the words in panel order).

@@ -17,6 +17,8 @@ use flags::{Command, Xtask};
 use virtex_train::config::Config;
 
 fn main() -> anyhow::Result<()> {
+    // Training loops show burn-train's dashboard when stdout is a terminal.
+    virtex_train::progress::enable_dashboard();
     Xtask::parse().command.run()
 }
 

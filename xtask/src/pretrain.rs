@@ -71,8 +71,17 @@ impl Pretrain {
         if let Some(val) = summary.val_loss {
             println!("validation loss {val:.3}");
         }
-        for (id, caption) in &summary.captions {
-            println!("  val image {id}: {caption}");
+        for sample in &summary.captions {
+            println!("  val image {}: {}", sample.image_id, sample.caption);
+            if !sample.references.is_empty() {
+                println!("      references: {}", sample.references.join(" | "));
+            }
+        }
+        if let Some(sheet) = &summary.contact_sheet {
+            println!(
+                "contact sheet (images, captions, references): {}",
+                sheet.display()
+            );
         }
         if summary.skipped_images > 0 {
             println!("skipped {} undecodable images", summary.skipped_images);

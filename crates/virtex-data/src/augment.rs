@@ -43,6 +43,50 @@ impl TrainAugmentation {
         }
     }
 
+    /// The augmentation a reference `DATA.IMAGE_TRANSFORM_TRAIN` list names,
+    /// at output side `size`. The list is a subsequence of the reference's
+    /// vocabulary in its order: a crop (`random_resized_crop`, or
+    /// `smallest_resize` then `center_crop`, the whole image's centre square),
+    /// then optionally `horizontal_flip` and `color_jitter`, then `normalize`.
+    /// Leaving a step out turns it off.
+    pub fn from_transforms<S: AsRef<str>>(
+        names: &[S],
+        size: u32,
+    ) -> Result<Self, TransformListError> {
+        let names: Vec<&str> = names.iter().map(AsRef::as_ref).collect();
+        let mut augment = Self::new(size);
+        let rest = match names.as_slice() {
+            ["random_resized_crop", rest @ ..] => rest,
+            ["smallest_resize", "center_crop", rest @ ..] => {
+                augment.scale = (1.0, 1.0);
+                augment.ratio = (1.0, 1.0);
+                rest
+            }
+            _ => return Err(TransformListError::new(&names, "must start with a crop")),
+        };
+        let rest = match rest {
+            ["horizontal_flip", rest @ ..] => rest,
+            rest => {
+                augment.flip_probability = 0.0;
+                rest
+            }
+        };
+        let rest = match rest {
+            ["color_jitter", rest @ ..] => rest,
+            rest => {
+                augment.jitter_probability = 0.0;
+                rest
+            }
+        };
+        match rest {
+            ["normalize"] => Ok(augment),
+            _ => Err(TransformListError::new(
+                &names,
+                "after the crop, only horizontal_flip, color_jitter (in that order) and a final normalize",
+            )),
+        }
+    }
+
     /// Augments one image and its caption.
     pub fn apply(&self, image: &RgbImage, caption: &str, rng: &mut impl Rng) -> (RgbImage, String) {
         let (x, y, w, h) = self.crop_box(image.width(), image.height(), rng);
@@ -85,6 +129,25 @@ impl TrainAugmentation {
             (width, height)
         };
         ((width - w) / 2, (height - h) / 2, w, h)
+    }
+}
+
+/// A training transform list [`TrainAugmentation::from_transforms`] cannot build.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "training transforms {names:?}: {reason} (known: random_resized_crop | smallest_resize, center_crop; horizontal_flip; color_jitter; normalize)"
+)]
+pub struct TransformListError {
+    names: Vec<String>,
+    reason: &'static str,
+}
+
+impl TransformListError {
+    fn new(names: &[&str], reason: &'static str) -> Self {
+        Self {
+            names: names.iter().map(|s| s.to_string()).collect(),
+            reason,
+        }
     }
 }
 
@@ -222,6 +285,56 @@ mod tests {
         );
         assert_eq!(caption, "bright light on the left");
         assert_eq!(imageops::flip_horizontal(&plain).as_raw(), flipped.as_raw());
+    }
+
+    #[test]
+    fn transform_lists_switch_steps_off() {
+        let reference = [
+            "random_resized_crop",
+            "horizontal_flip",
+            "color_jitter",
+            "normalize",
+        ];
+        assert_eq!(
+            TrainAugmentation::from_transforms(&reference, 32).unwrap(),
+            TrainAugmentation::new(32)
+        );
+        let plain = TrainAugmentation::from_transforms(
+            &[
+                "smallest_resize",
+                "center_crop",
+                "horizontal_flip",
+                "normalize",
+            ],
+            32,
+        )
+        .unwrap();
+        assert_eq!((plain.scale, plain.ratio), ((1.0, 1.0), (1.0, 1.0)));
+        assert_eq!(
+            (plain.flip_probability, plain.jitter_probability),
+            (0.5, 0.0)
+        );
+        // A 48×32 image: the centre 32×32 square, as smallest_resize + center_crop.
+        let image = emoji();
+        let mut no_flip = plain.clone();
+        no_flip.flip_probability = 0.0;
+        let (out, _) = no_flip.apply(&image, "", &mut StdRng::seed_from_u64(1));
+        let centre = imageops::crop_imm(&image, 8, 0, 32, 32).to_image();
+        assert_eq!(out.as_raw(), centre.as_raw());
+        for bad in [
+            &["horizontal_flip", "normalize"][..],
+            &[
+                "random_resized_crop",
+                "color_jitter",
+                "horizontal_flip",
+                "normalize",
+            ],
+            &["random_resized_crop", "horizontal_flip"],
+            &["random_resized_crop", "blur", "normalize"],
+        ] {
+            let err = TrainAugmentation::from_transforms(bad, 32).unwrap_err();
+            assert!(err.to_string().contains(bad[0]), "{err}");
+        }
     }
 
     #[test]

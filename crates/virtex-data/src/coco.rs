@@ -214,6 +214,14 @@ pub struct CocoCaptions {
 }
 
 impl CocoCaptions {
+    /// The image with COCO id `id`.
+    pub fn image(&self, id: u64) -> Option<&CaptionedImage> {
+        self.images
+            .binary_search_by_key(&id, |image| image.id)
+            .ok()
+            .map(|i| &self.images[i])
+    }
+
     /// Indexes `root` for `split` (`train` or `val`, as in `train2017`).
     pub fn load(root: &Path, split: &str) -> Result<Self, CocoError> {
         let annotations = root

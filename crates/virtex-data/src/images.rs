@@ -5,15 +5,30 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
-use image::{ImageFormat, ImageReader, RgbImage};
+use image::{ImageFormat, ImageReader, Limits, RgbImage};
 
 /// ImageNet channel means (RGB, on 0–1 values), the reference's `Normalize`.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 /// ImageNet channel standard deviations (RGB, on 0–1 values).
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 
+/// PIL's `Image.MAX_IMAGE_PIXELS` (89,478,485): images with more pixels are
+/// refused as possible decompression bombs (a small file that decodes to
+/// gigabytes) unless the caller raises the limit.
+pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
+
+/// What to do with an image that cannot be used.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BadImagePolicy {
+    /// Stop with an error naming the file (the default).
+    #[default]
+    Error,
+    /// Leave the image out, and count or list it.
+    Skip,
+}
+
 /// An image that cannot be used.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{path}: {message}")]
 pub struct ImageError {
     /// The file.
@@ -47,8 +62,15 @@ pub fn image_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// `imread(IMREAD_COLOR)`, which the reference uses).
 ///
 /// A truncated JPEG is an error: the decoder would otherwise fill the missing
-/// rows with grey, so the end-of-image marker is required.
+/// rows with grey, so the end-of-image marker is required. Images above
+/// [`DEFAULT_MAX_PIXELS`] are refused ([`load_rgb_within`] takes a limit).
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
+    load_rgb_within(path, DEFAULT_MAX_PIXELS)
+}
+
+/// [`load_rgb`], refusing images of more than `max_pixels` pixels before
+/// decoding them (the header says how large the image is).
+pub fn load_rgb_within(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
     let error = |message: String| ImageError {
         path: path.to_path_buf(),
         message,
@@ -60,6 +82,23 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
     if reader.format() == Some(ImageFormat::Jpeg) && !has_jpeg_end_marker(&bytes) {
         return Err(error("truncated JPEG (no end-of-image marker)".into()));
     }
+    let (width, height) = ImageReader::new(Cursor::new(&bytes))
+        .with_guessed_format()
+        .map_err(|e| error(format!("cannot read: {e}")))?
+        .into_dimensions()
+        .map_err(|e| error(format!("cannot decode: {e}")))?;
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels {
+        return Err(error(format!(
+            "{width}×{height} = {pixels} pixels is over the limit of {max_pixels} \
+             (a possible decompression bomb; raise the limit to read it)"
+        )));
+    }
+    let mut limits = Limits::no_limits();
+    // Room for the largest allowed image at 16 bits per RGBA channel.
+    limits.max_alloc = Some(max_pixels.saturating_mul(8).max(1 << 26));
+    let mut reader = reader;
+    reader.limits(limits);
     let image = reader
         .decode()
         .map_err(|e| error(format!("cannot decode: {e}")))?;
@@ -106,6 +145,8 @@ pub struct EvalTransform {
     pub resize: u32,
     /// Side of the centre crop the model sees.
     pub crop: u32,
+    /// Larger images are refused ([`DEFAULT_MAX_PIXELS`]).
+    pub max_pixels: u64,
 }
 
 impl EvalTransform {
@@ -116,13 +157,18 @@ impl EvalTransform {
         Self {
             resize: (crop * 256).div_ceil(224),
             crop,
+            max_pixels: DEFAULT_MAX_PIXELS,
         }
     }
 
     /// Pretraining validation: the pretraining factory passes the crop size
     /// to every resize and crop (`SmallestMaxSize(224)` → `CenterCrop(224)`).
     pub fn pretraining(crop: u32) -> Self {
-        Self { resize: crop, crop }
+        Self {
+            resize: crop,
+            crop,
+            max_pixels: DEFAULT_MAX_PIXELS,
+        }
     }
 
     /// The resized, centre-cropped image.
@@ -136,13 +182,24 @@ impl EvalTransform {
         Ok(normalized_batch(&self.load_crops(paths)?))
     }
 
+    /// Refuses images of more than `max_pixels` pixels.
+    pub fn with_max_pixels(self, max_pixels: u64) -> Self {
+        Self { max_pixels, ..self }
+    }
+
     /// Loads `paths` in parallel and returns their crops, for callers that
     /// need the pixels as well as the model's input ([`normalized_batch`]).
     pub fn load_crops(&self, paths: &[PathBuf]) -> Result<Vec<RgbImage>, ImageError> {
+        self.try_load_crops(paths).into_iter().collect()
+    }
+
+    /// [`EvalTransform::load_crops`], with each image's own outcome, so that
+    /// a caller can leave bad ones out ([`BadImagePolicy::Skip`]).
+    pub fn try_load_crops(&self, paths: &[PathBuf]) -> Vec<Result<RgbImage, ImageError>> {
         use rayon::prelude::*;
         paths
             .par_iter()
-            .map(|path| Ok(self.apply(&load_rgb(path)?)))
+            .map(|path| Ok(self.apply(&load_rgb_within(path, self.max_pixels)?)))
             .collect()
     }
 }
@@ -224,10 +281,42 @@ mod tests {
 
     #[test]
     fn broken_files_are_errors_naming_them() {
-        for name in ["truncated.jpg", "not_an_image.jpg", "absent.jpg"] {
+        for name in [
+            "truncated.jpg",
+            "not_an_image.jpg",
+            "empty.jpg",
+            "absent.jpg",
+        ] {
             let err = load_rgb(&fixture(name)).unwrap_err();
             assert!(err.to_string().contains(name), "{err}");
         }
+    }
+
+    #[test]
+    fn images_over_the_pixel_limit_are_refused_unread() {
+        // tools/fixtures/make_bad_image_fixtures.py: 12000×8000 in 12 KB.
+        let err = load_rgb(&fixture("bomb.png")).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("bomb.png"), "{message}");
+        assert!(
+            message.contains("12000×8000 = 96000000 pixels"),
+            "{message}"
+        );
+        assert!(message.contains("limit of 89478485"), "{message}");
+        // rgb.jpg has 48×32 = 1536 pixels.
+        let rgb = fixture("rgb.jpg");
+        assert!(load_rgb_within(&rgb, 1535).is_err());
+        assert_eq!(load_rgb_within(&rgb, 1536).unwrap().dimensions(), (48, 32));
+        let transform = EvalTransform::pretraining(16).with_max_pixels(1536);
+        let outcomes = transform.try_load_crops(&[fixture("bomb.png"), rgb]);
+        assert!(
+            outcomes[0]
+                .as_ref()
+                .unwrap_err()
+                .message
+                .contains("limit of 1536")
+        );
+        assert_eq!(outcomes[1].as_ref().unwrap().dimensions(), (16, 16));
     }
 
     #[test]
@@ -245,7 +334,8 @@ mod tests {
             EvalTransform::downstream(224),
             EvalTransform {
                 resize: 256,
-                crop: 224
+                crop: 224,
+                max_pixels: DEFAULT_MAX_PIXELS,
             }
         );
         assert_eq!(EvalTransform::downstream(32).resize, 37);

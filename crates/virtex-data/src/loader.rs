@@ -16,19 +16,10 @@ use rayon::prelude::*;
 use crate::augment::TrainAugmentation;
 use crate::caption::{CaptionTokens, MAX_CAPTION_LENGTH, normalize_caption};
 use crate::coco::CocoCaptions;
+pub use crate::images::BadImagePolicy;
 use crate::images::{EvalTransform, ImageError, load_rgb, to_normalized_chw};
 use crate::tasks::{MaskedCaption, TaskTargets, TaskView, pad_batch, token_bag};
 use crate::tokenizer::SentencePieceTokenizer;
-
-/// What to do with an image that cannot be decoded.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum BadImagePolicy {
-    /// Stop with an error naming the file (the default).
-    #[default]
-    Error,
-    /// Leave the sample out of its batch and count it.
-    Skip,
-}
 
 /// A failure while producing a batch.
 #[derive(Debug, thiserror::Error)]

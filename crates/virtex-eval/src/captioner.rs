@@ -5,12 +5,13 @@
 //!
 //! ```no_run
 //! use std::path::Path;
+//! use virtex_data::images::{BadImagePolicy, DEFAULT_MAX_PIXELS};
 //! use virtex_eval::captioner::{CaptionTask, ImageSet};
 //! use virtex_train::config::Config;
 //! use virtex_train::device::DeviceSpec;
 //! use virtex_train::source::{PthLayout, WeightsSource};
 //!
-//! let checkpoint = Path::new("runs/emoji_bicaptioning/checkpoint_250.safetensors");
+//! let checkpoint = Path::new("runs/emoji_bicaptioning/checkpoint_360.safetensors");
 //! let captions = DeviceSpec::Cpu.dispatch(CaptionTask {
 //!     source: WeightsSource::from_arg(checkpoint, PthLayout::Virtex),
 //!     config: Config::default(), // used only by `.pth` sources
@@ -20,9 +21,14 @@
 //!     images: ImageSet::folder(Path::new("my_photos"))?,
 //!     batch: 16,
 //!     attention_dir: None,
+//!     on_bad_image: BadImagePolicy::Skip,
+//!     max_image_pixels: DEFAULT_MAX_PIXELS,
 //! })??;
-//! for result in &captions {
+//! for result in &captions.results {
 //!     println!("{:?}: {}", result.image, result.caption);
+//! }
+//! for bad in &captions.skipped {
+//!     eprintln!("skipped {bad}");
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -35,7 +41,9 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use virtex_data::coco::{CaptionResult, CocoCaptions, ImageRef, split_image_dir};
-use virtex_data::images::{EvalTransform, image_files, normalized_batch};
+use virtex_data::images::{
+    BadImagePolicy, EvalTransform, ImageError, image_files, normalized_batch,
+};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 use virtex_text::decoding::DecodedCaption;
 use virtex_train::config::{BeamPrefix, Config, DecoderName};
@@ -115,10 +123,24 @@ pub struct CaptionTask {
     /// Also write, per image, `<name>.png` (the image, then the forward
     /// decoder's cross-attention for each word) and `<name>.txt` (the words).
     pub attention_dir: Option<PathBuf>,
+    /// An image that cannot be read stops the task (`Error`) or is left
+    /// out and listed in [`Captions::skipped`] (`Skip`).
+    pub on_bad_image: BadImagePolicy,
+    /// Images with more pixels are refused (decompression bombs).
+    pub max_image_pixels: u64,
+}
+
+/// What a [`CaptionTask`] made.
+#[derive(Clone, Debug, Default)]
+pub struct Captions {
+    /// One caption per readable image, in [`ImageSet`] order.
+    pub results: Vec<CaptionResult>,
+    /// The images left out under [`BadImagePolicy::Skip`], each with why.
+    pub skipped: Vec<ImageError>,
 }
 
 impl BackendTask for CaptionTask {
-    type Output = Result<Vec<CaptionResult>, EvalError>;
+    type Output = Result<Captions, EvalError>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let (model, mut config) = self
@@ -145,24 +167,40 @@ impl BackendTask for CaptionTask {
         })?;
         config.check_tokenizer(&tokenizer, &tokenizer_path)?;
         let decoder = config.caption_decoder(self.decoder);
-        let transform = EvalTransform::downstream(config.data.image_crop_size);
+        let transform = EvalTransform::downstream(config.data.image_crop_size)
+            .with_max_pixels(self.max_image_pixels);
         let side = transform.crop as usize;
         let mut rng = StdRng::seed_from_u64(config.random_seed);
         if let Some(dir) = &self.attention_dir {
             std::fs::create_dir_all(dir).map_err(io(dir))?;
         }
         let mut results = Vec::with_capacity(self.images.items.len());
+        let mut skipped = Vec::new();
         for chunk in self.images.items.chunks(self.batch.max(1)) {
             let paths: Vec<PathBuf> = chunk.iter().map(|(_, path)| path.clone()).collect();
             // Each image is decoded once: its crop feeds the model and, with
             // an attention directory, the heat maps.
-            let crops = transform.load_crops(&paths)?;
+            let mut kept = Vec::with_capacity(chunk.len());
+            let mut crops = Vec::with_capacity(chunk.len());
+            for (item, crop) in chunk.iter().zip(transform.try_load_crops(&paths)) {
+                match crop {
+                    Ok(crop) => {
+                        kept.push(item);
+                        crops.push(crop);
+                    }
+                    Err(err) if self.on_bad_image == BadImagePolicy::Skip => skipped.push(err),
+                    Err(err) => return Err(err.into()),
+                }
+            }
+            if crops.is_empty() {
+                continue;
+            }
             let images = Tensor::<B::InnerBackend, 4>::from_data(
-                TensorData::new(normalized_batch(&crops), [chunk.len(), 3, side, side]),
+                TensorData::new(normalized_batch(&crops), [crops.len(), 3, side, side]),
                 &device,
             );
             let captions = decoder.decode(head, model.visual.forward(images), &mut rng);
-            for (((image, path), caption), crop) in chunk.iter().zip(captions).zip(&crops) {
+            for (((image, path), caption), crop) in kept.into_iter().zip(captions).zip(&crops) {
                 if let Some(dir) = &self.attention_dir {
                     write_attention(dir, image, path, crop, &caption, &tokenizer)?;
                 }
@@ -172,7 +210,7 @@ impl BackendTask for CaptionTask {
                 });
             }
         }
-        Ok(results)
+        Ok(Captions { results, skipped })
     }
 }
 

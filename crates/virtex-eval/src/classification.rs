@@ -28,6 +28,7 @@ use virtex_data::images::{EvalTransform, ImageError, is_image_file, load_rgb, to
 use virtex_train::config::Config;
 use virtex_train::optim::schedule::LrSchedule;
 use virtex_train::optim::{StepRates, VirtexOptimizer};
+use virtex_train::progress::Progress;
 use virtex_vision::ResNet;
 
 /// An ImageFolder split: `root/<class>/<image>`, classes sorted by name.
@@ -269,6 +270,12 @@ pub fn train_classifier<B: AutodiffBackend>(
         Some(_) => None,
         None => Some(VirtexOptimizer::new(&model, &config.optim)?),
     };
+    let mut progress = Progress::new(
+        "iteration",
+        0,
+        config.optim.num_iterations,
+        config.train.log_every,
+    );
     for iteration in 0..config.optim.num_iterations {
         let position = iteration as usize % per_epoch;
         if position == 0 {
@@ -313,7 +320,12 @@ pub fn train_classifier<B: AutodiffBackend>(
             }
         };
         losses.push(loss);
+        progress.step(iteration + 1, &[("loss", loss), ("lr", lr)]);
+        if progress.stop_requested() {
+            break;
+        }
     }
+    progress.finish();
 
     let eval = model.valid();
     let k = 5.min(classes);
@@ -335,7 +347,7 @@ pub fn train_classifier<B: AutodiffBackend>(
             mean(&losses[..tenth.min(losses.len())]),
             mean(&losses[losses.len().saturating_sub(tenth)..]),
         ),
-        iterations: config.optim.num_iterations,
+        iterations: losses.len() as u64,
     })
 }
 

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
-use virtex_data::images::{EvalTransform, ImageError, image_files};
+use virtex_data::images::{
+    BadImagePolicy, DEFAULT_MAX_PIXELS, EvalTransform, ImageError, image_files, normalized_batch,
+};
 use virtex_train::device::BackendTask;
 use virtex_train::source::WeightsSource;
 use virtex_vision::{ResNet, ResNetArch};
@@ -51,55 +53,99 @@ pub struct FeatureTask {
     pub arch: ResNetArch,
     /// The images, in row order.
     pub images: Vec<PathBuf>,
-    /// Side the backbone sees (after resizing the shorter side to 256/224 of it).
-    pub size: u32,
-    /// Images per forward pass.
-    pub batch: usize,
-    /// Scale each row to unit length (the VOC07 SVM protocol).
-    pub l2_normalize: bool,
+    /// How they are read and pooled.
+    pub extraction: Extraction,
 }
 
 impl BackendTask for FeatureTask {
-    type Output = Result<Features, EvalError>;
+    type Output = Result<ExtractedFeatures, EvalError>;
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         let backbone = self
             .source
             .backbone::<B::InnerBackend>(self.arch, &device)?;
-        Ok(extract(
-            &backbone,
-            &self.images,
-            self.size,
-            self.batch,
-            self.l2_normalize,
-            &device,
-        )?)
+        Ok(extract(&backbone, &self.images, &self.extraction, &device)?)
     }
 }
 
+/// How [`extract`] reads and pools images.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Extraction {
+    /// Side the backbone sees (224 in the reference, after resizing the
+    /// shorter side to 256/224 of it).
+    pub size: u32,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// Scale each row to unit length (the VOC07 SVM protocol).
+    pub l2_normalize: bool,
+    /// An image that cannot be read stops the extraction (`Error`) or is
+    /// left out, its row not written, and listed (`Skip`).
+    pub on_bad_image: BadImagePolicy,
+    /// Images with more pixels are refused (decompression bombs).
+    pub max_image_pixels: u64,
+}
+
+impl Extraction {
+    /// At side `size`, 16 images a pass, no normalisation, stopping at a bad
+    /// image, the default pixel limit.
+    pub fn new(size: u32) -> Self {
+        Self {
+            size,
+            batch: 16,
+            l2_normalize: false,
+            on_bad_image: BadImagePolicy::Error,
+            max_image_pixels: DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+/// What [`extract`] made: a row per image it could read.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExtractedFeatures {
+    /// `[images.len(), dim]`.
+    pub features: Features,
+    /// The image of each row.
+    pub images: Vec<PathBuf>,
+    /// The images left out under [`BadImagePolicy::Skip`], each with why.
+    pub skipped: Vec<ImageError>,
+}
+
 /// Extracts pooled layer4 features of `images` with `backbone` (an inference
-/// backend, so BatchNorm uses its running statistics), `batch` at a time.
-/// `crop` is the side the backbone sees (224 in the reference, after a 256
-/// resize); `l2_normalize` scales each row to unit length (VOC07 SVMs).
+/// backend, so BatchNorm uses its running statistics), as `extraction` says.
 pub fn extract<B: Backend>(
     backbone: &ResNet<B>,
     images: &[PathBuf],
-    crop: u32,
-    batch: usize,
-    l2_normalize: bool,
+    extraction: &Extraction,
     device: &B::Device,
-) -> Result<Features, ImageError> {
-    let transform = EvalTransform::downstream(crop);
-    let side = crop as usize;
+) -> Result<ExtractedFeatures, ImageError> {
+    let transform =
+        EvalTransform::downstream(extraction.size).with_max_pixels(extraction.max_image_pixels);
+    let side = extraction.size as usize;
     let mut values = Vec::new();
     let mut dim = 0;
-    for chunk in images.chunks(batch.max(1)) {
+    let mut kept = Vec::with_capacity(images.len());
+    let mut skipped = Vec::new();
+    for chunk in images.chunks(extraction.batch.max(1)) {
+        let mut crops = Vec::with_capacity(chunk.len());
+        for (path, crop) in chunk.iter().zip(transform.try_load_crops(chunk)) {
+            match crop {
+                Ok(crop) => {
+                    kept.push(path.clone());
+                    crops.push(crop);
+                }
+                Err(err) if extraction.on_bad_image == BadImagePolicy::Skip => skipped.push(err),
+                Err(err) => return Err(err),
+            }
+        }
+        if crops.is_empty() {
+            continue;
+        }
         let input = Tensor::<B, 4>::from_data(
-            TensorData::new(transform.load_batch(chunk)?, [chunk.len(), 3, side, side]),
+            TensorData::new(normalized_batch(&crops), [crops.len(), 3, side, side]),
             device,
         );
         let mut pooled = backbone.forward_pooled(input);
-        if l2_normalize {
+        if extraction.l2_normalize {
             let norms = pooled
                 .clone()
                 .powi_scalar(2)
@@ -117,10 +163,14 @@ pub fn extract<B: Backend>(
                 .expect("f32 features"),
         );
     }
-    Ok(Features {
-        rows: images.len(),
-        dim,
-        values,
+    Ok(ExtractedFeatures {
+        features: Features {
+            rows: kept.len(),
+            dim,
+            values,
+        },
+        images: kept,
+        skipped,
     })
 }
 
@@ -273,14 +323,27 @@ mod tests {
         images.truncate(3);
         let device = Default::default();
         let backbone = ResNetConfig::virtex(ResNetArch::Resnet18).init::<Flex>(&device);
-        let features = extract(&backbone, &images, 32, 2, true, &device).unwrap();
+        let extraction = Extraction {
+            batch: 2,
+            l2_normalize: true,
+            ..Extraction::new(32)
+        };
+        let features = extract(&backbone, &images, &extraction, &device)
+            .unwrap()
+            .features;
         assert_eq!((features.rows, features.dim), (3, 512));
         for row in features.values.chunks(512) {
             let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
             assert!((norm - 1.0).abs() < 1e-4, "{norm}");
         }
         // The same image alone gives the same row: batching does not leak.
-        let alone = extract(&backbone, &images[2..], 32, 1, true, &device).unwrap();
+        let one_by_one = Extraction {
+            batch: 1,
+            ..extraction
+        };
+        let alone = extract(&backbone, &images[2..], &one_by_one, &device)
+            .unwrap()
+            .features;
         let diff = alone
             .values
             .iter()

@@ -13,11 +13,12 @@
 //!
 //! ```no_run
 //! use std::path::Path;
+//! use virtex_data::images::{BadImagePolicy, DEFAULT_MAX_PIXELS};
 //! use virtex_eval::captioner::{CaptionTask, ImageSet};
 //! use virtex_train::{config::Config, device::DeviceSpec, source::WeightsSource};
 //!
 //! let task = CaptionTask {
-//!     source: WeightsSource::Native("runs/emoji_bicaptioning/checkpoint_250.safetensors".into()),
+//!     source: WeightsSource::Native("runs/emoji_bicaptioning/checkpoint_360.safetensors".into()),
 //!     config: Config::default(),
 //!     tokenizer: None,
 //!     decoder: None,
@@ -25,8 +26,10 @@
 //!     images: ImageSet::folder(Path::new("data/emoji/val2017"))?,
 //!     batch: 16,
 //!     attention_dir: None,
+//!     on_bad_image: BadImagePolicy::Skip,
+//!     max_image_pixels: DEFAULT_MAX_PIXELS,
 //! };
-//! for result in DeviceSpec::Cpu.dispatch(task)?? {
+//! for result in DeviceSpec::Cpu.dispatch(task)??.results {
 //!     println!("{:?}: {}", result.image, result.caption);
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())

@@ -11,7 +11,7 @@ use virtex_train::source::WeightsSource;
 use virtex_vision::ResNetArch;
 
 use crate::error::EvalError;
-use crate::features::FeatureTask;
+use crate::features::{Extraction, FeatureTask};
 use crate::voc07::{ClassResult, LabelledFeatures, Voc07Protocol, Voc07Split, VocError, mean_ap};
 
 /// VOC07 SVMs on a devkit, features extracted on the backend it is
@@ -67,11 +67,14 @@ impl BackendTask for Voc07Task {
                 .chain(&test.images)
                 .cloned()
                 .collect(),
-            size: self.size,
-            batch: self.batch,
-            l2_normalize: true,
+            extraction: Extraction {
+                batch: self.batch,
+                l2_normalize: true,
+                ..Extraction::new(self.size)
+            },
         }
-        .run::<B>(device)?;
+        .run::<B>(device)?
+        .features;
         let (train_values, test_values) = features
             .values
             .split_at(trainval.images.len() * features.dim);

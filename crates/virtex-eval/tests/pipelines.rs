@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 use virtex_data::coco::{CaptionResult, CocoCaptions, ImageRef, read_references};
-use virtex_data::images::image_files;
+use virtex_data::images::{BadImagePolicy, DEFAULT_MAX_PIXELS, image_files};
 use virtex_eval::captioner::{CaptionTask, ImageSet};
 use virtex_eval::captioning::{pair_with_references, score_captions};
-use virtex_eval::features::FeatureTask;
+use virtex_eval::features::{Extraction, FeatureTask};
 use virtex_eval::voc07_task::Voc07Task;
 use virtex_train::config::{Config, DecoderName};
 use virtex_train::device::{BackendTask, CpuBackend};
@@ -94,13 +94,16 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
         images,
         batch: 2,
         attention_dir: None,
+        on_bad_image: BadImagePolicy::Error,
+        max_image_pixels: DEFAULT_MAX_PIXELS,
     };
     let coco = task(
         ImageSet::from_path(&split, None).unwrap(),
         DecoderName::BeamSearch,
     )
     .run::<CpuBackend>(Default::default())
-    .unwrap();
+    .unwrap()
+    .results;
     let ids: Vec<u64> = coco
         .iter()
         .map(|c| match c.image {
@@ -121,7 +124,8 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
         )
     }
     .run::<CpuBackend>(Default::default())
-    .unwrap();
+    .unwrap()
+    .results;
     assert_eq!(dir.len(), 3);
     assert!(matches!(&dir[0].image, ImageRef::File { file_name } if file_name.ends_with(".jpg")));
     // One attention strip per image: the image, then a panel per word.
@@ -135,21 +139,89 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
 
     // Feature extraction reads the same checkpoint's backbone.
     let images = image_files(&output.join("tiny2017")).unwrap();
+    let extraction = Extraction {
+        batch: 2,
+        l2_normalize: true,
+        ..Extraction::new(32)
+    };
     let features = FeatureTask {
         source: checkpoint.clone(),
         arch: ResNetArch::Resnet50,
         images,
-        size: 32,
-        batch: 2,
-        l2_normalize: true,
+        extraction,
     }
     .run::<CpuBackend>(Default::default())
-    .unwrap();
+    .unwrap()
+    .features;
     assert_eq!(
         (features.rows, features.dim),
         (3, 512),
         "ResNet-18 from the checkpoint's config"
     );
+
+    // Unreadable files among the images (the fixtures of
+    // tools/fixtures/make_bad_image_fixtures.py and make_image_fixtures.py):
+    // skipped and listed with why, or the first one stops the task.
+    let mixed = output.join("mixed");
+    std::fs::create_dir_all(&mixed).unwrap();
+    let bad = ["bomb.png", "empty.jpg", "not_an_image.jpg", "truncated.jpg"];
+    for name in bad {
+        std::fs::copy(
+            root.join("data/fixtures/images").join(name),
+            mixed.join(name),
+        )
+        .unwrap();
+    }
+    for path in image_files(&output.join("tiny2017")).unwrap() {
+        std::fs::copy(&path, mixed.join(path.file_name().unwrap())).unwrap();
+    }
+    let lenient = CaptionTask {
+        on_bad_image: BadImagePolicy::Skip,
+        ..task(ImageSet::folder(&mixed).unwrap(), DecoderName::Greedy)
+    }
+    .run::<CpuBackend>(Default::default())
+    .unwrap();
+    assert_eq!(lenient.results.len(), 3, "the three emoji are captioned");
+    let skipped: Vec<String> = lenient
+        .skipped
+        .iter()
+        .map(|e| e.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(skipped, bad);
+    assert!(lenient.skipped[0].message.contains("96000000 pixels"));
+    let strict = task(ImageSet::folder(&mixed).unwrap(), DecoderName::Greedy)
+        .run::<CpuBackend>(Default::default())
+        .unwrap_err();
+    assert!(strict.to_string().contains("bomb.png"), "{strict}");
+    let mixed_images = image_files(&mixed).unwrap();
+    let extracted = FeatureTask {
+        source: checkpoint.clone(),
+        arch: ResNetArch::Resnet50,
+        images: mixed_images.clone(),
+        extraction: Extraction {
+            on_bad_image: BadImagePolicy::Skip,
+            ..extraction
+        },
+    }
+    .run::<CpuBackend>(Default::default())
+    .unwrap();
+    assert_eq!(extracted.features.rows, 3);
+    assert_eq!(extracted.skipped.len(), 4);
+    assert!(
+        extracted
+            .images
+            .iter()
+            .all(|p| p.extension().unwrap() == "jpg" && !bad.iter().any(|b| p.ends_with(b)))
+    );
+    // The rows written are the good images' rows, in order.
+    let diff = extracted
+        .features
+        .values
+        .iter()
+        .zip(&features.values)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff < 1e-5, "{diff}");
 
     // The Detectron2 export writes the same backbone under Detectron2's names.
     let pth = output.join("detectron2.pth");

@@ -77,6 +77,14 @@ pub enum TrainError {
     /// `metrics.jsonl` or a plot cannot be written.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// The contact sheet cannot be written.
+    #[error("writing the contact sheet {path}: {source}")]
+    ContactSheet {
+        /// The sheet.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The output directory cannot be created.
     #[error("creating output directory {path}: {source}")]
     Output {

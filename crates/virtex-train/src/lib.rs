@@ -12,7 +12,9 @@
 //!   torchvision `.pth`, or fresh ones, for a backbone or a whole model;
 //!   [`init`] starts a different model from what fits of them.
 //! - [`trainer`]: [`trainer::Pretraining`], the loop, run on a backend chosen
-//!   by [`device`]; [`checkpoint`], [`metrics`] and [`progress`] serve it;
+//!   by [`device`]; [`checkpoint`], [`metrics`], [`progress`] (plain lines
+//!   or, feature `dashboard`, burn-train's terminal dashboard) and
+//!   [`contact_sheet`] serve it;
 //!   [`TrainError`] says why a run could not start or stopped.
 //!
 //! ```
@@ -35,6 +37,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod contact_sheet;
 pub mod device;
 pub mod error;
 pub mod init;

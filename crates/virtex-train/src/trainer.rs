@@ -20,7 +20,6 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
-use virtex_data::augment::TrainAugmentation;
 use virtex_data::coco::{CocoCaptions, CocoError};
 use virtex_data::instances::CocoInstances;
 use virtex_data::loader::{
@@ -35,7 +34,8 @@ use crate::checkpoint::{
     CheckpointMeta, checkpoint_path, list_checkpoints, load_checkpoint, prune_checkpoints,
     save_checkpoint,
 };
-use crate::config::{BadImage, Config, DecoderName};
+use crate::config::{BadImage, Config};
+use crate::contact_sheet::{SheetEntry, write_contact_sheet};
 use crate::device::{BackendTask, MultiDeviceTask};
 use crate::error::TrainError;
 use crate::init::InitReport;
@@ -46,8 +46,12 @@ use crate::parallel::{StepGradients, forward_backward};
 use crate::progress::Progress;
 use crate::source::WeightsSource;
 
-/// Validation images whose greedy captions are logged.
-const LOGGED_CAPTIONS: usize = 4;
+/// Validation images whose captions (by `MODEL.DECODER`) are logged, and
+/// shown with their references in the run's contact sheet.
+const LOGGED_CAPTIONS: usize = 8;
+
+/// The contact sheet a captioning run leaves in its output directory.
+pub const CONTACT_SHEET: &str = "captions.html";
 
 /// A pretraining run.
 #[derive(Clone, Debug)]
@@ -75,8 +79,11 @@ pub struct PretrainingSummary {
     pub losses: Vec<f64>,
     /// The last validation loss.
     pub val_loss: Option<f64>,
-    /// Greedy captions of the first validation images at the last validation.
-    pub captions: Vec<(u64, String)>,
+    /// Captions of the first validation images at the last validation,
+    /// with their references.
+    pub captions: Vec<SampleCaption>,
+    /// [`CONTACT_SHEET`] of those captions (captioning tasks).
+    pub contact_sheet: Option<PathBuf>,
     /// Images skipped as undecodable (`DATA.ON_BAD_IMAGE: skip`).
     pub skipped_images: usize,
     /// The newest checkpoint.
@@ -85,6 +92,32 @@ pub struct PretrainingSummary {
     pub init: Option<InitReport>,
     /// Wall time of the run.
     pub seconds: f64,
+}
+
+/// A validation image's caption beside the dataset's.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleCaption {
+    /// COCO image id.
+    pub image_id: u64,
+    /// The model's caption.
+    pub caption: String,
+    /// The dataset's captions.
+    pub references: Vec<String>,
+}
+
+/// `captions` with each image's reference captions.
+fn with_references(captions: &[(u64, String)], dataset: &CocoCaptions) -> Vec<SampleCaption> {
+    captions
+        .iter()
+        .map(|(id, caption)| SampleCaption {
+            image_id: *id,
+            caption: caption.clone(),
+            references: dataset
+                .image(*id)
+                .map(|image| image.captions.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 /// The datasets, tokenizer and loaders a config names.
@@ -177,7 +210,7 @@ impl Data {
         };
         let size = config.data.image_crop_size;
         Ok(Self {
-            train: loader("train", Preprocessing::Train(TrainAugmentation::new(size)))?,
+            train: loader("train", Preprocessing::Train(config.train_augmentation()?))?,
             val: loader("val", Preprocessing::Eval { size })?,
             tokenizer,
         })
@@ -224,12 +257,12 @@ struct Validation {
     loss: f64,
     /// Mean of each component, as `val_<name>`.
     parts: Map<String, Value>,
-    /// Greedy captions of the first images (captioning models).
+    /// Captions of the first images (captioning models).
     captions: Vec<(u64, String)>,
 }
 
 /// Mean loss (and components) over the validation batches, in eval mode,
-/// plus greedy captions of the first images for captioning models.
+/// plus captions of the first images for captioning models.
 fn validate<B: Backend>(
     model: &PretrainingModel<B>,
     data: &Data,
@@ -262,7 +295,7 @@ fn validate<B: Backend>(
         {
             let count = LOGGED_CAPTIONS.min(batch.len());
             let features = model.visual.forward(input.images.narrow(0, 0, count));
-            let decoder = config.caption_decoder(Some(DecoderName::Greedy));
+            let decoder = config.caption_decoder(None);
             let decoded = decoder.decode(head, features, &mut StdRng::seed_from_u64(0));
             captions = batch
                 .image_ids
@@ -351,19 +384,21 @@ impl MultiDeviceTask for Pretraining {
         let total = config.optim.num_iterations;
         let mut metrics = MetricsLog::open(&output.join("metrics.jsonl"), start)?;
         let mut batches = Batches::starting_at(data.train.clone(), start, config.train.prefetch);
-        let mut progress = Progress::new(start, total, config.train.log_every);
+        let mut progress = Progress::new("iteration", start, total, config.train.log_every);
         let mut summary = PretrainingSummary {
             start_iteration: start,
             iterations: start,
             losses: Vec::new(),
             val_loss: None,
             captions: Vec::new(),
+            contact_sheet: None,
             skipped_images: 0,
             checkpoint: checkpoint.clone(),
             init,
             seconds: 0.0,
         };
 
+        let mut last_captions = Vec::new();
         for iteration in start..total {
             let step_started = Instant::now();
             let batch = batches.next()?;
@@ -395,7 +430,7 @@ impl MultiDeviceTask for Pretraining {
             let mut record = Map::new();
             record.insert("iteration".into(), json!(done));
             record.insert("loss".into(), json!(loss));
-            for (name, value) in components {
+            for &(name, value) in &components {
                 record.insert(name.into(), json!(value));
             }
             record.insert("lr".into(), json!(rates.lr));
@@ -403,7 +438,14 @@ impl MultiDeviceTask for Pretraining {
             record.insert("grad_norm".into(), json!(grad_norm));
             record.insert("images_per_s".into(), json!(batch.len() as f64 / seconds));
             metrics.write(&Value::Object(record))?;
-            progress.step(done, loss, rates.lr, batch.len() as f64 / seconds);
+            let mut readings = vec![("loss", loss)];
+            readings.extend(components.iter().copied());
+            readings.extend([
+                ("lr", rates.lr),
+                ("cnn_lr", rates.cnn_lr),
+                ("images/s", batch.len() as f64 / seconds),
+            ]);
+            progress.step(done, &readings);
             summary.losses.push(loss);
             summary.iterations = done;
 
@@ -428,17 +470,19 @@ impl MultiDeviceTask for Pretraining {
                     ),
                 );
                 metrics.write(&Value::Object(record))?;
-                progress.message(&format!(
-                    "iteration {done}: val loss {val_loss:.4}{}",
-                    captions
+                progress.validation(
+                    done,
+                    &[("loss", val_loss)],
+                    &captions
                         .iter()
-                        .map(|(id, c)| format!("\n  image {id}: {c}"))
-                        .collect::<String>()
-                ));
+                        .map(|(id, c)| format!("image {id}: {c}"))
+                        .collect::<Vec<_>>(),
+                );
                 summary.val_loss = Some(val_loss);
-                summary.captions = captions;
+                last_captions = captions;
             }
-            if done.is_multiple_of(config.train.checkpoint_every.max(1)) || done == total {
+            let stop = progress.stop_requested();
+            if done.is_multiple_of(config.train.checkpoint_every.max(1)) || done == total || stop {
                 let path = checkpoint_path(&output, done);
                 let meta = CheckpointMeta {
                     iteration: done,
@@ -450,9 +494,43 @@ impl MultiDeviceTask for Pretraining {
                 checkpoint = Some(path);
                 summary.checkpoint = checkpoint.clone();
             }
+            if stop {
+                break;
+            }
         }
         progress.finish();
         metrics.plot(&output)?;
+        if !last_captions.is_empty() {
+            // All references, whatever DATA.USE_SINGLE_CAPTION kept for training.
+            let val =
+                CocoCaptions::load(&config.data.root, "val").map_err(dataset_error(&config))?;
+            summary.captions = with_references(&last_captions, &val);
+            let path = output.join(CONTACT_SHEET);
+            let entries: Vec<SheetEntry> = summary
+                .captions
+                .iter()
+                .filter_map(|sample| {
+                    let image = val.image(sample.image_id)?;
+                    Some(SheetEntry {
+                        image: image.path.clone(),
+                        caption: sample.caption.clone(),
+                        references: sample.references.clone(),
+                    })
+                })
+                .collect();
+            let title = format!(
+                "{}: validation captions after {} iterations",
+                output.display(),
+                summary.iterations
+            );
+            write_contact_sheet(&path, &title, &entries).map_err(|source| {
+                TrainError::ContactSheet {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+            summary.contact_sheet = Some(path);
+        }
         summary.skipped_images = data.train.skipped() + data.val.skipped();
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)

@@ -89,10 +89,13 @@ fn captions(entry: &EmojiEntry, tone: Option<&str>) -> Vec<String> {
         None => s.to_string(),
     };
     let kind = words(&entry.subcategory);
+    // The fullest description first: with `DATA.USE_SINGLE_CAPTION` (the
+    // bundled config) it is the one trained on, and it names the subcategory,
+    // which an emoji unseen in training shares with those that were.
     let mut out = vec![
+        format!("{}, a {kind} emoji", with_tone(&name)),
         with_tone(&name),
         format!("an emoji of {}", with_tone(&name)),
-        format!("{}, a {kind} emoji", with_tone(&name)),
     ];
     out.extend(entry.short_names.iter().map(|s| with_tone(&words(s))));
     let mut seen = std::collections::HashSet::new();
@@ -163,18 +166,18 @@ mod tests {
         assert_eq!(
             images[0].captions,
             [
+                "father christmas, a person fantasy emoji",
                 "father christmas",
                 "an emoji of father christmas",
-                "father christmas, a person fantasy emoji",
                 "santa"
             ]
         );
         assert_eq!(
-            images[1].captions[0],
+            images[1].captions[1],
             "father christmas with light skin tone"
         );
         assert_eq!(
-            images[2].captions[0],
+            images[2].captions[1],
             "father christmas with light and dark skin tones"
         );
         assert!(

@@ -73,7 +73,8 @@ impl Default for DataConfig {
     }
 }
 
-/// The reference's training transforms (the only order virtex-rs implements).
+/// The reference's training transforms; `TrainAugmentation::from_transforms`
+/// also takes a list with some of them left out.
 pub const TRAIN_TRANSFORMS: [&str; 4] = [
     "random_resized_crop",
     "horizontal_flip",

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use serde_yaml_ng::Value;
+use virtex_data::augment::TrainAugmentation;
 use virtex_data::tokenizer::SentencePieceTokenizer;
 use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};
 use virtex_text::{PretrainingModelConfig, PretrainingTask, TextualHeadName};
@@ -149,6 +150,20 @@ impl Config {
         }
     }
 
+    /// The training augmentation `DATA.IMAGE_TRANSFORM_TRAIN` names, at
+    /// `DATA.IMAGE_CROP_SIZE`.
+    pub fn train_augmentation(&self) -> Result<TrainAugmentation, ConfigError> {
+        TrainAugmentation::from_transforms(
+            &self.data.image_transform_train,
+            self.data.image_crop_size,
+        )
+        .map_err(|err| ConfigError::Key {
+            origin: "config".into(),
+            key: "DATA.IMAGE_TRANSFORM_TRAIN".into(),
+            message: err.to_string(),
+        })
+    }
+
     /// The caption decoder `MODEL.DECODER` describes, with `[SOS]`/`[EOS]`
     /// from `DATA`; `name` replaces `MODEL.DECODER.NAME` when given.
     pub fn caption_decoder(&self, name: Option<DecoderName>) -> CaptionDecoder {
@@ -283,11 +298,8 @@ impl Config {
         if let Err(err) = regex::Regex::new(&self.optim.no_decay) {
             return Err(("OPTIM.NO_DECAY", err.to_string()));
         }
-        if self.data.image_transform_train != TRAIN_TRANSFORMS {
-            return Err((
-                "DATA.IMAGE_TRANSFORM_TRAIN",
-                format!("only the reference's {TRAIN_TRANSFORMS:?} is implemented"),
-            ));
+        if let Err(err) = TrainAugmentation::from_transforms(&self.data.image_transform_train, 0) {
+            return Err(("DATA.IMAGE_TRANSFORM_TRAIN", err.to_string()));
         }
         if self.data.image_transform_val != VAL_TRANSFORMS {
             return Err((
