@@ -317,6 +317,9 @@ fn a_frozen_backbone_captioner_trains_from_a_pretrained_checkpoint() {
     );
 
     let backbone = |source: &WeightsSource| {
+        // Building the backbone draws its fresh weights from the backend's
+        // one generator: not while another test's run is using it.
+        let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let resnet = source
             .backbone::<burn::backend::Flex>(ResNetArch::Resnet18, &Default::default())
             .unwrap();
