@@ -193,8 +193,29 @@ impl EvalTransform {
         self.try_load_crops(paths).into_iter().collect()
     }
 
-    /// [`EvalTransform::load_crops`], with each image's own outcome, so that
-    /// a caller can leave bad ones out ([`BadImagePolicy::Skip`]).
+    /// [`EvalTransform::load_crops`] under `policy`: the crops of the images
+    /// that could be read, with their positions in `paths`, and the errors
+    /// of those left out (`Skip`); under `Error`, the first error.
+    pub fn load_readable_crops(
+        &self,
+        paths: &[PathBuf],
+        policy: BadImagePolicy,
+    ) -> Result<ReadableCrops, ImageError> {
+        let mut read = ReadableCrops::default();
+        for (index, crop) in self.try_load_crops(paths).into_iter().enumerate() {
+            match crop {
+                Ok(crop) => {
+                    read.positions.push(index);
+                    read.crops.push(crop);
+                }
+                Err(err) if policy == BadImagePolicy::Skip => read.skipped.push(err),
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(read)
+    }
+
+    /// [`EvalTransform::load_crops`], with each image's own outcome.
     pub fn try_load_crops(&self, paths: &[PathBuf]) -> Vec<Result<RgbImage, ImageError>> {
         use rayon::prelude::*;
         paths
@@ -202,6 +223,17 @@ impl EvalTransform {
             .map(|path| Ok(self.apply(&load_rgb_within(path, self.max_pixels)?)))
             .collect()
     }
+}
+
+/// What [`EvalTransform::load_readable_crops`] could read.
+#[derive(Debug, Default)]
+pub struct ReadableCrops {
+    /// The position in the paths of each crop.
+    pub positions: Vec<usize>,
+    /// The crops of the readable images, in order.
+    pub crops: Vec<RgbImage>,
+    /// The images left out, each with why.
+    pub skipped: Vec<ImageError>,
 }
 
 /// Equal-sized crops, ImageNet-normalised, as one `[crops.len(), 3, h, w]`

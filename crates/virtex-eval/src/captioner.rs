@@ -180,18 +180,10 @@ impl BackendTask for CaptionTask {
             let paths: Vec<PathBuf> = chunk.iter().map(|(_, path)| path.clone()).collect();
             // Each image is decoded once: its crop feeds the model and, with
             // an attention directory, the heat maps.
-            let mut kept = Vec::with_capacity(chunk.len());
-            let mut crops = Vec::with_capacity(chunk.len());
-            for (item, crop) in chunk.iter().zip(transform.try_load_crops(&paths)) {
-                match crop {
-                    Ok(crop) => {
-                        kept.push(item);
-                        crops.push(crop);
-                    }
-                    Err(err) if self.on_bad_image == BadImagePolicy::Skip => skipped.push(err),
-                    Err(err) => return Err(err.into()),
-                }
-            }
+            let read = transform.load_readable_crops(&paths, self.on_bad_image)?;
+            skipped.extend(read.skipped);
+            let crops = read.crops;
+            let kept = read.positions.iter().map(|&i| &chunk[i]);
             if crops.is_empty() {
                 continue;
             }
@@ -200,7 +192,7 @@ impl BackendTask for CaptionTask {
                 &device,
             );
             let captions = decoder.decode(head, model.visual.forward(images), &mut rng);
-            for (((image, path), caption), crop) in kept.into_iter().zip(captions).zip(&crops) {
+            for (((image, path), caption), crop) in kept.zip(captions).zip(&crops) {
                 if let Some(dir) = &self.attention_dir {
                     write_attention(dir, image, path, crop, &caption, &tokenizer)?;
                 }

@@ -126,17 +126,10 @@ pub fn extract<B: Backend>(
     let mut kept = Vec::with_capacity(images.len());
     let mut skipped = Vec::new();
     for chunk in images.chunks(extraction.batch.max(1)) {
-        let mut crops = Vec::with_capacity(chunk.len());
-        for (path, crop) in chunk.iter().zip(transform.try_load_crops(chunk)) {
-            match crop {
-                Ok(crop) => {
-                    kept.push(path.clone());
-                    crops.push(crop);
-                }
-                Err(err) if extraction.on_bad_image == BadImagePolicy::Skip => skipped.push(err),
-                Err(err) => return Err(err),
-            }
-        }
+        let read = transform.load_readable_crops(chunk, extraction.on_bad_image)?;
+        skipped.extend(read.skipped);
+        kept.extend(read.positions.iter().map(|&i| chunk[i].clone()));
+        let crops = read.crops;
         if crops.is_empty() {
             continue;
         }
