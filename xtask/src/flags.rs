@@ -254,6 +254,34 @@ pub struct Pretrain {
     /// How an `--init-from` `.pth` is laid out: virtex or torchvision.
     #[arg(long, default_value_t = PthLayout::Virtex)]
     pub layout: PthLayout,
+    /// One process of a multi-process data-parallel run.
+    #[command(flatten)]
+    pub world: World,
+}
+
+/// A process's place in a multi-process run, as torchrun sets it: each flag
+/// falls back to its environment variable. Without a world size, the run
+/// is a single process.
+#[derive(Debug, clap::Args)]
+pub struct World {
+    /// This process's rank, 0..world size.
+    #[arg(long, env = "RANK")]
+    pub rank: Option<String>,
+    /// Number of processes in the run.
+    #[arg(long, env = "WORLD_SIZE")]
+    pub world_size: Option<String>,
+    /// Rank within this machine [default: the rank].
+    #[arg(long, env = "LOCAL_RANK")]
+    pub local_rank: Option<String>,
+    /// Host of rank 0, which the others connect to.
+    #[arg(long, env = "MASTER_ADDR")]
+    pub master_addr: Option<String>,
+    /// Port rank 0 listens on.
+    #[arg(long, env = "MASTER_PORT")]
+    pub master_port: Option<String>,
+    /// Seconds a rank waits for the others (rendezvous, each collective).
+    #[arg(long, default_value_t = 600)]
+    pub dist_timeout: u64,
 }
 
 /// How a checkpoint captions, for `caption` and `evaluate captioning`.
@@ -370,6 +398,28 @@ pub enum PrepareDataset {
         /// Output directory.
         #[arg(long, default_value = "data/emoji")]
         output: PathBuf,
+    },
+    /// WebDataset tar shards (`<id>.jpg` + `<id>.json`) from any COCO-format
+    /// captions file, for `DATA.SHARDS`.
+    Shards {
+        /// A COCO captions JSON (`…/annotations/captions_train2017.json`).
+        #[arg(long)]
+        from: PathBuf,
+        /// The folder of its images [default: `train2017` beside `annotations/`].
+        #[arg(long)]
+        images: Option<PathBuf>,
+        /// Output directory.
+        #[arg(long)]
+        output: PathBuf,
+        /// Samples per shard.
+        #[arg(long, default_value_t = 1000)]
+        per_shard: usize,
+        /// Shard file prefix [default: the split, e.g. `train2017`].
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Seed of the order samples are dealt to shards in.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
     },
 }
 

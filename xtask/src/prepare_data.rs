@@ -1,10 +1,13 @@
 //! `cargo xtask prepare-data`: [`virtex_data::emoji`] from the npm package,
-//! fetched with `npm pack` unless given.
+//! fetched with `npm pack` unless given; [`virtex_data::shards`] from a
+//! COCO-format dataset.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, ensure};
+use virtex_data::coco::{CocoCaptions, split_image_dir};
 use virtex_data::emoji::{EMOJI_PACKAGE, prepare_emoji};
+use virtex_data::shards::write_shards;
 
 use crate::flags::{PrepareData, PrepareDataset};
 
@@ -17,6 +20,34 @@ impl PrepareData {
                     None => npm_pack(EMOJI_PACKAGE)?,
                 };
                 println!("{}", prepare_emoji(&from, &output)?);
+                Ok(())
+            }
+            PrepareDataset::Shards {
+                from,
+                images,
+                output,
+                per_shard,
+                prefix,
+                seed,
+            } => {
+                let split = split_image_dir(&from);
+                let images = images.or_else(|| split.clone()).with_context(|| {
+                    format!(
+                        "{}: not named captions_<split>.json; pass --images <folder>",
+                        from.display()
+                    )
+                })?;
+                let prefix = prefix
+                    .or_else(|| Some(split?.file_name()?.to_str()?.to_string()))
+                    .unwrap_or_else(|| "shard".into());
+                let dataset = CocoCaptions::from_files(&from, &images)?;
+                let written = write_shards(&dataset, &output, &prefix, per_shard, seed)?;
+                println!(
+                    "wrote {} samples in {} shards; train from them with\n  --set DATA.SHARDS={}",
+                    written.samples,
+                    written.shards.len(),
+                    written.pattern
+                );
                 Ok(())
             }
         }

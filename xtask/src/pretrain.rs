@@ -1,13 +1,16 @@
 //! `cargo xtask pretrain`: loads the config, picks the backend, runs
 //! [`virtex_train::trainer::Pretraining`] and reports what it learned.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use virtex_train::checkpoint::list_checkpoints;
 use virtex_train::config::Config;
+use virtex_train::distributed::WorldSpec;
 use virtex_train::source::WeightsSource;
 use virtex_train::trainer::{Pretraining, default_output};
 
-use crate::flags::Pretrain;
+use crate::flags::{Pretrain, World};
 use crate::{project_file, project_root};
 
 impl Pretrain {
@@ -21,6 +24,7 @@ impl Pretrain {
             None => project_root().join(default_output(&config_path)),
         };
         let config = Config::load(Some(&config_path), &self.overrides)?;
+        let world = self.world.spec()?;
         if self.resume && list_checkpoints(&output).is_empty() {
             println!(
                 "--resume: no checkpoint in {} yet; starting a fresh run",
@@ -47,6 +51,7 @@ impl Pretrain {
                     .init_from
                     .as_deref()
                     .map(|path| WeightsSource::from_arg(path, self.layout)),
+                world,
             })?
             .context("pretraining stopped")?;
         let losses = &summary.losses;
@@ -104,5 +109,27 @@ impl Pretrain {
             println!("checkpoint: {}", checkpoint.display());
         }
         Ok(())
+    }
+}
+
+impl World {
+    /// The place the flags (or torchrun's variables) describe.
+    fn spec(&self) -> anyhow::Result<Option<WorldSpec>> {
+        let vars = [
+            ("RANK", &self.rank),
+            ("WORLD_SIZE", &self.world_size),
+            ("LOCAL_RANK", &self.local_rank),
+            ("MASTER_ADDR", &self.master_addr),
+            ("MASTER_PORT", &self.master_port),
+        ];
+        let lookup = |name: &str| {
+            vars.iter()
+                .find(|(var, _)| *var == name)
+                .and_then(|(_, value)| (*value).clone())
+        };
+        Ok(WorldSpec::from_vars(
+            lookup,
+            Duration::from_secs(self.dist_timeout),
+        )?)
     }
 }

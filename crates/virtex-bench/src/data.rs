@@ -1,13 +1,15 @@
 //! `bench data`: images/s of the captioning data pipeline (decode, the
 //! reference's training augmentation, tokenize) on the bundled emoji data,
-//! beside its Python twin (`tools/bench/data_pipeline.py`) in the same run.
+//! beside its Python twin (`tools/bench/data_pipeline.py`) in the same run,
+//! and the same images streamed from WebDataset shards against the folder.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use virtex_data::augment::TrainAugmentation;
 use virtex_data::coco::CocoCaptions;
-use virtex_data::loader::{Preprocessing, PretrainingLoader};
+use virtex_data::loader::{Preprocessing, PretrainingBatch, PretrainingLoader, SamplePipeline};
+use virtex_data::shards::{ShardStream, StreamPosition, write_shards};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 
 use crate::{available_threads, pytorch, workspace_root};
@@ -37,13 +39,13 @@ impl DataBench {
         let tokenizer = SentencePieceTokenizer::from_file(
             root.join("data/fixtures/tokenizer/emoji_bpe.model"),
         )?;
-        let loader = PretrainingLoader::new(
-            Arc::new(dataset),
+        let dataset = Arc::new(dataset);
+        let pipeline = SamplePipeline::new(
             Arc::new(tokenizer),
             Preprocessing::Train(TrainAugmentation::new(self.size)),
-            self.batch,
-            0,
         );
+        let loader =
+            PretrainingLoader::with_pipeline(dataset.clone(), pipeline.clone(), self.batch, 0);
         let threads = self.threads.unwrap_or_else(available_threads);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
@@ -76,6 +78,43 @@ impl DataBench {
             ),
             Err(e) => eprintln!("Python data pipeline failed: {e:#}"),
         }
+        self.shards_against_folder(&dataset, loader, pipeline)
+    }
+
+    /// The same images streamed, with prefetching, from the folder and from
+    /// shards of 256 (written to a temporary folder first), both on rayon's
+    /// global pool.
+    fn shards_against_folder(
+        &self,
+        dataset: &CocoCaptions,
+        loader: PretrainingLoader,
+        pipeline: SamplePipeline,
+    ) -> anyhow::Result<()> {
+        let dir = std::env::temp_dir().join(format!("virtex-bench-shards-{}", std::process::id()));
+        let written = write_shards(dataset, &dir, "train", 256, 0)?;
+        let count = written.shards.len();
+        let stream = ShardStream::new(written.shards, pipeline, self.batch, 0)?;
+        let time = |mut next: Box<dyn FnMut() -> anyhow::Result<PretrainingBatch>>| {
+            next()?;
+            let start = Instant::now();
+            let mut images = 0;
+            for _ in 0..self.batches {
+                images += next()?.len();
+            }
+            anyhow::Ok(images as f64 / start.elapsed().as_secs_f64())
+        };
+        let folder_batches = loader.epoch(0, 2);
+        let folder = time(Box::new(move || Ok(folder_batches.recv()??)))?;
+        let shard_batches = stream.batches_from(StreamPosition::START, 2);
+        let shards = time(Box::new(move || Ok(shard_batches.recv()??.0)))?;
+        std::fs::remove_dir_all(&dir)?;
+        println!(
+            "streamed with prefetch on {} threads: JPEG folder {folder:.0} images/s, \
+             {} shards of 256 {shards:.0} images/s; shards ÷ folder: {:.2}",
+            rayon::current_num_threads(),
+            count,
+            shards / folder
+        );
         Ok(())
     }
 }

@@ -71,18 +71,31 @@ pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
 /// [`load_rgb`], refusing images of more than `max_pixels` pixels before
 /// decoding them (the header says how large the image is).
 pub fn load_rgb_within(path: &Path, max_pixels: u64) -> Result<RgbImage, ImageError> {
+    let bytes = std::fs::read(path).map_err(|e| ImageError {
+        path: path.to_path_buf(),
+        message: format!("cannot read: {e}"),
+    })?;
+    decode_rgb_within(&bytes, path, max_pixels)
+}
+
+/// [`load_rgb_within`] on an encoded image already in memory (a tar shard's
+/// member, say); `path` names it in errors.
+pub fn decode_rgb_within(
+    bytes: &[u8],
+    path: &Path,
+    max_pixels: u64,
+) -> Result<RgbImage, ImageError> {
     let error = |message: String| ImageError {
         path: path.to_path_buf(),
         message,
     };
-    let bytes = std::fs::read(path).map_err(|e| error(format!("cannot read: {e}")))?;
-    let reader = ImageReader::new(Cursor::new(&bytes))
+    let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| error(format!("cannot read: {e}")))?;
-    if reader.format() == Some(ImageFormat::Jpeg) && !has_jpeg_end_marker(&bytes) {
+    if reader.format() == Some(ImageFormat::Jpeg) && !has_jpeg_end_marker(bytes) {
         return Err(error("truncated JPEG (no end-of-image marker)".into()));
     }
-    let (width, height) = ImageReader::new(Cursor::new(&bytes))
+    let (width, height) = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| error(format!("cannot read: {e}")))?
         .into_dimensions()

@@ -10,8 +10,10 @@
 //! and backward tokens), the COCO captions index ([`coco`]) and image decoding
 //! with the evaluation preprocessing ([`images`]) and caption-aware training
 //! augmentation ([`augment`]), the instance categories of multilabel
-//! classification ([`instances`]), the five tasks' targets ([`tasks`]) and a
-//! parallel prefetching loader that produces them ([`loader`]).
+//! classification ([`instances`]), the five tasks' targets ([`tasks`]), a
+//! parallel prefetching loader that produces them ([`loader`]), and
+//! WebDataset tar shards for datasets past COCO's size, streamed with the
+//! same sample pipeline ([`shards`]).
 //!
 //! ```
 //! use virtex_data::tokenizer::SentencePieceTokenizer;
@@ -32,5 +34,6 @@ pub mod emoji;
 pub mod images;
 pub mod instances;
 pub mod loader;
+pub mod shards;
 pub mod tasks;
 pub mod tokenizer;

@@ -52,6 +52,7 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
         output: output.clone(),
         resume: false,
         init_from: None,
+        world: None,
     }
     .run::<CpuBackend>(Default::default())
     .unwrap();

@@ -19,6 +19,7 @@ use safetensors::SafeTensors;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
+use virtex_data::shards::StreamPosition;
 use virtex_text::PretrainingModel;
 
 use crate::config::Config;
@@ -61,6 +62,11 @@ pub struct CheckpointMeta {
     pub optimizer_steps: u64,
     /// The run's configuration.
     pub config: Config,
+    /// Where each rank's shard stream stands after `iteration`, by rank
+    /// (`DATA.SHARDS` runs; empty for a COCO-format split, whose position
+    /// follows from the iteration).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_positions: Vec<StreamPosition>,
 }
 
 /// The file of the checkpoint after `iteration` in `dir`.

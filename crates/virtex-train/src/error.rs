@@ -104,6 +104,53 @@ pub enum TrainError {
         /// Its newest checkpoint.
         newest: PathBuf,
     },
+    /// `DATA.SHARDS` that cannot be streamed.
+    #[error("DATA.SHARDS {pattern}: {source}")]
+    Shards {
+        /// The pattern.
+        pattern: String,
+        /// What is wrong.
+        source: virtex_data::shards::ShardError,
+    },
+    /// Multilabel classification needs COCO instances, which shards lack.
+    #[error(
+        "DATA.SHARDS: multilabel_classification needs the COCO instance annotations \
+         under DATA.ROOT; train it from the COCO-format split"
+    )]
+    ShardsWithoutInstances,
+    /// `DATA.USE_PERCENTAGE` below 100 with shards.
+    #[error(
+        "DATA.USE_PERCENTAGE is {0}, but it selects images of DATA.ROOT's train split; \
+         with DATA.SHARDS name fewer shards instead"
+    )]
+    ShardsWithPercentage(f64),
+    /// Several devices in one process and several processes at once.
+    #[error(
+        "--device lists {devices} devices and WORLD_SIZE is {world}: run one process per \
+         device (one --device each) instead"
+    )]
+    DevicesAndRanks {
+        /// Devices of this process.
+        devices: usize,
+        /// Processes of the run.
+        world: usize,
+    },
+    /// Resuming a shard run with another number of ranks.
+    #[error(
+        "--resume: {checkpoint} records the shard streams of {ranks} ranks; resume it with \
+         WORLD_SIZE={ranks} (this run has {world})"
+    )]
+    ResumeWorldSize {
+        /// The checkpoint.
+        checkpoint: PathBuf,
+        /// Ranks it records.
+        ranks: usize,
+        /// Ranks of this run.
+        world: usize,
+    },
+    /// The other ranks of a data-parallel run failed or could not be reached.
+    #[error(transparent)]
+    Distributed(#[from] crate::distributed::DistributedError),
     /// `--resume` from a checkpoint of another model or dataset.
     #[error("--resume: {0} was written with different MODEL or DATA settings")]
     ResumeMismatch(PathBuf),

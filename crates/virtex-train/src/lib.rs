@@ -16,6 +16,8 @@
 //!   or, feature `dashboard`, burn-train's terminal dashboard) and
 //!   [`contact_sheet`] serve it;
 //!   [`TrainError`] says why a run could not start or stopped.
+//! - [`distributed`]: one process per rank, launched with torchrun's
+//!   variables; the ranks meet over TCP and average every step's gradients.
 //!
 //! ```
 //! use virtex_train::config::Config;
@@ -38,7 +40,9 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod contact_sheet;
+mod data;
 pub mod device;
+pub mod distributed;
 pub mod error;
 pub mod init;
 pub mod metrics;

@@ -10,8 +10,6 @@
 //! one process at the same time would share it.)
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc::Receiver;
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
@@ -20,13 +18,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
-use virtex_data::coco::{CocoCaptions, CocoError};
-use virtex_data::instances::CocoInstances;
-use virtex_data::loader::{
-    BadImagePolicy, LoaderError, Preprocessing, PretrainingBatch, PretrainingLoader,
-};
-use virtex_data::tasks::{MaskedLmConfig, TaskView};
-use virtex_data::tokenizer::SentencePieceTokenizer;
+use virtex_data::coco::CocoCaptions;
+use virtex_data::shards::StreamPosition;
 use virtex_text::{PretrainingModel, PretrainingTask};
 
 use crate::batch::model_input;
@@ -34,9 +27,11 @@ use crate::checkpoint::{
     CheckpointMeta, checkpoint_path, list_checkpoints, load_checkpoint, prune_checkpoints,
     save_checkpoint,
 };
-use crate::config::{BadImage, Config};
+use crate::config::Config;
 use crate::contact_sheet::{SheetEntry, write_contact_sheet};
+use crate::data::{Batches, Data, dataset_error};
 use crate::device::{BackendTask, MultiDeviceTask};
+use crate::distributed::{Replicas, WorldSpec};
 use crate::error::TrainError;
 use crate::init::InitReport;
 use crate::metrics::MetricsLog;
@@ -66,6 +61,11 @@ pub struct Pretraining {
     /// Start a fresh run from what fits of these weights (ignored when
     /// resuming from a checkpoint).
     pub init_from: Option<WeightsSource>,
+    /// This process's place in a multi-process data-parallel run (`None`:
+    /// a single process). Every rank trains on its share of each batch;
+    /// rank 0 alone validates, logs and writes checkpoints, into an
+    /// `output` every rank must see (as the reference's).
+    pub world: Option<WorldSpec>,
 }
 
 /// What a finished run reports.
@@ -118,137 +118,6 @@ fn with_references(captions: &[(u64, String)], dataset: &CocoCaptions) -> Vec<Sa
                 .unwrap_or_default(),
         })
         .collect()
-}
-
-/// The datasets, tokenizer and loaders a config names.
-struct Data {
-    tokenizer: Arc<SentencePieceTokenizer>,
-    train: PretrainingLoader,
-    val: PretrainingLoader,
-}
-
-fn dataset_error(config: &Config) -> impl FnOnce(CocoError) -> TrainError + '_ {
-    |source| TrainError::Dataset {
-        root: config.data.root.clone(),
-        source,
-    }
-}
-
-fn load_split(config: &Config, split: &str) -> Result<CocoCaptions, TrainError> {
-    let mut dataset =
-        CocoCaptions::load(&config.data.root, split).map_err(dataset_error(config))?;
-    if split == "train" && config.data.use_percentage < 100.0 {
-        let keep = (dataset.images.len() as f64 * config.data.use_percentage / 100.0).ceil();
-        dataset.images.truncate(keep as usize);
-    }
-    if config.data.use_single_caption {
-        for image in &mut dataset.images {
-            image.captions.truncate(1);
-        }
-    }
-    Ok(dataset)
-}
-
-fn task_view(config: &Config, split: &str, vocab_size: u32) -> Result<TaskView, TrainError> {
-    Ok(match config.model.name {
-        PretrainingTask::Bicaptioning | PretrainingTask::Captioning => TaskView::Captioning,
-        PretrainingTask::TokenClassification => TaskView::TokenClassification,
-        PretrainingTask::MultilabelClassification => {
-            let instances =
-                CocoInstances::load(&config.data.root, split).map_err(dataset_error(config))?;
-            if instances.num_categories + 1 != config.data.vocab_size {
-                return Err(TrainError::CategoryCount {
-                    split: split.into(),
-                    vocab_size: config.data.vocab_size,
-                    categories: instances.num_categories,
-                });
-            }
-            TaskView::MultilabelClassification(Arc::new(instances))
-        }
-        PretrainingTask::MaskedLm => TaskView::MaskedLm {
-            config: MaskedLmConfig {
-                mask_proportion: config.data.masked_lm.mask_proportion,
-                mask_probability: config.data.masked_lm.mask_probability,
-                replace_probability: config.data.masked_lm.replace_probability,
-            },
-            mask_id: config.data.mask_index,
-            vocab_size,
-        },
-    })
-}
-
-impl Data {
-    fn new(config: &Config) -> Result<Self, TrainError> {
-        let tokenizer = SentencePieceTokenizer::from_file(&config.data.tokenizer_model)?;
-        config.check_tokenizer(&tokenizer, &config.data.tokenizer_model)?;
-        let vocab = tokenizer.vocab_size();
-        let tokenizer = Arc::new(tokenizer);
-        let policy = match config.data.on_bad_image {
-            BadImage::Error => BadImagePolicy::Error,
-            BadImage::Skip => BadImagePolicy::Skip,
-        };
-        let loader = |split: &str, preprocessing| -> Result<PretrainingLoader, TrainError> {
-            let loader = PretrainingLoader::new(
-                Arc::new(load_split(config, split)?),
-                tokenizer.clone(),
-                preprocessing,
-                config.optim.batch_size,
-                config.random_seed,
-            )
-            .with_bad_image_policy(policy)
-            .with_max_caption_length(config.data.max_caption_length)
-            .with_task(task_view(config, split, vocab as u32)?);
-            if loader.batches_per_epoch() == 0 {
-                return Err(TrainError::TooFewImages {
-                    split: split.into(),
-                    root: config.data.root.clone(),
-                    usable: loader.len(),
-                    batch_size: config.optim.batch_size,
-                });
-            }
-            Ok(loader)
-        };
-        let size = config.data.image_crop_size;
-        Ok(Self {
-            train: loader("train", Preprocessing::Train(config.train_augmentation()?))?,
-            val: loader("val", Preprocessing::Eval { size })?,
-            tokenizer,
-        })
-    }
-}
-
-/// Training batches from iteration `start` on, across epochs.
-struct Batches {
-    loader: PretrainingLoader,
-    prefetch: usize,
-    epoch: u64,
-    receiver: Receiver<Result<PretrainingBatch, LoaderError>>,
-}
-
-impl Batches {
-    fn starting_at(loader: PretrainingLoader, iteration: u64, prefetch: usize) -> Self {
-        let per_epoch = loader.batches_per_epoch() as u64;
-        let epoch = iteration / per_epoch;
-        let receiver = loader.epoch_from(epoch, (iteration % per_epoch) as usize, prefetch);
-        Self {
-            loader,
-            prefetch,
-            epoch,
-            receiver,
-        }
-    }
-
-    fn next(&mut self) -> Result<PretrainingBatch, LoaderError> {
-        loop {
-            match self.receiver.recv() {
-                Ok(batch) => return batch,
-                Err(_) => {
-                    self.epoch += 1;
-                    self.receiver = self.loader.epoch(self.epoch, self.prefetch);
-                }
-            }
-        }
-    }
 }
 
 /// One validation pass.
@@ -327,15 +196,39 @@ impl MultiDeviceTask for Pretraining {
     type Output = Result<PretrainingSummary, TrainError>;
 
     /// Trains on `devices[0]`, data-parallel over all of `devices`
-    /// ([`crate::parallel`]); checkpoints hold the first device's model.
+    /// ([`crate::parallel`]) and over the processes of [`Pretraining::world`];
+    /// checkpoints hold the first device's model.
     fn run_on<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
+        let mut replicas = Replicas::join(self.world.as_ref())?;
+        if replicas.world_size() > 1 && devices.len() > 1 {
+            return Err(TrainError::DevicesAndRanks {
+                devices: devices.len(),
+                world: replicas.world_size(),
+            });
+        }
+        let result = self.train::<B>(devices, &mut replicas);
+        if let Err(err) = &result {
+            replicas.abort(&format!("rank {}: {err}", replicas.rank()));
+        }
+        result
+    }
+}
+
+impl Pretraining {
+    fn train<B: AutodiffBackend>(
+        self,
+        devices: Vec<B::Device>,
+        replicas: &mut Replicas,
+    ) -> Result<PretrainingSummary, TrainError> {
         let device = devices[0].clone();
         let Self {
             config,
             output,
             resume,
             init_from,
+            world: _,
         } = self;
+        let (rank, leader) = (replicas.rank(), replicas.is_leader());
         let started = Instant::now();
         std::fs::create_dir_all(&output).map_err(|source| TrainError::Output {
             path: output.clone(),
@@ -348,7 +241,7 @@ impl MultiDeviceTask for Pretraining {
                 newest: newest.clone(),
             });
         }
-        let data = Data::new(&config)?;
+        let data = Data::new(&config, rank, replicas.world_size())?;
 
         B::seed(&device, config.random_seed);
         let mut model = config.model_config().init::<B>(&device)?;
@@ -367,6 +260,7 @@ impl MultiDeviceTask for Pretraining {
         }
         let mut optimizer = VirtexOptimizer::new(&model, &config.optim)?;
         let mut start = 0;
+        let mut data_position = StreamPosition::START;
         let mut checkpoint = None;
         // `resume` with nothing written yet (a requeued job's first start,
         // or a new directory) is a fresh run.
@@ -375,16 +269,34 @@ impl MultiDeviceTask for Pretraining {
             if meta.config.model != config.model || meta.config.data != config.data {
                 return Err(TrainError::ResumeMismatch(path.clone()));
             }
+            if config.data.shards.is_some() && meta.data_positions.len() != replicas.world_size() {
+                return Err(TrainError::ResumeWorldSize {
+                    checkpoint: path.clone(),
+                    ranks: meta.data_positions.len(),
+                    world: replicas.world_size(),
+                });
+            }
             model = loaded;
             start = meta.iteration;
+            data_position = meta.data_positions.get(rank).copied().unwrap_or_default();
             checkpoint = Some(path.clone());
         }
+        replicas.agree(
+            "the iteration to start from (does every rank see the same --output?)",
+            start,
+        )?;
+        let mut model = replicas.sync_parameters(model)?;
 
         let schedule = LrSchedule::new(&config.optim);
         let total = config.optim.num_iterations;
-        let mut metrics = MetricsLog::open(&output.join("metrics.jsonl"), start)?;
-        let mut batches = Batches::starting_at(data.train.clone(), start, config.train.prefetch);
-        let mut progress = Progress::new("iteration", start, total, config.train.log_every);
+        let mut metrics = match leader {
+            true => Some(MetricsLog::open(&output.join("metrics.jsonl"), start)?),
+            false => None,
+        };
+        let mut batches =
+            Batches::starting_at(&data.train, start, data_position, config.train.prefetch);
+        let mut progress =
+            leader.then(|| Progress::new("iteration", start, total, config.train.log_every));
         let mut summary = PretrainingSummary {
             start_iteration: start,
             iterations: start,
@@ -402,14 +314,18 @@ impl MultiDeviceTask for Pretraining {
         for iteration in start..total {
             let step_started = Instant::now();
             let batch = batches.next()?;
+            // Each rank its own dropout masks; rank 0 those of a single process.
+            let step_seed = config.random_seed.wrapping_add(iteration + 1)
+                ^ (rank as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             for device in &devices {
-                B::seed(device, config.random_seed.wrapping_add(iteration + 1));
+                B::seed(device, step_seed);
             }
+            let step = forward_backward(&model, &batch, &devices, frozen)?;
             let StepGradients {
                 loss,
                 components,
                 grads,
-            } = forward_backward(&model, &batch, &devices, frozen)?;
+            } = replicas.average(step, &model, &device)?;
             if !loss.is_finite() {
                 return Err(TrainError::NonFiniteLoss {
                     iteration: iteration + 1,
@@ -427,6 +343,8 @@ impl MultiDeviceTask for Pretraining {
 
             let done = iteration + 1;
             let seconds = step_started.elapsed().as_secs_f64();
+            // Images of the global batch, all ranks together.
+            let images_per_s = (batch.len() * replicas.world_size()) as f64 / seconds;
             let mut record = Map::new();
             record.insert("iteration".into(), json!(done));
             record.insert("loss".into(), json!(loss));
@@ -436,22 +354,26 @@ impl MultiDeviceTask for Pretraining {
             record.insert("lr".into(), json!(rates.lr));
             record.insert("cnn_lr".into(), json!(rates.cnn_lr));
             record.insert("grad_norm".into(), json!(grad_norm));
-            record.insert("images_per_s".into(), json!(batch.len() as f64 / seconds));
-            metrics.write(&Value::Object(record))?;
+            record.insert("images_per_s".into(), json!(images_per_s));
+            if let Some(metrics) = &mut metrics {
+                metrics.write(&Value::Object(record))?;
+            }
             let mut readings = vec![("loss", loss)];
             readings.extend(components.iter().copied());
             readings.extend([
                 ("lr", rates.lr),
                 ("cnn_lr", rates.cnn_lr),
-                ("images/s", batch.len() as f64 / seconds),
+                ("images/s", images_per_s),
             ]);
-            progress.step(done, &readings);
+            if let Some(progress) = &mut progress {
+                progress.step(done, &readings);
+            }
             summary.losses.push(loss);
             summary.iterations = done;
 
             let validate_now = config.train.validate_every > 0
                 && (done.is_multiple_of(config.train.validate_every) || done == total);
-            if validate_now {
+            if validate_now && leader {
                 let Validation {
                     loss: val_loss,
                     parts,
@@ -469,28 +391,36 @@ impl MultiDeviceTask for Pretraining {
                             .collect::<Vec<_>>()
                     ),
                 );
-                metrics.write(&Value::Object(record))?;
-                progress.validation(
-                    done,
-                    &[("loss", val_loss)],
-                    &captions
-                        .iter()
-                        .map(|(id, c)| format!("image {id}: {c}"))
-                        .collect::<Vec<_>>(),
-                );
+                if let Some(metrics) = &mut metrics {
+                    metrics.write(&Value::Object(record))?;
+                }
+                if let Some(progress) = &mut progress {
+                    progress.validation(
+                        done,
+                        &[("loss", val_loss)],
+                        &captions
+                            .iter()
+                            .map(|(id, c)| format!("image {id}: {c}"))
+                            .collect::<Vec<_>>(),
+                    );
+                }
                 summary.val_loss = Some(val_loss);
                 last_captions = captions;
             }
-            let stop = progress.stop_requested();
+            let stop = replicas.any(progress.as_ref().is_some_and(Progress::stop_requested))?;
             if done.is_multiple_of(config.train.checkpoint_every.max(1)) || done == total || stop {
+                let data_positions = replicas.positions(batches.position())?;
                 let path = checkpoint_path(&output, done);
-                let meta = CheckpointMeta {
-                    iteration: done,
-                    optimizer_steps: optimizer.steps,
-                    config: config.clone(),
-                };
-                save_checkpoint(&path, &model, &optimizer, &meta)?;
-                prune_checkpoints(&output, config.train.keep_last)?;
+                if leader {
+                    let meta = CheckpointMeta {
+                        iteration: done,
+                        optimizer_steps: optimizer.steps,
+                        config: config.clone(),
+                        data_positions,
+                    };
+                    save_checkpoint(&path, &model, &optimizer, &meta)?;
+                    prune_checkpoints(&output, config.train.keep_last)?;
+                }
                 checkpoint = Some(path);
                 summary.checkpoint = checkpoint.clone();
             }
@@ -498,8 +428,12 @@ impl MultiDeviceTask for Pretraining {
                 break;
             }
         }
-        progress.finish();
-        metrics.plot(&output)?;
+        if let Some(progress) = progress {
+            progress.finish();
+        }
+        if let Some(metrics) = &metrics {
+            metrics.plot(&output)?;
+        }
         if !last_captions.is_empty() {
             // All references, whatever DATA.USE_SINGLE_CAPTION kept for training.
             let val =
@@ -531,7 +465,7 @@ impl MultiDeviceTask for Pretraining {
             })?;
             summary.contact_sheet = Some(path);
         }
-        summary.skipped_images = data.train.skipped() + data.val.skipped();
+        summary.skipped_images = data.skipped();
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)
     }

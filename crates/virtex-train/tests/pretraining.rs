@@ -55,6 +55,7 @@ fn run(config: Config, output: &Path, resume: bool) -> Result<PretrainingSummary
         output: output.to_path_buf(),
         resume,
         init_from: None,
+        world: None,
     }
     .run::<CpuBackend>(Default::default())
 }
@@ -101,6 +102,45 @@ fn a_resumed_run_repeats_the_uninterrupted_losses() {
     let fresh = run(tiny(4, &[]), &output, true).unwrap();
     assert_eq!((fresh.start_iteration, fresh.losses.len()), (0, 4));
     assert_eq!(list_checkpoints(&output).len(), 2);
+    std::fs::remove_dir_all(output).unwrap();
+}
+
+/// Training from WebDataset shards of the bundled val split: the checkpoint
+/// records the stream's position, and a resumed run repeats the losses.
+#[test]
+fn a_run_from_shards_resumes_where_the_stream_stopped() {
+    use virtex_data::coco::CocoCaptions;
+    use virtex_data::shards::{StreamPosition, write_shards};
+
+    let output = scratch("shards");
+    let val = CocoCaptions::load(&root().join("data/emoji"), "val").unwrap();
+    let written = write_shards(&val, &output.join("shards"), "val", 100, 0).unwrap();
+    let shards = format!("DATA.SHARDS={}", written.pattern);
+    let config = || tiny(4, &[shards.as_str(), "DATA.SHUFFLE_BUFFER=50"]);
+    let runs = output.join("run");
+    let full = run(config(), &runs, false).unwrap();
+    let meta = read_meta(&runs.join("checkpoint_2.safetensors")).unwrap();
+    assert_eq!(
+        meta.data_positions,
+        [StreamPosition {
+            epoch: 0,
+            offset: 8
+        }],
+        "two batches of 4"
+    );
+    std::fs::remove_file(runs.join("checkpoint_4.safetensors")).unwrap();
+    let resumed = run(config(), &runs, true).unwrap();
+    assert_eq!(resumed.losses, full.losses[2..]);
+
+    let missing = tiny(2, &["DATA.SHARDS=/nonexistent/val-{000..003}.tar"]);
+    let err = run(missing, &output.join("missing"), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("DATA.SHARDS /nonexistent/val-{000..003}.tar")
+            && err.contains("/nonexistent/val-000.tar does not exist"),
+        "{err}"
+    );
     std::fs::remove_dir_all(output).unwrap();
 }
 
@@ -259,6 +299,7 @@ fn data_parallel_gradients_average_the_shards() {
                 output: output.clone(),
                 resume: false,
                 init_from: None,
+                world: None,
             })
             .unwrap()
             .unwrap()
@@ -296,6 +337,7 @@ fn a_frozen_backbone_captioner_trains_from_a_pretrained_checkpoint() {
             output: output.clone(),
             resume: false,
             init_from: Some(source.clone()),
+            world: None,
         }
         .run::<CpuBackend>(Default::default())
         .unwrap()

@@ -27,6 +27,12 @@ pub struct DataConfig {
     pub image_crop_size: u32,
     /// Longest caption in tokens.
     pub max_caption_length: usize,
+    /// Train from WebDataset tar shards instead of `ROOT`'s train split
+    /// (virtex-rs): a brace pattern such as `shards/train-{000000..000099}.tar`;
+    /// validation still reads `ROOT`'s val split.
+    pub shards: Option<String>,
+    /// Samples a shard stream holds for shuffling (virtex-rs).
+    pub shuffle_buffer: usize,
     /// Training transforms, in the reference's order.
     pub image_transform_train: Vec<String>,
     /// Validation transforms.
@@ -63,6 +69,8 @@ impl Default for DataConfig {
             mask_index: 3,
             image_crop_size: 224,
             max_caption_length: virtex_data::caption::MAX_CAPTION_LENGTH,
+            shards: None,
+            shuffle_buffer: virtex_data::shards::DEFAULT_SHUFFLE_BUFFER,
             image_transform_train: TRAIN_TRANSFORMS.iter().map(|s| s.to_string()).collect(),
             image_transform_val: VAL_TRANSFORMS.iter().map(|s| s.to_string()).collect(),
             use_percentage: 100.0,

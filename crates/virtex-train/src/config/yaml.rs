@@ -8,7 +8,11 @@ use serde_yaml_ng::Value;
 use super::ConfigError;
 
 /// The keys whose values are paths to files or folders.
-const PATH_KEYS: [[&str; 2]; 2] = [["DATA", "ROOT"], ["DATA", "TOKENIZER_MODEL"]];
+const PATH_KEYS: [[&str; 2]; 3] = [
+    ["DATA", "ROOT"],
+    ["DATA", "TOKENIZER_MODEL"],
+    ["DATA", "SHARDS"],
+];
 
 /// Reads `path` as YAML, merging in its `_BASE_` chain, base first. A
 /// relative `_BASE_` or [`PATH_KEYS`] value is relative to the file that

@@ -1,0 +1,251 @@
+//! What a run trains and validates on: the datasets, tokenizer and loaders a
+//! config names, and the stream of training batches from a given iteration,
+//! from a COCO-format split (`DATA.ROOT`) or from tar shards (`DATA.SHARDS`).
+
+use std::sync::Arc;
+use std::sync::mpsc::Receiver;
+
+use virtex_data::coco::{CocoCaptions, CocoError};
+use virtex_data::instances::CocoInstances;
+use virtex_data::loader::{
+    BadImagePolicy, LoaderError, Preprocessing, PretrainingBatch, PretrainingLoader, SamplePipeline,
+};
+use virtex_data::shards::{ShardStream, StreamPosition, expand_shard_pattern};
+use virtex_data::tasks::{MaskedLmConfig, TaskView};
+use virtex_data::tokenizer::SentencePieceTokenizer;
+use virtex_text::PretrainingTask;
+
+use crate::config::{BadImage, Config};
+use crate::error::TrainError;
+
+/// Where the training batches come from.
+#[derive(Clone)]
+pub(crate) enum TrainSource {
+    /// The `train` split of `DATA.ROOT`.
+    Coco(PretrainingLoader),
+    /// The shards `DATA.SHARDS` names.
+    Shards(ShardStream),
+}
+
+/// The datasets, tokenizer and loaders a config names.
+pub(crate) struct Data {
+    pub tokenizer: Arc<SentencePieceTokenizer>,
+    pub train: TrainSource,
+    /// The `val` split of `DATA.ROOT` (shards or not).
+    pub val: PretrainingLoader,
+}
+
+pub(crate) fn dataset_error(config: &Config) -> impl FnOnce(CocoError) -> TrainError + '_ {
+    |source| TrainError::Dataset {
+        root: config.data.root.clone(),
+        source,
+    }
+}
+
+fn load_split(config: &Config, split: &str) -> Result<CocoCaptions, TrainError> {
+    let mut dataset =
+        CocoCaptions::load(&config.data.root, split).map_err(dataset_error(config))?;
+    if split == "train" && config.data.use_percentage < 100.0 {
+        let keep = (dataset.images.len() as f64 * config.data.use_percentage / 100.0).ceil();
+        dataset.images.truncate(keep as usize);
+    }
+    Ok(dataset)
+}
+
+fn task_view(config: &Config, split: &str, vocab_size: u32) -> Result<TaskView, TrainError> {
+    Ok(match config.model.name {
+        PretrainingTask::Bicaptioning | PretrainingTask::Captioning => TaskView::Captioning,
+        PretrainingTask::TokenClassification => TaskView::TokenClassification,
+        PretrainingTask::MultilabelClassification => {
+            let instances =
+                CocoInstances::load(&config.data.root, split).map_err(dataset_error(config))?;
+            if instances.num_categories + 1 != config.data.vocab_size {
+                return Err(TrainError::CategoryCount {
+                    split: split.into(),
+                    vocab_size: config.data.vocab_size,
+                    categories: instances.num_categories,
+                });
+            }
+            TaskView::MultilabelClassification(Arc::new(instances))
+        }
+        PretrainingTask::MaskedLm => TaskView::MaskedLm {
+            config: MaskedLmConfig {
+                mask_proportion: config.data.masked_lm.mask_proportion,
+                mask_probability: config.data.masked_lm.mask_probability,
+                replace_probability: config.data.masked_lm.replace_probability,
+            },
+            mask_id: config.data.mask_index,
+            vocab_size,
+        },
+    })
+}
+
+impl Data {
+    /// The data of `rank` among `world` data-parallel ranks: its share of
+    /// every training batch (validation is rank 0's and whole).
+    pub fn new(config: &Config, rank: usize, world: usize) -> Result<Self, TrainError> {
+        let tokenizer = SentencePieceTokenizer::from_file(&config.data.tokenizer_model)?;
+        config.check_tokenizer(&tokenizer, &config.data.tokenizer_model)?;
+        let vocab = tokenizer.vocab_size() as u32;
+        let tokenizer = Arc::new(tokenizer);
+        let policy = match config.data.on_bad_image {
+            BadImage::Error => BadImagePolicy::Error,
+            BadImage::Skip => BadImagePolicy::Skip,
+        };
+        let pipeline = |split: &str, preprocessing| -> Result<SamplePipeline, TrainError> {
+            Ok(SamplePipeline::new(tokenizer.clone(), preprocessing)
+                .with_bad_image_policy(policy)
+                .with_max_caption_length(config.data.max_caption_length)
+                .with_first_caption_only(config.data.use_single_caption)
+                .with_task(task_view(config, split, vocab)?))
+        };
+        let loader = |split: &str, preprocessing| -> Result<PretrainingLoader, TrainError> {
+            let loader = PretrainingLoader::with_pipeline(
+                Arc::new(load_split(config, split)?),
+                pipeline(split, preprocessing)?,
+                config.optim.batch_size,
+                config.random_seed,
+            );
+            if loader.batches_per_epoch() == 0 {
+                return Err(TrainError::TooFewImages {
+                    split: split.into(),
+                    root: config.data.root.clone(),
+                    usable: loader.len(),
+                    batch_size: config.optim.batch_size,
+                });
+            }
+            Ok(loader)
+        };
+        let augmentation = Preprocessing::Train(config.train_augmentation()?);
+        let train = match &config.data.shards {
+            None => TrainSource::Coco(loader("train", augmentation)?.for_rank(rank, world)?),
+            Some(pattern) => {
+                if config.model.name == PretrainingTask::MultilabelClassification {
+                    return Err(TrainError::ShardsWithoutInstances);
+                }
+                if config.data.use_percentage < 100.0 {
+                    return Err(TrainError::ShardsWithPercentage(config.data.use_percentage));
+                }
+                let shard_error = |source| TrainError::Shards {
+                    pattern: pattern.clone(),
+                    source,
+                };
+                let batch_size = config.optim.batch_size;
+                if !batch_size.is_multiple_of(world) {
+                    return Err(LoaderError::RankShare {
+                        batch_size,
+                        rank,
+                        world,
+                    }
+                    .into());
+                }
+                let shards = expand_shard_pattern(pattern).map_err(shard_error)?;
+                let stream = ShardStream::new(
+                    shards,
+                    pipeline("train", augmentation)?,
+                    batch_size / world,
+                    config.random_seed,
+                )
+                .and_then(|stream| stream.for_rank(rank, world))
+                .map_err(shard_error)?
+                .with_shuffle_buffer(config.data.shuffle_buffer);
+                TrainSource::Shards(stream)
+            }
+        };
+        let size = config.data.image_crop_size;
+        Ok(Self {
+            val: loader("val", Preprocessing::Eval { size })?,
+            train,
+            tokenizer,
+        })
+    }
+
+    /// Images and samples skipped so far in both splits.
+    pub fn skipped(&self) -> usize {
+        let train = match &self.train {
+            TrainSource::Coco(loader) => loader.skipped(),
+            TrainSource::Shards(stream) => stream.pipeline().skipped(),
+        };
+        train + self.val.skipped()
+    }
+}
+
+/// Training batches from an iteration on, across epochs.
+pub(crate) enum Batches {
+    /// A COCO-format split: the position follows from the iteration.
+    Coco {
+        loader: Box<PretrainingLoader>,
+        prefetch: usize,
+        epoch: u64,
+        receiver: Receiver<Result<PretrainingBatch, LoaderError>>,
+    },
+    /// Shards: the position after the last batch taken.
+    Shards {
+        receiver: Receiver<Result<(PretrainingBatch, StreamPosition), LoaderError>>,
+        position: StreamPosition,
+    },
+}
+
+impl Batches {
+    /// The batches of iteration `iteration` on; a shard stream continues from
+    /// `position` (the resumed checkpoint's).
+    pub fn starting_at(
+        source: &TrainSource,
+        iteration: u64,
+        position: StreamPosition,
+        prefetch: usize,
+    ) -> Self {
+        match source {
+            TrainSource::Coco(loader) => {
+                let per_epoch = loader.batches_per_epoch() as u64;
+                let epoch = iteration / per_epoch;
+                let first = (iteration % per_epoch) as usize;
+                Self::Coco {
+                    receiver: loader.epoch_from(epoch, first, prefetch),
+                    loader: Box::new(loader.clone()),
+                    prefetch,
+                    epoch,
+                }
+            }
+            TrainSource::Shards(stream) => Self::Shards {
+                receiver: stream.batches_from(position, prefetch),
+                position,
+            },
+        }
+    }
+
+    pub fn next(&mut self) -> Result<PretrainingBatch, LoaderError> {
+        match self {
+            Self::Coco {
+                loader,
+                prefetch,
+                epoch,
+                receiver,
+            } => loop {
+                match receiver.recv() {
+                    Ok(batch) => return batch,
+                    Err(_) => {
+                        *epoch += 1;
+                        *receiver = loader.epoch(*epoch, *prefetch);
+                    }
+                }
+            },
+            Self::Shards { receiver, position } => {
+                let (batch, after) = receiver
+                    .recv()
+                    .expect("the shard stream ends only after sending its error")?;
+                *position = after;
+                Ok(batch)
+            }
+        }
+    }
+
+    /// What a checkpoint records of the data position: the shard stream's
+    /// (nothing for a COCO-format split, whose position is the iteration's).
+    pub fn position(&self) -> Option<StreamPosition> {
+        match self {
+            Self::Coco { .. } => None,
+            Self::Shards { position, .. } => Some(*position),
+        }
+    }
+}

@@ -1,0 +1,112 @@
+//! A model's gradients and parameters as one flat `f32` buffer, for the
+//! collective: in the module's visiting order, which is the same on every
+//! rank running the same config.
+
+use burn::module::{AutodiffModule, Module, ModuleMapper, ModuleVisitor, Param};
+use burn::optim::GradientsParams;
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{Tensor, TensorData};
+
+/// The gradients `grads` holds for `module`'s parameters, flattened, and
+/// the layout to rebuild them with.
+pub fn flatten_gradients<B: AutodiffBackend, M: AutodiffModule<B>>(
+    module: &M,
+    grads: &mut GradientsParams,
+) -> (Vec<f32>, GradientLayout) {
+    let mut flatten = FlattenGradients::<B> {
+        grads,
+        values: Vec::new(),
+        layout: GradientLayout::default(),
+        _backend: std::marker::PhantomData,
+    };
+    module.visit(&mut flatten);
+    (flatten.values, flatten.layout)
+}
+
+/// Which parameters a flat gradient buffer holds, with their shapes.
+#[derive(Clone, Debug, Default)]
+pub struct GradientLayout {
+    entries: Vec<(burn::module::ParamId, Vec<usize>)>,
+}
+
+impl GradientLayout {
+    /// The gradients of `values` (laid out as `self`) on `device`.
+    pub fn unflatten<B: Backend>(&self, values: &[f32], device: &B::Device) -> GradientsParams {
+        let mut grads = GradientsParams::new();
+        let mut start = 0;
+        for (id, shape) in &self.entries {
+            let len: usize = shape.iter().product();
+            let data = TensorData::new(values[start..start + len].to_vec(), shape.clone());
+            match shape.len() {
+                1 => grads.register(*id, Tensor::<B, 1>::from_data(data, device)),
+                2 => grads.register(*id, Tensor::<B, 2>::from_data(data, device)),
+                3 => grads.register(*id, Tensor::<B, 3>::from_data(data, device)),
+                4 => grads.register(*id, Tensor::<B, 4>::from_data(data, device)),
+                rank => unreachable!("no parameter of rank {rank} in these models"),
+            }
+            start += len;
+        }
+        grads
+    }
+}
+
+struct FlattenGradients<'a, B: AutodiffBackend> {
+    grads: &'a mut GradientsParams,
+    values: Vec<f32>,
+    layout: GradientLayout,
+    _backend: std::marker::PhantomData<B>,
+}
+
+impl<B: AutodiffBackend> ModuleVisitor<B> for FlattenGradients<'_, B> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+        if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
+            self.layout.entries.push((param.id, grad.dims().to_vec()));
+            self.values
+                .extend(grad.into_data().convert::<f32>().iter::<f32>());
+        }
+    }
+}
+
+/// Every float tensor of `module` (parameters and running statistics),
+/// flattened in visiting order.
+pub fn flatten_parameters<B: Backend, M: Module<B>>(module: &M) -> Vec<f32> {
+    struct Collect(Vec<f32>);
+    impl<B: Backend> ModuleVisitor<B> for Collect {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
+            self.0
+                .extend(param.val().into_data().convert::<f32>().iter::<f32>());
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    module.visit(&mut collect);
+    collect.0
+}
+
+/// `module` with its float tensors replaced by `values` (laid out as
+/// [`flatten_parameters`] writes them), each keeping whether it takes
+/// gradients.
+pub fn load_parameters<B: Backend, M: Module<B>>(module: M, values: &[f32]) -> M {
+    struct Load<'a> {
+        values: &'a [f32],
+    }
+    impl<B: Backend> ModuleMapper<B> for Load<'_> {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+            let (id, old, mapper) = param.consume();
+            let shape = old.shape();
+            let len = shape.num_elements();
+            let (head, rest) = self.values.split_at(len);
+            self.values = rest;
+            let fresh = Tensor::<B, D>::from_data(
+                TensorData::new(head.to_vec(), shape).convert_dtype(old.dtype()),
+                &old.device(),
+            );
+            let fresh = if old.is_require_grad() {
+                fresh.require_grad()
+            } else {
+                fresh
+            };
+            Param::from_mapped_value(id, fresh, mapper)
+        }
+    }
+    module.map(&mut Load { values })
+}

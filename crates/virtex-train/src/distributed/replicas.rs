@@ -1,0 +1,170 @@
+//! What the training loop asks of the other ranks: start from rank 0's
+//! weights, average every step's loss and gradients, agree on when to stop,
+//! and tell rank 0 where each rank's data stream stands. In a
+//! single-process run every call is a no-op.
+
+use burn::module::{AutodiffModule, Module};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use virtex_data::shards::StreamPosition;
+
+use super::replica::{flatten_gradients, flatten_parameters, load_parameters};
+use super::{DistributedError, ProcessGroup, WorldSpec, rendezvous};
+use crate::parallel::StepGradients;
+
+/// The other ranks of a data-parallel run, as the training loop sees them.
+pub struct Replicas {
+    group: Option<ProcessGroup>,
+}
+
+impl Replicas {
+    /// A single-process run.
+    pub fn single() -> Self {
+        Self { group: None }
+    }
+
+    /// Joins the run `spec` describes (a single-process run when `None` or
+    /// of world size 1).
+    pub fn join(spec: Option<&WorldSpec>) -> Result<Self, DistributedError> {
+        Ok(match spec {
+            Some(spec) if spec.world_size > 1 => Self {
+                group: Some(rendezvous(spec, Vec::new)?.0),
+            },
+            _ => Self::single(),
+        })
+    }
+
+    /// This process's rank.
+    pub fn rank(&self) -> usize {
+        self.group.as_ref().map_or(0, ProcessGroup::rank)
+    }
+
+    /// Number of ranks.
+    pub fn world_size(&self) -> usize {
+        self.group.as_ref().map_or(1, ProcessGroup::world_size)
+    }
+
+    /// Whether this rank validates, logs and writes checkpoints (rank 0).
+    pub fn is_leader(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// `model` with rank 0's parameters and running statistics, as DDP
+    /// broadcasts them when it wraps a model.
+    pub fn sync_parameters<B: Backend, M: Module<B>>(
+        &mut self,
+        model: M,
+    ) -> Result<M, DistributedError> {
+        let Some(group) = &mut self.group else {
+            return Ok(model);
+        };
+        let values = flatten_parameters(&model);
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let received = group.broadcast(bytes, "the parameter broadcast")?;
+        if group.rank() == 0 {
+            return Ok(model);
+        }
+        if received.len() != values.len() * 4 {
+            return Err(DistributedError::Rejected(format!(
+                "rank 0's model has {} values, rank {}'s {} (do the ranks run the same config?)",
+                received.len() / 4,
+                group.rank(),
+                values.len()
+            )));
+        }
+        let values: Vec<f32> = received
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect();
+        Ok(load_parameters(model, &values))
+    }
+
+    /// Checks that every rank holds the same `value` (say, the iteration it
+    /// resumes from), naming the first rank that differs.
+    pub fn agree(&mut self, what: &str, value: u64) -> Result<(), DistributedError> {
+        let Some(group) = &mut self.group else {
+            return Ok(());
+        };
+        let all = group.all_gather(&value.to_le_bytes(), "a consistency check")?;
+        for (rank, bytes) in all.iter().enumerate() {
+            let theirs = u64::from_le_bytes(bytes.as_slice().try_into().unwrap_or_default());
+            if theirs != value {
+                return Err(DistributedError::Rejected(format!(
+                    "{what}: rank {rank} has {theirs}, rank {} has {value}",
+                    group.rank()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The step's loss, loss terms and gradients averaged over the ranks.
+    pub fn average<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &mut self,
+        step: StepGradients,
+        model: &M,
+        device: &B::Device,
+    ) -> Result<StepGradients, DistributedError> {
+        let Some(group) = &mut self.group else {
+            return Ok(step);
+        };
+        let StepGradients {
+            loss,
+            mut components,
+            mut grads,
+        } = step;
+        let mut scalars: Vec<f64> = std::iter::once(loss)
+            .chain(components.iter().map(|(_, value)| *value))
+            .collect();
+        group.all_reduce_mean_f64(&mut scalars, "the loss all-reduce")?;
+        for ((_, value), mean) in components.iter_mut().zip(&scalars[1..]) {
+            *value = *mean;
+        }
+        let (mut values, layout) = flatten_gradients(model, &mut grads);
+        group.all_reduce_mean_f32(&mut values, "the gradient all-reduce")?;
+        Ok(StepGradients {
+            loss: scalars[0],
+            components,
+            grads: layout.unflatten::<B::InnerBackend>(&values, device),
+        })
+    }
+
+    /// Whether any rank asks to stop (rank 0's dashboard, say).
+    pub fn any(&mut self, flag: bool) -> Result<bool, DistributedError> {
+        let Some(group) = &mut self.group else {
+            return Ok(flag);
+        };
+        let all = group.all_gather(&[u8::from(flag)], "the stop check")?;
+        Ok(all.iter().any(|bytes| bytes.first() == Some(&1)))
+    }
+
+    /// Every rank's shard-stream position, by rank (empty when the data is
+    /// a COCO-format split, whose position follows from the iteration).
+    pub fn positions(
+        &mut self,
+        position: Option<StreamPosition>,
+    ) -> Result<Vec<StreamPosition>, DistributedError> {
+        let Some(position) = position else {
+            return Ok(Vec::new());
+        };
+        let Some(group) = &mut self.group else {
+            return Ok(vec![position]);
+        };
+        let mut bytes = position.epoch.to_le_bytes().to_vec();
+        bytes.extend(position.offset.to_le_bytes());
+        let all = group.all_gather(&bytes, "the data-position gather")?;
+        Ok(all
+            .iter()
+            .map(|b| StreamPosition {
+                epoch: u64::from_le_bytes(b[..8].try_into().expect("16 bytes")),
+                offset: u64::from_le_bytes(b[8..16].try_into().expect("16 bytes")),
+            })
+            .collect())
+    }
+
+    /// Tells the other ranks this one stops, and why.
+    pub fn abort(&mut self, reason: &str) {
+        if let Some(group) = &mut self.group {
+            group.abort(reason);
+        }
+    }
+}

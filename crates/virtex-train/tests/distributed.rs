@@ -1,0 +1,330 @@
+//! Multi-process data parallelism on the CPU: ranks are child processes of
+//! this test binary, launched with torchrun's variables, that meet over TCP
+//! on localhost.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use virtex_train::checkpoint::{list_checkpoints, read_meta};
+use virtex_train::config::Config;
+use virtex_train::device::{CpuBackend, DeviceList, MultiDeviceTask};
+use virtex_train::distributed::{Replicas, WorldSpec, rendezvous};
+use virtex_train::trainer::Pretraining;
+
+/// Set in a child: which scenario it plays.
+const CHILD: &str = "VIRTEX_RANK_CHILD";
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts rank `rank` of `world` playing `scenario` (a child test below).
+fn spawn_rank(
+    scenario: &str,
+    rank: usize,
+    world: usize,
+    port: u16,
+    extra: &[(&str, String)],
+) -> Child {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args(["--exact", scenario, "--nocapture", "--test-threads=1"])
+        .env(CHILD, scenario)
+        .env("RANK", rank.to_string())
+        .env("WORLD_SIZE", world.to_string())
+        .env("MASTER_ADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string())
+        .env("RAYON_NUM_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    command.spawn().unwrap()
+}
+
+/// What a child printed after `prefix` on each line (libtest may have
+/// begun the line with the test's name).
+fn reports(output: &Output, prefix: &str) -> Vec<String> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| Some(line[line.find(prefix)? + prefix.len()..].to_string()))
+        .collect()
+}
+
+fn is_child(scenario: &str) -> bool {
+    std::env::var(CHILD).is_ok_and(|s| s == scenario)
+}
+
+fn spec(timeout: Duration) -> WorldSpec {
+    WorldSpec::from_env(timeout)
+        .unwrap()
+        .expect("WORLD_SIZE is set")
+}
+
+#[test]
+fn collective_child() {
+    if !is_child("collective_child") {
+        return;
+    }
+    let spec = spec(Duration::from_secs(20));
+    let (mut group, payload) = rendezvous(&spec, || b"communicator-42".to_vec()).unwrap();
+    let mut values = [spec.rank as f32, 1.0, -(spec.rank as f32) * 0.5];
+    group.all_reduce_mean_f32(&mut values, "a test").unwrap();
+    let gathered = group.all_gather(&[spec.rank as u8 * 10], "a test").unwrap();
+    println!(
+        "REPORT rank {} payload {} mean {values:?} gathered {gathered:?}",
+        spec.rank,
+        String::from_utf8_lossy(&payload)
+    );
+}
+
+#[test]
+fn ranks_meet_and_reduce_in_rank_order() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let port = free_port();
+    // Started in reverse: the others wait for rank 0 to listen.
+    let children: Vec<Child> = (0..4)
+        .rev()
+        .map(|rank| spawn_rank("collective_child", rank, 4, port, &[]))
+        .collect();
+    let mut lines: Vec<String> = children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            assert!(
+                output.status.success(),
+                "{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            reports(&output, "REPORT ").join("\n")
+        })
+        .collect();
+    lines.sort();
+    for (rank, line) in lines.iter().enumerate() {
+        assert_eq!(
+            line,
+            &format!(
+                "rank {rank} payload communicator-42 mean [1.5, 1.0, -0.75] \
+                 gathered [[0], [10], [20], [30]]"
+            )
+        );
+    }
+}
+
+#[test]
+fn absent_child() {
+    if !is_child("absent_child") {
+        return;
+    }
+    match rendezvous(&spec(Duration::from_secs(3)), Vec::new) {
+        Ok(_) => println!("REPORT joined"),
+        Err(err) => println!("REPORT {err}"),
+    }
+}
+
+#[test]
+fn a_rank_that_never_arrives_stops_every_rank_naming_it() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let port = free_port();
+    // World of 4; rank 2 never starts.
+    let children: Vec<(usize, Child)> = [0, 1, 3]
+        .into_iter()
+        .map(|rank| (rank, spawn_rank("absent_child", rank, 4, port, &[])))
+        .collect();
+    for (rank, child) in children {
+        let output = child.wait_with_output().unwrap();
+        let said = reports(&output, "REPORT ").join("\n");
+        if rank == 0 {
+            assert_eq!(
+                said,
+                format!("rank 2 did not join within 3 s (rank 0 listening on 127.0.0.1:{port})")
+            );
+        } else {
+            assert!(
+                said.starts_with("rank 0 was lost during the rendezvous"),
+                "rank {rank}: {said}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dying_child() {
+    if !is_child("dying_child") {
+        return;
+    }
+    let spec = spec(Duration::from_secs(20));
+    let (mut group, _) = rendezvous(&spec, Vec::new).unwrap();
+    if spec.rank == 2 {
+        // Gone without a word, as a killed process.
+        std::process::exit(3);
+    }
+    let mut values = [1.0f32; 4];
+    match group.all_reduce_mean_f32(&mut values, "the gradient all-reduce") {
+        Ok(()) => println!("REPORT reduced"),
+        Err(err) => println!("REPORT {err}"),
+    }
+}
+
+#[test]
+fn a_rank_that_dies_stops_the_others_naming_it() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let port = free_port();
+    let children: Vec<(usize, Child)> = (0..3)
+        .map(|rank| (rank, spawn_rank("dying_child", rank, 3, port, &[])))
+        .collect();
+    let lost =
+        "rank 2 was lost during the gradient all-reduce: closed its connection (the process ended)";
+    for (rank, child) in children {
+        let output = child.wait_with_output().unwrap();
+        let said = reports(&output, "REPORT ").join("\n");
+        match rank {
+            0 => assert_eq!(said, lost),
+            1 => assert_eq!(said, format!("rank 0 stopped the run: {lost}")),
+            _ => assert_eq!(output.status.code(), Some(3)),
+        }
+    }
+}
+
+/// The tiny test config without dropout (ranks and devices then compute
+/// the same function), for `iterations`.
+fn tiny(iterations: u64) -> Config {
+    let root = root();
+    Config::load(
+        Some(&root.join("data/configs/tests/emoji_tiny.yaml")),
+        &[
+            format!("DATA.ROOT={}", root.join("data/emoji").display()),
+            format!(
+                "DATA.TOKENIZER_MODEL={}",
+                root.join("data/vocab/emoji_1k.model").display()
+            ),
+            format!("OPTIM.NUM_ITERATIONS={iterations}"),
+            "MODEL.TEXTUAL.DROPOUT=0.0".into(),
+        ],
+    )
+    .unwrap()
+}
+
+#[test]
+fn training_child() {
+    if !is_child("training_child") {
+        return;
+    }
+    let output = PathBuf::from(std::env::var("VIRTEX_TEST_OUTPUT").unwrap());
+    let summary = Pretraining {
+        config: tiny(4),
+        output,
+        resume: false,
+        init_from: None,
+        world: Some(spec(Duration::from_secs(60))),
+    }
+    .run_on::<CpuBackend>(vec![Default::default()])
+    .unwrap();
+    println!("LOSSES {:?}", summary.losses);
+}
+
+/// Two processes, each with half of every batch, take the steps that one
+/// process takes with the batch split over two devices: the same per-half
+/// BatchNorm, the same averaged gradients, the same losses. Rank 0 alone
+/// writes checkpoints and the log.
+#[test]
+fn two_processes_train_as_one_process_over_two_devices() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("virtex-ranks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let port = free_port();
+    let output = dir.join("ranks");
+    let children: Vec<Child> = (0..2)
+        .map(|rank| {
+            let out = ("VIRTEX_TEST_OUTPUT", output.display().to_string());
+            spawn_rank("training_child", rank, 2, port, &[out])
+        })
+        .collect();
+    let losses: Vec<Vec<f64>> = children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let line = reports(&out, "LOSSES ").pop().expect("losses printed");
+            serde_json::from_str(&line).unwrap()
+        })
+        .collect();
+    assert_eq!(losses[0], losses[1], "every rank holds the averaged loss");
+
+    let devices: DeviceList = "cpu,cpu".parse().unwrap();
+    let single = devices
+        .dispatch(Pretraining {
+            config: tiny(4),
+            output: dir.join("devices"),
+            resume: false,
+            init_from: None,
+            world: None,
+        })
+        .unwrap()
+        .unwrap();
+    eprintln!("2 ranks: {:?}\n2 devices: {:?}", losses[0], single.losses);
+    for (ranks, devices) in losses[0].iter().zip(&single.losses) {
+        // f32 gradients summed in another thread layout: not bit-identical.
+        assert!(
+            (ranks - devices).abs() < 1e-6 * devices.abs(),
+            "{:?} vs {:?}",
+            losses[0],
+            single.losses
+        );
+    }
+    let checkpoints: Vec<u64> = list_checkpoints(&output).iter().map(|(i, _)| *i).collect();
+    assert_eq!(checkpoints, [2, 4]);
+    assert!(
+        read_meta(&output.join("checkpoint_4.safetensors"))
+            .unwrap()
+            .data_positions
+            .is_empty()
+    );
+    let log = std::fs::read_to_string(output.join("metrics.jsonl")).unwrap();
+    assert_eq!(
+        log.lines().filter(|l| l.contains("grad_norm")).count(),
+        4,
+        "one writer"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_single_process_world_needs_no_peers() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let spec = WorldSpec {
+        rank: 0,
+        world_size: 1,
+        local_rank: 0,
+        master_addr: "127.0.0.1".into(),
+        master_port: free_port(),
+        timeout: Duration::from_secs(1),
+    };
+    let replicas = Replicas::join(Some(&spec)).unwrap();
+    assert_eq!((replicas.rank(), replicas.world_size()), (0, 1));
+}
