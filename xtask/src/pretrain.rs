@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use virtex_train::checkpoint::list_checkpoints;
 use virtex_train::config::Config;
+use virtex_train::device::DeviceSpec;
 use virtex_train::distributed::WorldSpec;
 use virtex_train::source::WeightsSource;
 use virtex_train::trainer::{Pretraining, default_output};
@@ -24,7 +25,25 @@ impl Pretrain {
             None => project_root().join(default_output(&config_path)),
         };
         let config = Config::load(Some(&config_path), &self.overrides)?;
-        let world = self.world.spec()?;
+        let mut world = self.world.spec()?;
+        if let Some(spec) = &mut world {
+            // A GPU rank all-reduces its gradients over NCCL on its device.
+            if let [DeviceSpec::Cuda(ordinal)] = self.device.0.as_slice() {
+                spec.nccl_device = Some(*ordinal);
+            }
+            println!(
+                "rank {} of {} (local rank {}), meeting at {}; gradients averaged over {}",
+                spec.rank,
+                spec.world_size,
+                spec.local_rank,
+                spec.master(),
+                if spec.nccl_device.is_some() {
+                    "NCCL"
+                } else {
+                    "TCP through rank 0"
+                }
+            );
+        }
         if self.resume && list_checkpoints(&output).is_empty() {
             println!(
                 "--resume: no checkpoint in {} yet; starting a fresh run",

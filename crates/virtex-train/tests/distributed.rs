@@ -78,7 +78,7 @@ fn collective_child() {
         return;
     }
     let spec = spec(Duration::from_secs(20));
-    let (mut group, payload) = rendezvous(&spec, || b"communicator-42".to_vec()).unwrap();
+    let (mut group, payload) = rendezvous(&spec, || Ok(b"communicator-42".to_vec())).unwrap();
     let mut values = [spec.rank as f32, 1.0, -(spec.rank as f32) * 0.5];
     group.all_reduce_mean_f32(&mut values, "a test").unwrap();
     let gathered = group.all_gather(&[spec.rank as u8 * 10], "a test").unwrap();
@@ -129,7 +129,7 @@ fn absent_child() {
     if !is_child("absent_child") {
         return;
     }
-    match rendezvous(&spec(Duration::from_secs(3)), Vec::new) {
+    match rendezvous(&spec(Duration::from_secs(3)), || Ok(Vec::new())) {
         Ok(_) => println!("REPORT joined"),
         Err(err) => println!("REPORT {err}"),
     }
@@ -169,7 +169,7 @@ fn dying_child() {
         return;
     }
     let spec = spec(Duration::from_secs(20));
-    let (mut group, _) = rendezvous(&spec, Vec::new).unwrap();
+    let (mut group, _) = rendezvous(&spec, || Ok(Vec::new())).unwrap();
     if spec.rank == 2 {
         // Gone without a word, as a killed process.
         std::process::exit(3);
@@ -324,6 +324,7 @@ fn a_single_process_world_needs_no_peers() {
         master_addr: "127.0.0.1".into(),
         master_port: free_port(),
         timeout: Duration::from_secs(1),
+        nccl_device: None,
     };
     let replicas = Replicas::join(Some(&spec)).unwrap();
     assert_eq!((replicas.rank(), replicas.world_size()), (0, 1));

@@ -16,9 +16,13 @@
 //!   stops the others with an error naming it.
 //! - [`replica`] flattens a model's gradients and parameters into one buffer
 //!   for the collective and back.
+//! - `NcclGradients` (feature `cuda`) all-reduces a GPU run's gradients over
+//!   NCCL instead, its communicator id handed out by the rendezvous.
 //! - [`Replicas`] is what the training loop asks of the other ranks.
 
 mod group;
+#[cfg(feature = "cuda")]
+mod nccl;
 mod rendezvous;
 pub mod replica;
 mod replicas;
@@ -26,6 +30,8 @@ mod replicas;
 use std::time::Duration;
 
 pub use group::ProcessGroup;
+#[cfg(feature = "cuda")]
+pub use nccl::NcclGradients;
 pub use rendezvous::rendezvous;
 pub use replicas::Replicas;
 
@@ -48,6 +54,9 @@ pub struct WorldSpec {
     pub master_port: u16,
     /// How long to wait for the other ranks.
     pub timeout: Duration,
+    /// All-reduce the gradients over NCCL on this CUDA device (a GPU run in
+    /// a build with feature `cuda`); `None`: through the rendezvous links.
+    pub nccl_device: Option<usize>,
 }
 
 /// A data-parallel run that cannot start or continue.
@@ -110,6 +119,12 @@ pub enum DistributedError {
         /// What happened (closed connection, silent past the timeout, …).
         message: String,
     },
+    /// NCCL could not be set up or failed.
+    #[error("NCCL: {0}")]
+    Nccl(String),
+    /// NCCL asked for in a build without it.
+    #[error("the gradient all-reduce over NCCL needs a build with feature `cuda`")]
+    NcclNotBuilt,
     /// Rank 0 stopped the run because of another rank.
     #[error("rank 0 stopped the run: {0}")]
     Aborted(String),
@@ -184,6 +199,7 @@ impl WorldSpec {
             master_addr: required("MASTER_ADDR")?,
             master_port,
             timeout,
+            nccl_device: None,
         }))
     }
 

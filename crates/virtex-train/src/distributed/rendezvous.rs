@@ -32,11 +32,11 @@ enum Answer {
 /// create a communicator id) and every rank receives its bytes.
 pub fn rendezvous(
     spec: &WorldSpec,
-    payload: impl FnOnce() -> Vec<u8>,
+    payload: impl FnOnce() -> Result<Vec<u8>, DistributedError>,
 ) -> Result<(ProcessGroup, Vec<u8>), DistributedError> {
     let deadline = Instant::now() + spec.timeout;
     if spec.rank == 0 {
-        let payload = payload();
+        let payload = payload()?;
         let links = accept_ranks(spec, deadline, &payload)?;
         Ok((ProcessGroup::root(spec, links), payload))
     } else {

@@ -14,23 +14,59 @@ use crate::parallel::StepGradients;
 /// The other ranks of a data-parallel run, as the training loop sees them.
 pub struct Replicas {
     group: Option<ProcessGroup>,
+    /// The gradient all-reduce of a GPU run (`WorldSpec::nccl_device`).
+    #[cfg(feature = "cuda")]
+    nccl: Option<super::NcclGradients>,
 }
 
 impl Replicas {
     /// A single-process run.
     pub fn single() -> Self {
-        Self { group: None }
+        Self {
+            group: None,
+            #[cfg(feature = "cuda")]
+            nccl: None,
+        }
     }
 
     /// Joins the run `spec` describes (a single-process run when `None` or
-    /// of world size 1).
+    /// of world size 1): the rendezvous, then, with
+    /// [`WorldSpec::nccl_device`], the NCCL communicator whose id rank 0
+    /// hands out through it.
     pub fn join(spec: Option<&WorldSpec>) -> Result<Self, DistributedError> {
-        Ok(match spec {
-            Some(spec) if spec.world_size > 1 => Self {
-                group: Some(rendezvous(spec, Vec::new)?.0),
-            },
-            _ => Self::single(),
-        })
+        let Some(spec) = spec.filter(|spec| spec.world_size > 1) else {
+            return Ok(Self::single());
+        };
+        #[cfg(feature = "cuda")]
+        {
+            use super::NcclGradients;
+            let (group, id) = rendezvous(spec, || match spec.nccl_device {
+                Some(_) => NcclGradients::unique_id(),
+                None => Ok(Vec::new()),
+            })?;
+            let nccl = match spec.nccl_device {
+                Some(ordinal) => Some(NcclGradients::join(
+                    &id,
+                    spec.rank,
+                    spec.world_size,
+                    ordinal,
+                )?),
+                None => None,
+            };
+            Ok(Self {
+                group: Some(group),
+                nccl,
+            })
+        }
+        #[cfg(not(feature = "cuda"))]
+        {
+            if spec.nccl_device.is_some() {
+                return Err(DistributedError::NcclNotBuilt);
+            }
+            Ok(Self {
+                group: Some(rendezvous(spec, || Ok(Vec::new()))?.0),
+            })
+        }
     }
 
     /// This process's rank.
@@ -120,6 +156,15 @@ impl Replicas {
             *value = *mean;
         }
         let (mut values, layout) = flatten_gradients(model, &mut grads);
+        #[cfg(feature = "cuda")]
+        if let Some(nccl) = &self.nccl {
+            nccl.all_reduce_mean(&mut values)?;
+            return Ok(StepGradients {
+                loss: scalars[0],
+                components,
+                grads: layout.unflatten::<B::InnerBackend>(&values, device),
+            });
+        }
         group.all_reduce_mean_f32(&mut values, "the gradient all-reduce")?;
         Ok(StepGradients {
             loss: scalars[0],
