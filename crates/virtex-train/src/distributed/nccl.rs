@@ -32,7 +32,9 @@ fn loading<T>(what: &str, f: impl FnOnce() -> Result<T, String>) -> Result<T, Di
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_default();
-            Err(format!("the CUDA/NCCL libraries could not be loaded: {message}"))
+            Err(format!(
+                "the CUDA/NCCL libraries could not be loaded: {message}"
+            ))
         })
         .map_err(|message| DistributedError::Nccl(format!("{what}: {message}")))
 }
@@ -59,9 +61,12 @@ impl NcclGradients {
             .map(|&b| b as core::ffi::c_char)
             .collect::<Vec<_>>()
             .try_into()
-            .map_err(|_| DistributedError::Nccl(format!("an NCCL id of {} bytes, not 128", id.len())))?;
+            .map_err(|_| {
+                DistributedError::Nccl(format!("an NCCL id of {} bytes, not 128", id.len()))
+            })?;
         loading("joining the NCCL communicator", || {
-            let context = CudaContext::new(ordinal).map_err(|e| format!("cuda:{ordinal}: {e:?}"))?;
+            let context =
+                CudaContext::new(ordinal).map_err(|e| format!("cuda:{ordinal}: {e:?}"))?;
             let stream = context.default_stream();
             let comm = Comm::from_rank(stream.clone(), rank, world_size, Id::uninit(internal))
                 .map_err(|e| format!("{e:?}"))?;
