@@ -235,3 +235,55 @@ fn too_few_shards_for_the_ranks_is_an_error() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn a_shard_cut_short_keeps_what_precedes_the_cut() {
+    let dir = scratch("cut");
+    let mut dataset = emoji_val();
+    dataset.images.truncate(40);
+    let written = write_shards(&dataset, &dir, "val", 20, 0).unwrap();
+    // An interrupted copy: the first shard loses the second half of its bytes.
+    let first = &written.shards[0];
+    let bytes = std::fs::read(first).unwrap();
+    std::fs::write(first, &bytes[..bytes.len() / 2 + 100]).unwrap();
+    let index = index_shard(first).unwrap();
+    assert!(
+        (5..20).contains(&index.samples.len()),
+        "{} samples before the cut",
+        index.samples.len()
+    );
+    let corrupt = index.corrupt.expect("the cut is noticed");
+    assert!(corrupt.starts_with("corrupt tar archive"), "{corrupt}");
+
+    let strict = ShardStream::new(written.shards.clone(), pipeline(), 4, 0)
+        .unwrap()
+        .with_shuffle_buffer(1);
+    let err = strict
+        .batches_from(StreamPosition::START, 1)
+        .iter()
+        .find_map(Result::err)
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("val-000000.tar") && err.contains("corrupt"),
+        "{err}"
+    );
+
+    let lenient = ShardStream::new(
+        written.shards,
+        pipeline().with_bad_image_policy(BadImagePolicy::Skip),
+        1,
+        0,
+    )
+    .unwrap();
+    let mut seen = 0;
+    for batch in lenient.batches_from(StreamPosition::START, 1) {
+        let (batch, position) = batch.unwrap();
+        if position.epoch > 0 {
+            break;
+        }
+        seen += batch.len();
+    }
+    assert!((25..40).contains(&seen), "{seen} images in the first epoch");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -2,7 +2,7 @@
 //! this test binary, launched with torchrun's variables, that meet over TCP
 //! on localhost.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
@@ -15,9 +15,9 @@ use virtex_train::trainer::Pretraining;
 /// Set in a child: which scenario it plays.
 const CHILD: &str = "VIRTEX_RANK_CHILD";
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
+
+use common::root;
 
 /// A port that was free a moment ago.
 fn free_port() -> u16 {
@@ -204,40 +204,64 @@ fn a_rank_that_dies_stops_the_others_naming_it() {
 }
 
 /// The tiny test config without dropout (ranks and devices then compute
-/// the same function), for `iterations`.
-fn tiny(iterations: u64) -> Config {
-    let root = root();
-    Config::load(
-        Some(&root.join("data/configs/tests/emoji_tiny.yaml")),
-        &[
-            format!("DATA.ROOT={}", root.join("data/emoji").display()),
-            format!(
-                "DATA.TOKENIZER_MODEL={}",
-                root.join("data/vocab/emoji_1k.model").display()
-            ),
-            format!("OPTIM.NUM_ITERATIONS={iterations}"),
-            "MODEL.TEXTUAL.DROPOUT=0.0".into(),
-        ],
-    )
-    .unwrap()
+/// the same function), for `iterations`, plus `extra` keys.
+fn tiny_with(iterations: u64, extra: &[String]) -> Config {
+    let mut keys = vec!["MODEL.TEXTUAL.DROPOUT=0.0"];
+    keys.extend(extra.iter().map(String::as_str));
+    common::tiny(iterations, &keys)
 }
 
+fn tiny(iterations: u64) -> Config {
+    tiny_with(iterations, &[])
+}
+
+/// The keys that train the tiny run from the shards `pattern` names.
+fn shard_keys(pattern: &str) -> Vec<String> {
+    vec![
+        format!("DATA.SHARDS={pattern}"),
+        "DATA.SHUFFLE_BUFFER=20".into(),
+    ]
+}
+
+/// A rank of the tiny run into `VIRTEX_TEST_OUTPUT`, from the shards
+/// `VIRTEX_TEST_SHARDS` names if set, resuming if `VIRTEX_TEST_RESUME=1`.
 #[test]
 fn training_child() {
     if !is_child("training_child") {
         return;
     }
-    let output = PathBuf::from(std::env::var("VIRTEX_TEST_OUTPUT").unwrap());
+    let var = |name: &str| std::env::var(name).ok();
+    let extra = var("VIRTEX_TEST_SHARDS").map_or_else(Vec::new, |p| shard_keys(&p));
     let summary = Pretraining {
-        config: tiny(4),
-        output,
-        resume: false,
+        config: tiny_with(4, &extra),
+        output: PathBuf::from(var("VIRTEX_TEST_OUTPUT").unwrap()),
+        resume: var("VIRTEX_TEST_RESUME").is_some_and(|v| v == "1"),
         init_from: None,
         world: Some(spec(Duration::from_secs(60))),
     }
     .run_on::<CpuBackend>(vec![Default::default()])
     .unwrap();
     println!("LOSSES {:?}", summary.losses);
+}
+
+/// Runs `world` ranks of [`training_child`] with `env`; each rank's losses.
+fn train_ranks(world: usize, env: &[(&str, String)]) -> Vec<Vec<f64>> {
+    let port = free_port();
+    let children: Vec<Child> = (0..world)
+        .map(|rank| spawn_rank("training_child", rank, world, port, env))
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            serde_json::from_str(&reports(&out, "LOSSES ").pop().expect("losses printed")).unwrap()
+        })
+        .collect()
 }
 
 /// Two processes, each with half of every batch, take the steps that one
@@ -251,27 +275,8 @@ fn two_processes_train_as_one_process_over_two_devices() {
     }
     let dir = std::env::temp_dir().join(format!("virtex-ranks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let port = free_port();
     let output = dir.join("ranks");
-    let children: Vec<Child> = (0..2)
-        .map(|rank| {
-            let out = ("VIRTEX_TEST_OUTPUT", output.display().to_string());
-            spawn_rank("training_child", rank, 2, port, &[out])
-        })
-        .collect();
-    let losses: Vec<Vec<f64>> = children
-        .into_iter()
-        .map(|child| {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let line = reports(&out, "LOSSES ").pop().expect("losses printed");
-            serde_json::from_str(&line).unwrap()
-        })
-        .collect();
+    let losses = train_ranks(2, &[("VIRTEX_TEST_OUTPUT", output.display().to_string())]);
     assert_eq!(losses[0], losses[1], "every rank holds the averaged loss");
 
     let devices: DeviceList = "cpu,cpu".parse().unwrap();
@@ -328,4 +333,62 @@ fn a_single_process_world_needs_no_peers() {
     };
     let replicas = Replicas::join(Some(&spec)).unwrap();
     assert_eq!((replicas.rank(), replicas.world_size()), (0, 1));
+}
+
+/// Two ranks training from shards: the checkpoint records both streams'
+/// positions, both ranks resume from them with the losses of the
+/// uninterrupted run, and a resume with another world size is refused.
+#[test]
+fn two_ranks_resume_their_shard_streams() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    use virtex_data::coco::CocoCaptions;
+    use virtex_data::shards::{StreamPosition, write_shards};
+
+    let dir = std::env::temp_dir().join(format!("virtex-shard-ranks-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let val = CocoCaptions::load(&root().join("data/emoji"), "val").unwrap();
+    let written = write_shards(&val, &dir.join("shards"), "val", 60, 0).unwrap();
+    let output = dir.join("run");
+    let train = |resume: bool| -> Vec<f64> {
+        let losses = train_ranks(
+            2,
+            &[
+                ("VIRTEX_TEST_OUTPUT", output.display().to_string()),
+                ("VIRTEX_TEST_SHARDS", written.pattern.clone()),
+                ("VIRTEX_TEST_RESUME", if resume { "1" } else { "0" }.into()),
+            ],
+        );
+        assert_eq!(losses[0], losses[1]);
+        losses[0].clone()
+    };
+    let full = train(false);
+    let meta = read_meta(&output.join("checkpoint_2.safetensors")).unwrap();
+    // A global batch of 4: 2 samples per rank per iteration.
+    let at = StreamPosition {
+        epoch: 0,
+        offset: 4,
+    };
+    assert_eq!(meta.data_positions, [at, at]);
+    std::fs::remove_file(output.join("checkpoint_4.safetensors")).unwrap();
+    let resumed = train(true);
+    assert_eq!(resumed, full[2..]);
+
+    std::fs::remove_file(output.join("checkpoint_4.safetensors")).unwrap();
+    let err = Pretraining {
+        config: tiny_with(4, &shard_keys(&written.pattern)),
+        output: output.clone(),
+        resume: true,
+        init_from: None,
+        world: None,
+    }
+    .run_on::<CpuBackend>(vec![Default::default()])
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("records the shard streams of 2 ranks; resume it with WORLD_SIZE=2"),
+        "{err}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
 }

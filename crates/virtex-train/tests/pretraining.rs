@@ -13,29 +13,9 @@ use virtex_train::source::WeightsSource;
 use virtex_train::trainer::{Pretraining, PretrainingSummary};
 use virtex_vision::ResNetArch;
 
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+mod common;
 
-/// `data/configs/tests/emoji_tiny.yaml` (the bundled config shrunk to
-/// seconds) for `iterations`, with the data paths made absolute.
-fn tiny(iterations: u64, extra: &[&str]) -> Config {
-    let root = root();
-    let mut sets = vec![
-        format!("DATA.ROOT={}", root.join("data/emoji").display()),
-        format!(
-            "DATA.TOKENIZER_MODEL={}",
-            root.join("data/vocab/emoji_1k.model").display()
-        ),
-        format!("OPTIM.NUM_ITERATIONS={iterations}"),
-    ];
-    sets.extend(extra.iter().map(|s| s.to_string()));
-    Config::load(
-        Some(&root.join("data/configs/tests/emoji_tiny.yaml")),
-        &sets,
-    )
-    .unwrap()
-}
+use common::{root, tiny};
 
 fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("virtex-pretrain-{name}-{}", std::process::id()));

@@ -48,6 +48,9 @@ pub struct ShardIndex {
     pub samples: Vec<ShardSample>,
     /// Keys without an image or a caption.
     pub bad: Vec<BadPair>,
+    /// Why the archive could not be read to its end (a shard cut short by
+    /// an interrupted copy, say); the samples before that point are kept.
+    pub corrupt: Option<String>,
 }
 
 /// The members of one key, as they are read.
@@ -157,7 +160,13 @@ pub fn index_shard(path: &Path) -> Result<ShardIndex, ShardError> {
     let mut index = ShardIndex::default();
     let mut group: Option<Group> = None;
     for entry in entries {
-        let mut entry = entry.map_err(|e| read_error(format!("corrupt tar archive: {e}")))?;
+        let mut entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => {
+                index.corrupt = Some(format!("corrupt tar archive: {e}"));
+                break;
+            }
+        };
         if !entry.header().entry_type().is_file() {
             continue;
         }

@@ -304,6 +304,18 @@ impl<'a> SampleOrder<'a> {
         let shard = self.shards[self.next_shard];
         let path = &self.stream.shards[shard];
         let index = index_shard(path)?;
+        if let Some(message) = &index.corrupt {
+            match self.stream.pipeline.policy() {
+                BadImagePolicy::Error => {
+                    return Err(ShardError::Read {
+                        path: path.clone(),
+                        message: message.clone(),
+                    });
+                }
+                BadImagePolicy::Skip if self.counting => self.stream.pipeline.count_skipped(),
+                BadImagePolicy::Skip => {}
+            }
+        }
         if let Some(bad) = index.bad.first() {
             match self.stream.pipeline.policy() {
                 BadImagePolicy::Error => {
