@@ -19,3 +19,38 @@ for devices in cuda cuda:0,cuda:0; do
         tee "$OUT/pretrain_${devices//[:,]/_}.txt"
     cp "$run/metrics.jsonl" "$OUT/metrics_${devices//[:,]/_}.jsonl" 2>/dev/null
 done
+
+# The multi-process path with NCCL (issue 15): one rank on cuda:0 (the
+# gradients still go through the NCCL communicator; its losses should equal
+# the single-device run's above), and two ranks on cuda:0 and cuda:1 when the
+# machine has two GPUs.
+nccl_run() { # world, then one device per rank
+    local world=$1; shift
+    local run=/tmp/pretrain-nccl-$world port=$((29500 + RANDOM % 1000))
+    rm -rf "$run"
+    local pids=() rank=0
+    for device in "$@"; do
+        RANK=$rank WORLD_SIZE=$world MASTER_ADDR=127.0.0.1 MASTER_PORT=$port RUST_BACKTRACE=1 \
+            timeout 240 "$XTASK" pretrain --device "$device" "${short[@]}" --output "$run" \
+            > "$OUT/pretrain_nccl_${world}_rank$rank.txt" 2>&1 &
+        pids+=($!)
+        rank=$((rank + 1))
+    done
+    wait "${pids[@]}"
+    tail -3 "$OUT"/pretrain_nccl_"${world}"_rank*.txt
+    cp "$run/metrics.jsonl" "$OUT/metrics_nccl_$world.jsonl" 2>/dev/null
+}
+nccl_run 1 cuda:0
+if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then nccl_run 2 cuda:0 cuda:1; fi
+python3 - "$OUT" <<'PY'
+import json, sys, pathlib
+out = pathlib.Path(sys.argv[1])
+def losses(name):
+    path = out / name
+    if not path.exists():
+        return None
+    return [r["loss"] for r in map(json.loads, path.read_text().splitlines()) if "grad_norm" in r]
+single, nccl = losses("metrics_cuda.jsonl"), losses("metrics_nccl_1.jsonl")
+print("single device:", single and [round(l, 5) for l in single[:5]])
+print("NCCL, 1 rank: ", nccl and [round(l, 5) for l in nccl[:5]])
+PY

@@ -392,3 +392,25 @@ fn two_ranks_resume_their_shard_streams() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn nccl_without_the_cuda_feature_is_a_clear_error() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let spec = WorldSpec {
+        rank: 0,
+        world_size: 1,
+        local_rank: 0,
+        master_addr: "127.0.0.1".into(),
+        master_port: free_port(),
+        timeout: Duration::from_secs(1),
+        nccl_device: Some(0),
+    };
+    let err = Replicas::join(Some(&spec)).err().unwrap().to_string();
+    assert_eq!(
+        err,
+        "the gradient all-reduce over NCCL needs a build with feature `cuda`"
+    );
+}

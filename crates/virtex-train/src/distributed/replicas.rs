@@ -29,12 +29,15 @@ impl Replicas {
         }
     }
 
-    /// Joins the run `spec` describes (a single-process run when `None` or
-    /// of world size 1): the rendezvous, then, with
+    /// Joins the run `spec` describes: the rendezvous, then, with
     /// [`WorldSpec::nccl_device`], the NCCL communicator whose id rank 0
-    /// hands out through it.
+    /// hands out through it. Without a spec, or for a world of one without
+    /// NCCL, a single-process run; a world of one with NCCL still goes
+    /// through the communicator (the check that NCCL's path gives the
+    /// single-device losses on a one-GPU machine).
     pub fn join(spec: Option<&WorldSpec>) -> Result<Self, DistributedError> {
-        let Some(spec) = spec.filter(|spec| spec.world_size > 1) else {
+        let Some(spec) = spec.filter(|spec| spec.world_size > 1 || spec.nccl_device.is_some())
+        else {
             return Ok(Self::single());
         };
         #[cfg(feature = "cuda")]
