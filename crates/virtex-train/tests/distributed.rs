@@ -203,6 +203,43 @@ fn a_rank_that_dies_stops_the_others_naming_it() {
     }
 }
 
+#[test]
+fn silent_child() {
+    if !is_child("silent_child") {
+        return;
+    }
+    let spec = spec(Duration::from_secs(2));
+    let (mut group, _) = rendezvous(&spec, || Ok(Vec::new())).unwrap();
+    if spec.rank == 1 {
+        // Alive but stuck, longer than the timeout.
+        std::thread::sleep(Duration::from_secs(4));
+    }
+    let mut values = [1.0f32; 4];
+    match group.all_reduce_mean_f32(&mut values, "the gradient all-reduce") {
+        Ok(()) => println!("REPORT reduced"),
+        Err(err) => println!("REPORT {err}"),
+    }
+}
+
+#[test]
+fn a_silent_rank_times_out_instead_of_hanging() {
+    if std::env::var_os(CHILD).is_some() {
+        return;
+    }
+    let port = free_port();
+    let children: Vec<(usize, Child)> = (0..2)
+        .map(|rank| (rank, spawn_rank("silent_child", rank, 2, port, &[])))
+        .collect();
+    let lost = "rank 1 was lost during the gradient all-reduce: silent for 2 s";
+    for (rank, child) in children {
+        let said = reports(&child.wait_with_output().unwrap(), "REPORT ").join("\n");
+        match rank {
+            0 => assert_eq!(said, lost),
+            _ => assert_eq!(said, format!("rank 0 stopped the run: {lost}")),
+        }
+    }
+}
+
 /// The tiny test config without dropout (ranks and devices then compute
 /// the same function), for `iterations`, plus `extra` keys.
 fn tiny_with(iterations: u64, extra: &[String]) -> Config {

@@ -220,7 +220,17 @@ impl ProcessGroup {
     }
 
     fn send_to_root(&mut self, bytes: &[u8], during: &'static str) -> Result<(), DistributedError> {
-        write_frame(&mut self.links[0], DATA, bytes).map_err(|e| DistributedError::Lost {
+        let Err(e) = write_frame(&mut self.links[0], DATA, bytes) else {
+            return Ok(());
+        };
+        // Rank 0 may have closed after telling this rank why: say that.
+        let _ = self.links[0].set_read_timeout(Some(Duration::from_secs(1)));
+        if let Ok((ABORT, message)) = read_frame(&mut self.links[0]) {
+            return Err(DistributedError::Aborted(
+                String::from_utf8_lossy(&message).into_owned(),
+            ));
+        }
+        Err(DistributedError::Lost {
             rank: 0,
             during,
             message: self.describe(&e),
