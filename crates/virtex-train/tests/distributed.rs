@@ -163,22 +163,51 @@ fn a_rank_that_never_arrives_stops_every_rank_naming_it() {
     }
 }
 
+/// Rank `VIRTEX_TEST_FAULTY` misbehaves after the rendezvous (`exit`: dies
+/// without a word, as a killed process; `stall`: stays silent past the
+/// 2 s timeout); the others all-reduce and report what happened.
 #[test]
-fn dying_child() {
-    if !is_child("dying_child") {
+fn faulty_child() {
+    if !is_child("faulty_child") {
         return;
     }
-    let spec = spec(Duration::from_secs(20));
+    let spec = spec(Duration::from_secs(2));
     let (mut group, _) = rendezvous(&spec, || Ok(Vec::new())).unwrap();
-    if spec.rank == 2 {
-        // Gone without a word, as a killed process.
-        std::process::exit(3);
+    let faulty: usize = std::env::var("VIRTEX_TEST_FAULTY")
+        .unwrap()
+        .parse()
+        .unwrap();
+    if spec.rank == faulty {
+        match std::env::var("VIRTEX_TEST_FAULT").unwrap().as_str() {
+            "exit" => std::process::exit(3),
+            _ => std::thread::sleep(Duration::from_secs(4)),
+        }
     }
     let mut values = [1.0f32; 4];
     match group.all_reduce_mean_f32(&mut values, "the gradient all-reduce") {
         Ok(()) => println!("REPORT reduced"),
         Err(err) => println!("REPORT {err}"),
     }
+}
+
+/// Runs `world` ranks of [`faulty_child`] with rank `faulty` doing `fault`;
+/// each rank's report and exit code.
+fn with_a_faulty_rank(world: usize, faulty: usize, fault: &str) -> Vec<(String, Option<i32>)> {
+    let port = free_port();
+    let env = [
+        ("VIRTEX_TEST_FAULTY", faulty.to_string()),
+        ("VIRTEX_TEST_FAULT", fault.to_string()),
+    ];
+    let children: Vec<Child> = (0..world)
+        .map(|rank| spawn_rank("faulty_child", rank, world, port, &env))
+        .collect();
+    children
+        .into_iter()
+        .map(|child| {
+            let output = child.wait_with_output().unwrap();
+            (reports(&output, "REPORT ").join("\n"), output.status.code())
+        })
+        .collect()
 }
 
 #[test]
@@ -186,39 +215,12 @@ fn a_rank_that_dies_stops_the_others_naming_it() {
     if std::env::var_os(CHILD).is_some() {
         return;
     }
-    let port = free_port();
-    let children: Vec<(usize, Child)> = (0..3)
-        .map(|rank| (rank, spawn_rank("dying_child", rank, 3, port, &[])))
-        .collect();
     let lost =
         "rank 2 was lost during the gradient all-reduce: closed its connection (the process ended)";
-    for (rank, child) in children {
-        let output = child.wait_with_output().unwrap();
-        let said = reports(&output, "REPORT ").join("\n");
-        match rank {
-            0 => assert_eq!(said, lost),
-            1 => assert_eq!(said, format!("rank 0 stopped the run: {lost}")),
-            _ => assert_eq!(output.status.code(), Some(3)),
-        }
-    }
-}
-
-#[test]
-fn silent_child() {
-    if !is_child("silent_child") {
-        return;
-    }
-    let spec = spec(Duration::from_secs(2));
-    let (mut group, _) = rendezvous(&spec, || Ok(Vec::new())).unwrap();
-    if spec.rank == 1 {
-        // Alive but stuck, longer than the timeout.
-        std::thread::sleep(Duration::from_secs(4));
-    }
-    let mut values = [1.0f32; 4];
-    match group.all_reduce_mean_f32(&mut values, "the gradient all-reduce") {
-        Ok(()) => println!("REPORT reduced"),
-        Err(err) => println!("REPORT {err}"),
-    }
+    let ranks = with_a_faulty_rank(3, 2, "exit");
+    assert_eq!(ranks[0].0, lost);
+    assert_eq!(ranks[1].0, format!("rank 0 stopped the run: {lost}"));
+    assert_eq!(ranks[2].1, Some(3));
 }
 
 #[test]
@@ -226,18 +228,10 @@ fn a_silent_rank_times_out_instead_of_hanging() {
     if std::env::var_os(CHILD).is_some() {
         return;
     }
-    let port = free_port();
-    let children: Vec<(usize, Child)> = (0..2)
-        .map(|rank| (rank, spawn_rank("silent_child", rank, 2, port, &[])))
-        .collect();
     let lost = "rank 1 was lost during the gradient all-reduce: silent for 2 s";
-    for (rank, child) in children {
-        let said = reports(&child.wait_with_output().unwrap(), "REPORT ").join("\n");
-        match rank {
-            0 => assert_eq!(said, lost),
-            _ => assert_eq!(said, format!("rank 0 stopped the run: {lost}")),
-        }
-    }
+    let ranks = with_a_faulty_rank(2, 1, "stall");
+    assert_eq!(ranks[0].0, lost);
+    assert_eq!(ranks[1].0, format!("rank 0 stopped the run: {lost}"));
 }
 
 /// The tiny test config without dropout (ranks and devices then compute

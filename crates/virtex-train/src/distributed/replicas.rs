@@ -159,16 +159,20 @@ impl Replicas {
             *value = *mean;
         }
         let (mut values, layout) = flatten_gradients(model, &mut grads);
+        // A GPU run's gradients go over NCCL, anything else through rank 0.
         #[cfg(feature = "cuda")]
-        if let Some(nccl) = &self.nccl {
-            nccl.all_reduce_mean(&mut values)?;
-            return Ok(StepGradients {
-                loss: scalars[0],
-                components,
-                grads: layout.unflatten::<B::InnerBackend>(&values, device),
-            });
+        let reduced = match &self.nccl {
+            Some(nccl) => {
+                nccl.all_reduce_mean(&mut values)?;
+                true
+            }
+            None => false,
+        };
+        #[cfg(not(feature = "cuda"))]
+        let reduced = false;
+        if !reduced {
+            group.all_reduce_mean_f32(&mut values, "the gradient all-reduce")?;
         }
-        group.all_reduce_mean_f32(&mut values, "the gradient all-reduce")?;
         Ok(StepGradients {
             loss: scalars[0],
             components,
