@@ -16,7 +16,7 @@ use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
 use virtex_text::models::{PretrainingInput, PretrainingTargets};
 use virtex_train::config::Config;
-use virtex_train::device::{BackendTask, DeviceSpec};
+use virtex_train::device::{BackendTask, DeviceSpec, on_worker_thread};
 use virtex_train::optim::{StepRates, VirtexOptimizer};
 
 use crate::report::{StepReport, fmt_mb, last_json_line, measure_gpu, median, peak_rss_mb};
@@ -186,12 +186,14 @@ impl TrainRowBench {
     pub fn run(self) -> anyhow::Result<()> {
         let root = workspace_root();
         let config = Config::load(Some(&root.join(&self.config)), &self.overrides)?;
-        let report = self.device.dispatch(TrainStep {
+        let device = self.device;
+        let step = TrainStep {
             config,
             batch: self.batch,
             size: self.size,
             steps: self.steps,
-        })??;
+        };
+        let report = device.dispatch(step)??;
         println!("{}", serde_json::to_string(&report)?);
         Ok(())
     }
@@ -269,10 +271,12 @@ impl BackendTask for TrainStep {
         // One untimed warm-up step (kernel autotuning on GPU, allocator on CPU).
         for step in 0..=self.steps {
             let start = Instant::now();
-            let out = model.forward(&input)?;
-            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-            let (updated, _) = optimizer.step(model, grads, rates);
-            model = updated;
+            // As the trainer runs it: on one of rayon's threads.
+            model = on_worker_thread(|| -> anyhow::Result<_> {
+                let out = model.forward(&input)?;
+                let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+                Ok(optimizer.step(model, grads, rates).0)
+            })?;
             B::sync(&device)?;
             if step > 0 {
                 times.push(start.elapsed().as_secs_f64());

@@ -30,7 +30,7 @@ use crate::checkpoint::{
 use crate::config::Config;
 use crate::contact_sheet::{SheetEntry, write_contact_sheet};
 use crate::data::{Batches, Data, dataset_error};
-use crate::device::{BackendTask, MultiDeviceTask};
+use crate::device::{BackendTask, MultiDeviceTask, on_worker_thread};
 use crate::distributed::{Replicas, WorldSpec};
 use crate::error::TrainError;
 use crate::init::InitReport;
@@ -320,7 +320,7 @@ impl Pretraining {
             for device in &devices {
                 B::seed(device, step_seed);
             }
-            let step = forward_backward(&model, &batch, &devices, frozen)?;
+            let step = on_worker_thread(|| forward_backward(&model, &batch, &devices, frozen))?;
             let StepGradients {
                 loss,
                 components,
@@ -338,7 +338,7 @@ impl Pretraining {
                 cnn_lr: config.optim.cnn_lr * multiplier,
                 lr: config.optim.lr * multiplier,
             };
-            let (updated, grad_norm) = optimizer.step(model, grads, rates);
+            let (updated, grad_norm) = on_worker_thread(|| optimizer.step(model, grads, rates));
             model = updated;
 
             let done = iteration + 1;

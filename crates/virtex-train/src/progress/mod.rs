@@ -37,14 +37,19 @@ impl Progress {
     /// terminal, plain lines otherwise.
     pub fn new(title: &str, start: u64, total: u64, log_every: u64) -> Self {
         let wanted = DASHBOARD.load(Ordering::Relaxed) && std::io::stdout().is_terminal();
-        let mut progress = Self::plain(total, log_every);
         #[cfg(feature = "dashboard")]
-        if wanted {
-            progress.dashboard = Some(dashboard::Dashboard::open(title, start, total));
+        {
+            let mut progress = Self::plain(total, log_every);
+            if wanted {
+                progress.dashboard = Some(dashboard::Dashboard::open(title, start, total));
+            }
+            progress
         }
         #[cfg(not(feature = "dashboard"))]
-        let _ = (title, start, wanted);
-        progress
+        {
+            let _ = (title, start, wanted);
+            Self::plain(total, log_every)
+        }
     }
 
     /// Plain lines, whatever stdout is.

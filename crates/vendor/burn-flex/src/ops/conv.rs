@@ -613,6 +613,27 @@ fn im2col_3d_tile<T: bytemuck::Pod + Copy>(
     }
 }
 
+/// Whether this 2-D convolution has a path here that needs no unfolded copy
+/// of the input (pointwise, depthwise, or few channels in and out); the
+/// others run as GEMMs over unfolded tiles (`conv_gemm::conv2d`).
+pub(crate) fn conv2d_has_direct_path(
+    x_shape: &Shape,
+    w_shape: &Shape,
+    options: &ConvOptions<2>,
+) -> bool {
+    let x_3d = [x_shape[0], x_shape[1], 1, x_shape[2], x_shape[3]];
+    let w_3d = [w_shape[0], w_shape[1], 1, w_shape[2], w_shape[3]];
+    let options_3d = ConvOptions::new(
+        [1, options.stride[0], options.stride[1]],
+        [0, options.padding[0], options.padding[1]],
+        [1, options.dilation[0], options.dilation[1]],
+        options.groups,
+    );
+    is_1x1_conv(1, w_shape[2], w_shape[3], &options_3d)
+        || should_use_depthwise_conv(&x_3d, &w_3d, &options_3d)
+        || should_use_small_channel_conv(&x_3d, &w_3d, &options_3d)
+}
+
 /// Check if this is a 1x1 convolution that can use the fast path.
 fn is_1x1_conv(
     kernel_d: usize,

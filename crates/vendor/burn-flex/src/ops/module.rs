@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, conv_grad, deform_conv, interpolate, linear, pool};
+use crate::ops::{conv, conv_transpose, conv_gemm, deform_conv, interpolate, linear, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,
@@ -90,6 +90,9 @@ impl ModuleOps<Flex> for Flex {
         bias: Option<FloatTensor<Flex>>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
+        if !conv::conv2d_has_direct_path(&x.shape(), &weight.shape(), &options) {
+            return conv_gemm::conv2d(x, weight, bias, &options);
+        }
         match x.dtype() {
             DType::F32 => conv::conv2d_f32(x, weight, bias, &options),
             DType::F64 => conv::conv2d_f64(x, weight, bias, &options),
@@ -105,7 +108,7 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        conv_grad::conv2d_weight_backward(x, weight.shape(), output_grad, &options)
+        conv_gemm::conv2d_weight_backward(x, weight.shape(), output_grad, &options)
     }
 
     fn conv2d_x_backward(
@@ -114,7 +117,7 @@ impl ModuleOps<Flex> for Flex {
         output_grad: FloatTensor<Flex>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Flex> {
-        conv_grad::conv2d_x_backward(x.shape(), weight, output_grad, &options)
+        conv_gemm::conv2d_x_backward(x.shape(), weight, output_grad, &options)
     }
 
     fn deform_conv2d(

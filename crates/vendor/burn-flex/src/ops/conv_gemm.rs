@@ -1,6 +1,10 @@
-//! The gradients of a 2-D convolution as GEMMs over unfolded images.
+//! A 2-D convolution and its gradients as GEMMs over unfolded images.
 //!
-//! burn-backend 0.21's defaults derive both from other convolutions: the
+//! The forward pass ([`conv2d`]) multiplies the weight `[c_out/g,
+//! c_in/g·k_h·k_w]` by tiles of unfolded output positions taken across the
+//! batch; see its documentation for why not one image at a time.
+//!
+//! For the gradients, burn-backend 0.21's defaults derive both from other convolutions: the
 //! weight gradient is a convolution with batch and channels swapped (the
 //! output gradient becomes an `out_h × out_w` kernel, so the im2col GEMMs are
 //! `k_h·k_w`-wide slivers, one per input channel), the input gradient a
@@ -24,6 +28,7 @@
 
 use alloc::vec;
 use alloc::vec::Vec;
+use burn_backend::ops::conv::calculate_conv_output_size;
 use burn_backend::{DType, ops::ConvOptions};
 use burn_std::{Bytes, Shape, bf16, f16};
 
@@ -83,6 +88,113 @@ pub(crate) fn conv2d_x_backward(
         }
         dtype => panic!("conv2d_x_backward: unsupported dtype {dtype:?}"),
     }
+}
+
+/// `conv2d(x, weight) + bias` as GEMMs over unfolded tiles of output
+/// positions, for the convolutions `conv.rs` has no direct path for
+/// ([`super::conv::conv2d_has_direct_path`]).
+///
+/// burn-flex 0.21 unfolded one image (or a 512-position tile of one) per
+/// GEMM: on small feature maps (ResNet's layer4 at 2×2) that is a GEMM of
+/// four columns that repacks the whole weight for each image. Here a tile
+/// is a run of flat positions over `[n, out_h, out_w]` that may span
+/// images, sized to keep its unfolded copy in L2 and to give every thread
+/// several tiles; each tile's GEMM runs single-threaded, side by side (one tile's GEMM
+/// is threaded when there are fewer tiles than threads).
+///
+/// - `x`: `[n, c_in, h, w]`; `weight`: `[c_out, c_in / groups, k_h, k_w]`;
+///   `bias`: `[c_out]`
+/// - returns `[n, c_out, out_h, out_w]`
+pub(crate) fn conv2d(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    match x.dtype() {
+        DType::F32 => forward::<f32>(x, weight, bias, options),
+        DType::F64 => forward::<f64>(x, weight, bias, options),
+        DType::F16 => forward::<f16>(x, weight, bias, options),
+        DType::BF16 => {
+            let x = cast_to_f32(x, bf16::to_f32);
+            let weight = cast_to_f32(weight, bf16::to_f32);
+            let bias = bias.map(|bias| cast_to_f32(bias, bf16::to_f32));
+            cast_from_f32(forward::<f32>(x, weight, bias, options), bf16::from_f32)
+        }
+        dtype => panic!("conv2d: unsupported dtype {dtype:?}"),
+    }
+}
+
+/// Unfolded bytes per forward tile: small enough to stay in a core's L2
+/// cache between the unfolding and the GEMM that reads it.
+const FORWARD_TILE_BYTES: usize = 1 << 20;
+/// Fewest output positions per forward tile: below this the GEMM repacks
+/// the weight for too few columns.
+const FORWARD_MIN_TILE: usize = 64;
+/// Most output positions per forward tile.
+const FORWARD_MAX_TILE: usize = 1024;
+
+fn forward<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: Option<FlexTensor>,
+    options: &ConvOptions<2>,
+) -> FlexTensor {
+    let x = x.to_contiguous();
+    let weight = weight.to_contiguous();
+    let (x_shape, w_shape) = (x.layout().shape(), weight.layout().shape());
+    let out_size = |axis: usize| {
+        calculate_conv_output_size(
+            w_shape[2 + axis],
+            options.stride[axis],
+            options.padding[axis],
+            options.dilation[axis],
+            x_shape[2 + axis],
+        )
+    };
+    let out_shape = Shape::from(vec![x_shape[0], w_shape[0], out_size(0), out_size(1)]);
+    let geometry = Geometry::new(x_shape, w_shape, &out_shape, options);
+    let plane = geometry.out_h * geometry.out_w;
+    let positions = geometry.n * plane;
+    let mut out: Vec<T> = vec![T::zero(); out_shape.num_elements()];
+    if positions > 0 && geometry.row_len() > 0 {
+        let (tile, parallelism) = geometry.forward_tiling(positions, core::mem::size_of::<T>());
+        let (x, weight) = (x.storage::<T>(), weight.storage::<T>());
+        let out_ptr = crate::ops::SendMutPtr::new(out.as_mut_ptr());
+        let run = |start: usize| {
+            let end = (start + tile).min(positions);
+            let result = geometry.forward_tile(x, weight, start..end, parallelism);
+            // SAFETY: tiles cover disjoint output positions, and every
+            // position `(b, p)` of this tile owns the `c_out` elements
+            // `out[b, :, p]`, which lie inside `out`.
+            unsafe { geometry.scatter_tile(&result, start..end, &out_ptr) };
+        };
+        #[cfg(feature = "rayon")]
+        {
+            use rayon::prelude::*;
+            (0..positions)
+                .into_par_iter()
+                .step_by(tile)
+                .for_each(run);
+        }
+        #[cfg(not(feature = "rayon"))]
+        (0..positions).step_by(tile).for_each(run);
+    }
+    if let Some(bias) = bias {
+        let bias = bias.to_contiguous();
+        let bias = bias.storage::<T>();
+        for (k, channel) in out.chunks_mut(plane.max(1)).enumerate() {
+            let value = bias[k % geometry.c_out];
+            for v in channel {
+                *v = *v + value;
+            }
+        }
+    }
+    FlexTensor::new(
+        Bytes::from_elems(out),
+        Layout::contiguous(out_shape),
+        T::dtype(),
+    )
 }
 
 /// Sizes of one convolution and how its batch is shared between threads.
@@ -149,6 +261,157 @@ impl Geometry {
             Some(images) => (images, gemm::Parallelism::None),
             None => (self.n.max(1), get_parallelism(m, n, k)),
         }
+    }
+
+    /// Output positions per forward tile, and how each tile's GEMM is
+    /// threaded: tiles run in parallel with single-threaded GEMMs when there
+    /// are enough of them, else one tile's GEMM is threaded.
+    fn forward_tiling(&self, positions: usize, elem_size: usize) -> (usize, gemm::Parallelism) {
+        let rows = self.c_in * self.k_h * self.k_w;
+        let by_cache = (FORWARD_TILE_BYTES / (rows * elem_size).max(1))
+            .clamp(FORWARD_MIN_TILE, FORWARD_MAX_TILE);
+        #[cfg(feature = "rayon")]
+        {
+            let threads = rayon::current_num_threads().max(1);
+            let balanced = positions.div_ceil(4 * threads).max(FORWARD_MIN_TILE);
+            let tile = by_cache.min(balanced);
+            if positions.div_ceil(tile) < threads {
+                return (
+                    positions,
+                    get_parallelism(self.out_per_group(), positions, self.row_len()),
+                );
+            }
+            (tile, gemm::Parallelism::None)
+        }
+        #[cfg(not(feature = "rayon"))]
+        {
+            let _ = positions;
+            (by_cache, gemm::Parallelism::None)
+        }
+    }
+
+    /// The convolution at the flat output positions `range` (over `[n,
+    /// out_h, out_w]`), as `[c_out, range.len()]`.
+    fn forward_tile<T: GemmScalar>(
+        &self,
+        x: &[T],
+        weight: &[T],
+        range: core::ops::Range<usize>,
+        parallelism: gemm::Parallelism,
+    ) -> Vec<T> {
+        let (out_per_group, row_len) = (self.out_per_group(), self.row_len());
+        let len = range.len();
+        let cols = self.unfold_positions(x, range);
+        let mut result: Vec<T> = vec![T::zero(); self.c_out * len];
+        for group in 0..self.groups {
+            // SAFETY: `weight` holds `c_out · row_len`, `cols` `groups ·
+            // row_len · len`, `result` `c_out · len` elements; the group's
+            // `out_per_group × row_len`, `row_len × len` and `out_per_group
+            // × len` blocks lie inside them.
+            unsafe {
+                gemm_call(
+                    out_per_group,
+                    len,
+                    row_len,
+                    result.as_mut_ptr().add(group * out_per_group * len),
+                    1,
+                    len as isize,
+                    weight.as_ptr().add(group * out_per_group * row_len),
+                    1,
+                    row_len as isize,
+                    cols.as_ptr().add(group * row_len * len),
+                    1,
+                    len as isize,
+                    parallelism,
+                );
+            }
+        }
+        result
+    }
+
+    /// Writes a tile's `[c_out, range.len()]` result to its places in the
+    /// `[n, c_out, out_h, out_w]` output.
+    ///
+    /// # Safety
+    /// `out` points at `n · c_out · out_h · out_w` elements, and no other
+    /// thread writes the positions in `range`.
+    unsafe fn scatter_tile<T: Copy>(
+        &self,
+        result: &[T],
+        range: core::ops::Range<usize>,
+        out: &crate::ops::SendMutPtr<T>,
+    ) {
+        let plane = self.out_h * self.out_w;
+        let len = range.len();
+        let mut position = range.start;
+        while position < range.end {
+            let (b, p) = (position / plane, position % plane);
+            let run = (plane - p).min(range.end - position);
+            let offset = position - range.start;
+            for channel in 0..self.c_out {
+                let src = &result[channel * len + offset..][..run];
+                let dst = (b * self.c_out + channel) * plane + p;
+                // SAFETY: as the caller promises.
+                unsafe {
+                    core::ptr::copy_nonoverlapping(src.as_ptr(), out.ptr_add(dst), run);
+                }
+            }
+            position += run;
+        }
+    }
+
+    /// im2col over flat output positions: `x: [n, c_in, h, w]` →
+    /// `[c_in·k_h·k_w, range.len()]`, row `(c, i, j)` holding the input seen
+    /// by kernel tap `(i, j)` at each position (zero in the padding).
+    fn unfold_positions<T: GemmScalar>(&self, x: &[T], range: core::ops::Range<usize>) -> Vec<T> {
+        let (h, w, out_w) = (self.h, self.w, self.out_w);
+        let plane = self.out_h * out_w;
+        let len = range.len();
+        let mut cols: Vec<T> = vec![T::zero(); self.c_in * self.k_h * self.k_w * len];
+        for (row, dst) in cols.chunks_mut(len.max(1)).enumerate() {
+            let (c, i, j) = self.tap(row);
+            let (lo, hi) = self.valid_outputs(1, j, w);
+            let mut position = range.start;
+            while position < range.end {
+                let (b, p) = (position / plane, position % plane);
+                let (oy, ox0) = (p / out_w, p % out_w);
+                let ox1 = out_w.min(ox0 + range.end - position);
+                let offset = position - range.start;
+                if let Some(iy) = self.source(0, oy, i, h) {
+                    let src = &x[((b * self.c_in + c) * h + iy) * w..][..w];
+                    let (from, to) = (lo.max(ox0), hi.min(ox1));
+                    if from < to {
+                        let seg = &mut dst[offset + from - ox0..][..to - from];
+                        let first = from * self.stride[1] + j * self.dilation[1]
+                            - self.padding[1];
+                        if self.stride[1] == 1 {
+                            seg.copy_from_slice(&src[first..][..to - from]);
+                        } else {
+                            for (k, v) in seg.iter_mut().enumerate() {
+                                *v = src[first + k * self.stride[1]];
+                            }
+                        }
+                    }
+                }
+                position += ox1 - ox0;
+            }
+        }
+        cols
+    }
+
+    /// The output positions `lo..hi` along `axis` whose kernel tap `i`
+    /// reads the input rather than the padding.
+    fn valid_outputs(&self, axis: usize, i: usize, size: usize) -> (usize, usize) {
+        let out = if axis == 0 { self.out_h } else { self.out_w };
+        let (stride, pad) = (self.stride[axis], self.padding[axis]);
+        let offset = i * self.dilation[axis];
+        let lo = pad.saturating_sub(offset).div_ceil(stride);
+        let hi = if size + pad > offset {
+            ((size + pad - offset - 1) / stride + 1).min(out)
+        } else {
+            0
+        };
+        (lo.min(hi), hi)
     }
 
     /// `dW` `[c_out, row_len]` contributed by the `nb` images `x: [nb, c_in,
@@ -523,6 +786,100 @@ mod tests {
             }
         }
         dx.into_iter().map(|v| v as f32).collect()
+    }
+
+    /// `conv2d(x, weight) + bias` by direct summation over the definition.
+    fn reference_forward(
+        x: &FlexTensor,
+        weight: &FlexTensor,
+        bias: &[f32],
+        o: &ConvOptions<2>,
+    ) -> (Vec<f32>, [usize; 4]) {
+        let [n, c_in, h, w] = dims4(x.layout().shape());
+        let [c_out, cpg, k_h, k_w] = dims4(weight.layout().shape());
+        let out = |size: usize, k: usize, axis: usize| {
+            (size + 2 * o.padding[axis] - o.dilation[axis] * (k - 1) - 1) / o.stride[axis] + 1
+        };
+        let (out_h, out_w) = (out(h, k_h, 0), out(w, k_w, 1));
+        let opg = c_out / o.groups;
+        let (xs, ws) = (x.storage::<f32>(), weight.storage::<f32>());
+        let mut y = vec![0.0f32; n * c_out * out_h * out_w];
+        for b in 0..n {
+            for co in 0..c_out {
+                for oy in 0..out_h {
+                    for ox in 0..out_w {
+                        let mut sum = bias[co] as f64;
+                        for ci in 0..cpg {
+                            let cin = (co / opg) * cpg + ci;
+                            for i in 0..k_h {
+                                for j in 0..k_w {
+                                    let iy = (oy * o.stride[0] + i * o.dilation[0]) as isize
+                                        - o.padding[0] as isize;
+                                    let ix = (ox * o.stride[1] + j * o.dilation[1]) as isize
+                                        - o.padding[1] as isize;
+                                    if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
+                                        sum += xs[((b * c_in + cin) * h + iy as usize) * w
+                                            + ix as usize]
+                                            as f64
+                                            * ws[((co * cpg + ci) * k_h + i) * k_w + j] as f64;
+                                    }
+                                }
+                            }
+                        }
+                        y[((b * c_out + co) * out_h + oy) * out_w + ox] = sum as f32;
+                    }
+                }
+            }
+        }
+        (y, [n, c_out, out_h, out_w])
+    }
+
+    #[test]
+    fn forward_matches_the_definition() {
+        // (x shape, weight shape, stride, padding, dilation, groups)
+        let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 8] = [
+            // Tiles of 64 positions spanning several 5×5 images.
+            ([6, 8, 5, 5], [12, 8, 3, 3], 1, 1, 1, 1),
+            // Fewer positions than one tile per thread: one threaded GEMM.
+            ([2, 8, 4, 4], [20, 8, 3, 3], 1, 1, 1, 1),
+            // Many tiles within each image; the ResNet stem's shape.
+            ([3, 3, 40, 40], [24, 3, 7, 7], 2, 3, 1, 1),
+            ([2, 6, 11, 9], [8, 6, 3, 3], 2, 1, 1, 1),
+            // A strided 1×1 (ResNet's downsampling shortcut).
+            ([4, 16, 8, 8], [32, 16, 1, 1], 2, 0, 1, 1),
+            ([2, 8, 9, 9], [10, 4, 3, 3], 1, 2, 2, 2),
+            ([2, 6, 7, 7], [9, 2, 3, 3], 3, 0, 1, 3),
+            // Rectangular kernel reaching past the padding.
+            ([3, 5, 6, 13], [18, 5, 2, 5], 1, 2, 1, 1),
+        ];
+        for (k, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
+            let options = ConvOptions::new([s, s], [p, p], [d, d], g);
+            let x = tensor(xs, 3 + k as u32);
+            let weight = tensor(ws, 5 + k as u32);
+            assert!(
+                !super::super::conv::conv2d_has_direct_path(
+                    x.layout().shape(),
+                    weight.layout().shape(),
+                    &options
+                ),
+                "case {k} takes another path"
+            );
+            let bias: Vec<f32> = (0..ws[0]).map(|c| c as f32 * 0.25 - 1.0).collect();
+            let (expected, shape) = reference_forward(&x, &weight, &bias, &options);
+            let bias_tensor = FlexTensor::new(
+                Bytes::from_elems(bias),
+                Layout::contiguous(Shape::from(vec![ws[0]])),
+                DType::F32,
+            );
+            let got = Flex::conv2d(x, weight, Some(bias_tensor), options);
+            assert_eq!(dims4(got.layout().shape()), shape, "case {k} shape");
+            for (a, b) in got.storage::<f32>().iter().zip(&expected) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "case {k}: {a} vs {b}"
+                );
+            }
+        }
     }
 
     #[test]
