@@ -32,6 +32,7 @@ use burn_backend::ops::conv::calculate_conv_output_size;
 use burn_backend::{DType, ops::ConvOptions};
 use burn_std::{Bytes, Shape, bf16, f16};
 
+use crate::ops::conv_common::add_bias;
 use crate::ops::matmul::{GemmScalar, gemm_call, get_parallelism};
 use crate::ops::module::{cast_from_f32, cast_to_f32};
 use crate::{FlexTensor, Layout};
@@ -182,13 +183,14 @@ fn forward<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
     }
     if let Some(bias) = bias {
         let bias = bias.to_contiguous();
-        let bias = bias.storage::<T>();
-        for (k, channel) in out.chunks_mut(plane.max(1)).enumerate() {
-            let value = bias[k % geometry.c_out];
-            for v in channel {
-                *v = *v + value;
-            }
-        }
+        add_bias(
+            &mut out,
+            bias.storage::<T>(),
+            geometry.n,
+            geometry.c_out,
+            plane,
+            |a, b| a + b,
+        );
     }
     FlexTensor::new(
         Bytes::from_elems(out),
