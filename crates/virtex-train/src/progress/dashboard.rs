@@ -140,11 +140,12 @@ impl Dashboard {
     }
 }
 
-/// burn-train 0.21's renderer thread polls its channel without sleeping
-/// (`renderer/tui/renderer.rs`, the loop in `TuiMetricsRendererWrapper::new`),
-/// which on a 2-core machine takes a core from training. It is created from a
-/// helper thread at the lowest priority (nice 19), which Linux threads pass
-/// to the threads they spawn, so it only runs on cycles nothing else wants.
+/// burn-train's renderer thread redraws ten times a second (upstream 0.21 also
+/// polled its channel without sleeping in between, which took a core from
+/// training on a 2-core machine: crates/vendor/README.md). It is created from
+/// a helper thread at the lowest priority (nice 19), which Linux threads pass
+/// to the threads they spawn, so its redraws only take cycles nothing else
+/// wants.
 fn open_renderer(interrupter: Interrupter) -> TuiMetricsRendererWrapper {
     std::thread::scope(|scope| {
         scope

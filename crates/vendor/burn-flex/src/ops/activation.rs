@@ -57,8 +57,10 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu(tensor: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        // 0.5 * x * (1 + erf(x / sqrt(2)))
-        use crate::ops::unary::{erf_f32, erf_f64};
+        // 0.5 * x * (1 + erf(x / sqrt(2))); f32 through the branch-free erf
+        // so the loop vectorises.
+        use crate::ops::poly::erf_f32;
+        use crate::ops::unary::erf_f64;
         let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
         let sqrt2_f64: f64 = core::f64::consts::SQRT_2;
         unary_op(
@@ -69,8 +71,10 @@ impl ActivationOps<Flex> for Flex {
     }
 
     fn gelu_backward(x: FloatTensor<Flex>, grad: FloatTensor<Flex>) -> FloatTensor<Flex> {
-        // d/dx[gelu(x)] = 0.5 * (1 + erf(x/sqrt(2))) + x * (1/sqrt(2*pi)) * exp(-x^2/2)
-        use crate::ops::unary::{erf_f32, erf_f64};
+        // d/dx[gelu(x)] = 0.5 * (1 + erf(x/sqrt(2))) + x * (1/sqrt(2*pi)) * exp(-x^2/2);
+        // f32 through the branch-free erf and exp so the loop vectorises.
+        use crate::ops::poly::{erf_f32, exp_f32};
+        use crate::ops::unary::erf_f64;
         let sqrt2_f32: f32 = core::f32::consts::SQRT_2;
         let sqrt2_f64: f64 = core::f64::consts::SQRT_2;
         let inv_sqrt_2pi_f32: f32 = 1.0 / (2.0 * core::f32::consts::PI).sqrt();
@@ -80,7 +84,7 @@ impl ActivationOps<Flex> for Flex {
             grad,
             move |x: f32, g| {
                 let cdf = 0.5 * (1.0 + erf_f32(x / sqrt2_f32));
-                let pdf = inv_sqrt_2pi_f32 * (-0.5 * x * x).exp();
+                let pdf = inv_sqrt_2pi_f32 * exp_f32(-0.5 * x * x);
                 g * (cdf + x * pdf)
             },
             move |x: f64, g| {
@@ -1147,6 +1151,39 @@ mod tests {
     // ============================================================================
     // layer_norm tests
     // ============================================================================
+
+    #[test]
+    fn gelu_and_its_gradient_match_the_f64_definition() {
+        use burn_backend::ops::ActivationOps;
+        // Spans the clamped tails, and more elements than one parallel chunk.
+        let xs: Vec<f32> = (0..300_001)
+            .map(|i| -12.0 + 24.0 * i as f32 / 300_000.0)
+            .collect();
+        let grads: Vec<f32> = xs.iter().map(|x| 0.5 + 0.25 * x.sin()).collect();
+        let n = xs.len();
+        let gelu = crate::Flex::gelu(flex_f32(xs.clone(), &[n]));
+        let backward =
+            crate::Flex::gelu_backward(flex_f32(xs.clone(), &[n]), flex_f32(grads.clone(), &[n]));
+        let (gelu, backward) = (gelu.into_data(), backward.into_data());
+        let (gelu, backward) = (
+            gelu.as_slice::<f32>().unwrap(),
+            backward.as_slice::<f32>().unwrap(),
+        );
+        for (i, (&x, &g)) in xs.iter().zip(&grads).enumerate() {
+            let x64 = f64::from(x);
+            let cdf = 0.5 * (1.0 + libm::erf(x64 / core::f64::consts::SQRT_2));
+            let pdf = (-0.5 * x64 * x64).exp() / (2.0 * core::f64::consts::PI).sqrt();
+            let want = x64 * cdf;
+            let want_grad = f64::from(g) * (cdf + x64 * pdf);
+            // erf's absolute error (≤ 5e-7) reaches gelu scaled by x / 2.
+            let tolerance = 1e-6 * (1.0 + want.abs()) + 2.5e-7 * x64.abs();
+            assert!((f64::from(gelu[i]) - want).abs() <= tolerance, "gelu({x})");
+            assert!(
+                (f64::from(backward[i]) - want_grad).abs() <= 1e-6 * (1.0 + want_grad.abs()),
+                "gelu'({x})"
+            );
+        }
+    }
 
     #[test]
     fn test_layer_norm_2d_with_beta() {

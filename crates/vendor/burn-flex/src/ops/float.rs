@@ -17,6 +17,7 @@ use num_traits::ToPrimitive;
 
 use crate::ops::binary::{BinaryOp, binary_op, scalar_op};
 use crate::ops::matmul;
+use crate::ops::random::random;
 use crate::ops::unary;
 use crate::{Flex, FlexTensor};
 
@@ -34,10 +35,8 @@ impl FloatTensorOps<Flex> for Flex {
         let mut seed = crate::backend::SEED.lock().unwrap();
         let mut rng = seed.take().unwrap_or_else(crate::backend::get_seeded_rng);
         let data = match dtype {
-            FloatDType::F64 => TensorData::random::<f64, _, _>(shape, distribution, &mut rng),
-            FloatDType::F32 | FloatDType::Flex32 => {
-                TensorData::random::<f32, _, _>(shape, distribution, &mut rng)
-            }
+            FloatDType::F64 => random::<f64>(shape, distribution, &mut rng),
+            FloatDType::F32 | FloatDType::Flex32 => random::<f32>(shape, distribution, &mut rng),
             FloatDType::F16 => TensorData::random::<f16, _, _>(shape, distribution, &mut rng),
             FloatDType::BF16 => TensorData::random::<bf16, _, _>(shape, distribution, &mut rng),
         };

@@ -510,14 +510,14 @@ impl IntTensorOps<Flex> for Flex {
         let mut seed = crate::backend::SEED.lock().unwrap();
         let mut rng = seed.take().unwrap_or_else(crate::backend::get_seeded_rng);
         let data = match dtype {
-            IntDType::I64 => TensorData::random::<i64, _, _>(shape, distribution, &mut rng),
-            IntDType::I32 => TensorData::random::<i32, _, _>(shape, distribution, &mut rng),
-            IntDType::I16 => TensorData::random::<i16, _, _>(shape, distribution, &mut rng),
-            IntDType::I8 => TensorData::random::<i8, _, _>(shape, distribution, &mut rng),
-            IntDType::U64 => TensorData::random::<u64, _, _>(shape, distribution, &mut rng),
-            IntDType::U32 => TensorData::random::<u32, _, _>(shape, distribution, &mut rng),
-            IntDType::U16 => TensorData::random::<u16, _, _>(shape, distribution, &mut rng),
-            IntDType::U8 => TensorData::random::<u8, _, _>(shape, distribution, &mut rng),
+            IntDType::I64 => crate::ops::random::random::<i64>(shape, distribution, &mut rng),
+            IntDType::I32 => crate::ops::random::random::<i32>(shape, distribution, &mut rng),
+            IntDType::I16 => crate::ops::random::random::<i16>(shape, distribution, &mut rng),
+            IntDType::I8 => crate::ops::random::random::<i8>(shape, distribution, &mut rng),
+            IntDType::U64 => crate::ops::random::random::<u64>(shape, distribution, &mut rng),
+            IntDType::U32 => crate::ops::random::random::<u32>(shape, distribution, &mut rng),
+            IntDType::U16 => crate::ops::random::random::<u16>(shape, distribution, &mut rng),
+            IntDType::U8 => crate::ops::random::random::<u8>(shape, distribution, &mut rng),
         };
         *seed = Some(rng);
         FlexTensor::from_data(data)

@@ -78,10 +78,14 @@ impl TuiMetricsRendererWrapper {
 
                 let tick_rate = Duration::from_millis(MAX_REFRESH_RATE_MILLIS);
                 loop {
-                    match receiver.try_recv() {
+                    // Wait for the next event, but no longer than until the
+                    // next frame is due: polling the channel in a busy loop
+                    // kept a core spinning for the whole of training.
+                    let until_frame = tick_rate.saturating_sub(renderer.last_update.elapsed());
+                    match receiver.recv_timeout(until_frame) {
                         Ok(event) => renderer.handle_event(event),
-                        Err(mpsc::TryRecvError::Empty) => (),
-                        Err(mpsc::TryRecvError::Disconnected) => {
+                        Err(mpsc::RecvTimeoutError::Timeout) => (),
+                        Err(mpsc::RecvTimeoutError::Disconnected) => {
                             log::error!("Renderer thread disconnected.");
                             break;
                         }
