@@ -85,6 +85,42 @@ fn a_resumed_run_repeats_the_uninterrupted_losses() {
     std::fs::remove_dir_all(output).unwrap();
 }
 
+/// One seed, one result: two runs write the same checkpoint, tensor for
+/// tensor, BatchNorm's running statistics included (burn keeps those per
+/// thread, so the step must run on the same thread every iteration).
+#[test]
+fn two_runs_with_one_seed_write_the_same_checkpoint() {
+    let outputs = [scratch("repeat-a"), scratch("repeat-b")];
+    for output in &outputs {
+        run(tiny(4, &[]), output, false).unwrap();
+    }
+    let files: Vec<Vec<u8>> = outputs
+        .iter()
+        .map(|dir| std::fs::read(dir.join("checkpoint_4.safetensors")).unwrap())
+        .collect();
+    let [a, b] = [&files[0], &files[1]].map(|f| safetensors::SafeTensors::deserialize(f).unwrap());
+    let mut names = a.names();
+    names.sort();
+    assert_eq!(names, {
+        let mut n = b.names();
+        n.sort();
+        n
+    });
+    assert!(
+        names.iter().any(|n| n.ends_with("running_var")),
+        "the checkpoint holds BatchNorm statistics"
+    );
+    for name in names {
+        assert!(
+            a.tensor(name).unwrap().data() == b.tensor(name).unwrap().data(),
+            "{name} differs between two runs with one seed"
+        );
+    }
+    for output in outputs {
+        std::fs::remove_dir_all(output).unwrap();
+    }
+}
+
 /// Training from WebDataset shards of the bundled val split: the checkpoint
 /// records the stream's position, and a resumed run repeats the losses.
 #[test]
