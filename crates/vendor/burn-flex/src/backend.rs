@@ -17,12 +17,13 @@ pub type FlexRng = StdRng;
 /// Uses Mutex for thread-safe RNG state management.
 pub(crate) static SEED: Mutex<Option<FlexRng>> = Mutex::new(None);
 
-/// Fallback RNG when `SEED` is empty (consumed or never set).
+/// The RNG used when `SEED` is empty (never set).
 ///
-/// The seeding flow is: `Backend::seed()` stores a `FlexRng` in `SEED`. Random
-/// ops (`float_random`, `int_random`) call `SEED.lock().take()`, consuming it for
-/// that op and falling back to this function for subsequent calls. This function
-/// delegates to burn_std's own entropy source.
+/// The seeding flow is: `Backend::seed()` stores a `FlexRng` in `SEED`; random
+/// ops (`float_random`, `int_random`) draw from it through
+/// `ops::random::with_backend_rng`, which stores it back afterwards, and
+/// which seeds one with this function (burn_std's entropy source) when none
+/// was stored.
 pub(crate) fn get_seeded_rng() -> FlexRng {
     burn_std::rand::get_seeded_rng()
 }

@@ -173,10 +173,7 @@ fn forward<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
-            (0..positions)
-                .into_par_iter()
-                .step_by(tile)
-                .for_each(run);
+            (0..positions).into_par_iter().step_by(tile).for_each(run);
         }
         #[cfg(not(feature = "rayon"))]
         (0..positions).step_by(tile).for_each(run);
@@ -345,10 +342,8 @@ impl Geometry {
     ) {
         let plane = self.out_h * self.out_w;
         let len = range.len();
-        let mut position = range.start;
-        while position < range.end {
+        for (position, run) in runs_within(range.clone(), plane) {
             let (b, p) = (position / plane, position % plane);
-            let run = (plane - p).min(range.end - position);
             let offset = position - range.start;
             for channel in 0..self.c_out {
                 let src = &result[channel * len + offset..][..run];
@@ -358,7 +353,6 @@ impl Geometry {
                     core::ptr::copy_nonoverlapping(src.as_ptr(), out.ptr_add(dst), run);
                 }
             }
-            position += run;
         }
     }
 
@@ -373,19 +367,17 @@ impl Geometry {
         for (row, dst) in cols.chunks_mut(len.max(1)).enumerate() {
             let (c, i, j) = self.tap(row);
             let (lo, hi) = self.valid_outputs(1, j, w);
-            let mut position = range.start;
-            while position < range.end {
+            for (position, run) in runs_within(range.clone(), out_w) {
                 let (b, p) = (position / plane, position % plane);
                 let (oy, ox0) = (p / out_w, p % out_w);
-                let ox1 = out_w.min(ox0 + range.end - position);
+                let ox1 = ox0 + run;
                 let offset = position - range.start;
                 if let Some(iy) = self.source(0, oy, i, h) {
                     let src = &x[((b * self.c_in + c) * h + iy) * w..][..w];
                     let (from, to) = (lo.max(ox0), hi.min(ox1));
                     if from < to {
                         let seg = &mut dst[offset + from - ox0..][..to - from];
-                        let first = from * self.stride[1] + j * self.dilation[1]
-                            - self.padding[1];
+                        let first = from * self.stride[1] + j * self.dilation[1] - self.padding[1];
                         if self.stride[1] == 1 {
                             seg.copy_from_slice(&src[first..][..to - from]);
                         } else {
@@ -395,7 +387,6 @@ impl Geometry {
                         }
                     }
                 }
-                position += ox1 - ox0;
             }
         }
         cols
@@ -678,11 +669,37 @@ fn channels_first<T: GemmScalar>(data: &[T], n: usize, c: usize, plane: usize) -
     out
 }
 
+/// Splits the flat positions `range` where they cross a multiple of
+/// `period` (an output row or plane): `(first position, length)` of each
+/// piece, in order.
+fn runs_within(
+    range: core::ops::Range<usize>,
+    period: usize,
+) -> impl Iterator<Item = (usize, usize)> {
+    let end = range.end;
+    let mut position = range.start;
+    core::iter::from_fn(move || {
+        (position < end).then(|| {
+            let run = (period - position % period).min(end - position);
+            position += run;
+            (position - run, run)
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::Flex;
     use burn_backend::{TensorMetadata, ops::ModuleOps};
+
+    #[test]
+    fn runs_split_a_range_at_multiples_of_the_period() {
+        let runs: Vec<_> = runs_within(5..23, 8).collect();
+        assert_eq!(runs, [(5, 3), (8, 8), (16, 7)]);
+        assert_eq!(runs_within(8..16, 8).collect::<Vec<_>>(), [(8, 8)]);
+        assert_eq!(runs_within(3..3, 8).count(), 0);
+    }
 
     fn dims4(shape: &Shape) -> [usize; 4] {
         [shape[0], shape[1], shape[2], shape[3]]
@@ -820,8 +837,8 @@ mod tests {
                                     let ix = (ox * o.stride[1] + j * o.dilation[1]) as isize
                                         - o.padding[1] as isize;
                                     if iy >= 0 && iy < h as isize && ix >= 0 && ix < w as isize {
-                                        sum += xs[((b * c_in + cin) * h + iy as usize) * w
-                                            + ix as usize]
+                                        sum += xs
+                                            [((b * c_in + cin) * h + iy as usize) * w + ix as usize]
                                             as f64
                                             * ws[((co * cpg + ci) * k_h + i) * k_w + j] as f64;
                                     }

@@ -17,7 +17,7 @@ use num_traits::ToPrimitive;
 
 use crate::ops::binary::{BinaryOp, binary_op, scalar_op};
 use crate::ops::matmul;
-use crate::ops::random::random;
+use crate::ops::random;
 use crate::ops::unary;
 use crate::{Flex, FlexTensor};
 
@@ -32,15 +32,12 @@ impl FloatTensorOps<Flex> for Flex {
         _device: &Device<Flex>,
         dtype: FloatDType,
     ) -> FloatTensor<Flex> {
-        let mut seed = crate::backend::SEED.lock().unwrap();
-        let mut rng = seed.take().unwrap_or_else(crate::backend::get_seeded_rng);
-        let data = match dtype {
-            FloatDType::F64 => random::<f64>(shape, distribution, &mut rng),
-            FloatDType::F32 | FloatDType::Flex32 => random::<f32>(shape, distribution, &mut rng),
-            FloatDType::F16 => TensorData::random::<f16, _, _>(shape, distribution, &mut rng),
-            FloatDType::BF16 => TensorData::random::<bf16, _, _>(shape, distribution, &mut rng),
-        };
-        *seed = Some(rng);
+        let data = random::with_backend_rng(|rng| match dtype {
+            FloatDType::F64 => random::random::<f64>(shape, distribution, rng),
+            FloatDType::F32 | FloatDType::Flex32 => random::random::<f32>(shape, distribution, rng),
+            FloatDType::F16 => TensorData::random::<f16, _, _>(shape, distribution, rng),
+            FloatDType::BF16 => TensorData::random::<bf16, _, _>(shape, distribution, rng),
+        });
         FlexTensor::from_data(data)
     }
 

@@ -11,6 +11,7 @@ use num_traits::ToPrimitive;
 
 use crate::Layout;
 use crate::ops::binary::{binary_op_typed, int_binary_op, int_scalar_op, scalar_op_typed};
+use crate::ops::random;
 use crate::{Flex, FlexTensor, ops::matmul};
 
 /// Convert a Scalar to (i64, u64) pair for the given dtype.
@@ -507,19 +508,16 @@ impl IntTensorOps<Flex> for Flex {
         _device: &Device<Flex>,
         dtype: IntDType,
     ) -> IntTensor<Flex> {
-        let mut seed = crate::backend::SEED.lock().unwrap();
-        let mut rng = seed.take().unwrap_or_else(crate::backend::get_seeded_rng);
-        let data = match dtype {
-            IntDType::I64 => crate::ops::random::random::<i64>(shape, distribution, &mut rng),
-            IntDType::I32 => crate::ops::random::random::<i32>(shape, distribution, &mut rng),
-            IntDType::I16 => crate::ops::random::random::<i16>(shape, distribution, &mut rng),
-            IntDType::I8 => crate::ops::random::random::<i8>(shape, distribution, &mut rng),
-            IntDType::U64 => crate::ops::random::random::<u64>(shape, distribution, &mut rng),
-            IntDType::U32 => crate::ops::random::random::<u32>(shape, distribution, &mut rng),
-            IntDType::U16 => crate::ops::random::random::<u16>(shape, distribution, &mut rng),
-            IntDType::U8 => crate::ops::random::random::<u8>(shape, distribution, &mut rng),
-        };
-        *seed = Some(rng);
+        let data = random::with_backend_rng(|rng| match dtype {
+            IntDType::I64 => random::random::<i64>(shape, distribution, rng),
+            IntDType::I32 => random::random::<i32>(shape, distribution, rng),
+            IntDType::I16 => random::random::<i16>(shape, distribution, rng),
+            IntDType::I8 => random::random::<i8>(shape, distribution, rng),
+            IntDType::U64 => random::random::<u64>(shape, distribution, rng),
+            IntDType::U32 => random::random::<u32>(shape, distribution, rng),
+            IntDType::U16 => random::random::<u16>(shape, distribution, rng),
+            IntDType::U8 => random::random::<u8>(shape, distribution, rng),
+        });
         FlexTensor::from_data(data)
     }
 

@@ -15,10 +15,19 @@ use burn_backend::{Distribution, Element, ElementConversion, TensorData};
 use burn_std::Shape;
 use burn_std::rand::RngExt;
 
-use crate::backend::FlexRng;
+use crate::backend::{FlexRng, SEED, get_seeded_rng};
 
 /// Words drawn per bulk fill: 16 KiB, which stays in L1.
 const BERNOULLI_CHUNK: usize = 4096;
+
+/// Runs `draw` with the backend's generator: the one `Backend::seed` stored,
+/// or one seeded from entropy when none was. The generator is stored back
+/// afterwards, so the random ops after a `seed` call form one reproducible
+/// stream.
+pub(crate) fn with_backend_rng<T>(draw: impl FnOnce(&mut FlexRng) -> T) -> T {
+    let mut seed = SEED.lock().unwrap();
+    draw(seed.get_or_insert_with(get_seeded_rng))
+}
 
 /// A tensor of `shape` sampled from `distribution` with `rng`.
 pub(crate) fn random<E>(shape: Shape, distribution: Distribution, rng: &mut FlexRng) -> TensorData
