@@ -11,7 +11,7 @@
 //! use virtex_train::device::DeviceSpec;
 //! use virtex_train::source::{PthLayout, WeightsSource};
 //!
-//! let checkpoint = Path::new("runs/emoji_bicaptioning/checkpoint_360.safetensors");
+//! let checkpoint = Path::new("runs/emoji_bicaptioning/checkpoint_720.safetensors");
 //! let captions = DeviceSpec::Cpu.dispatch(CaptionTask {
 //!     source: WeightsSource::from_arg(checkpoint, PthLayout::Virtex),
 //!     config: Config::default(), // used only by `.pth` sources
@@ -41,9 +41,7 @@ use image::RgbImage;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use virtex_data::coco::{CaptionResult, CocoCaptions, ImageRef, split_image_dir};
-use virtex_data::images::{
-    BadImagePolicy, EvalTransform, ImageError, image_files, normalized_batch,
-};
+use virtex_data::images::{BadImagePolicy, ImageError, image_files, normalized_batch};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 use virtex_text::decoding::DecodedCaption;
 use virtex_train::config::{BeamPrefix, Config, DecoderName};
@@ -167,7 +165,9 @@ impl BackendTask for CaptionTask {
         })?;
         config.check_tokenizer(&tokenizer, &tokenizer_path)?;
         let decoder = config.caption_decoder(self.decoder);
-        let transform = EvalTransform::downstream(config.data.image_crop_size)
+        let transform = config
+            .data
+            .caption_transform()
             .with_max_pixels(self.max_image_pixels);
         let side = transform.crop as usize;
         let mut rng = StdRng::seed_from_u64(config.random_seed);

@@ -110,6 +110,25 @@ fn overrides_set_any_key() {
     assert_eq!(config.train.checkpoint_every, 50);
 }
 
+/// Captioning resizes as the reference's `eval_captioning.py` (256 → 224,
+/// in that ratio at other crops) unless `DATA.CAPTION_RESIZE_SIZE` says
+/// otherwise; the bundled config, trained on whole images, captions whole
+/// images.
+#[test]
+fn the_caption_transform_follows_the_config() {
+    let base = configs().join("_base_bicaptioning_R_50_L1_H1024.yaml");
+    let transform = Config::load(Some(&base), &[])
+        .unwrap()
+        .data
+        .caption_transform();
+    assert_eq!((transform.resize, transform.crop), (256, 224));
+    let small = Config::load(Some(&base), &["DATA.IMAGE_CROP_SIZE=32".into()]).unwrap();
+    assert_eq!(small.data.caption_transform().resize, 37);
+    let bundled = Config::load(Some(&configs().join("emoji_bicaptioning.yaml")), &[]).unwrap();
+    let transform = bundled.data.caption_transform();
+    assert_eq!((transform.resize, transform.crop), (32, 32));
+}
+
 #[test]
 fn bad_keys_and_values_are_named() {
     let base = configs().join("_base_bicaptioning_R_50_L1_H1024.yaml");
@@ -134,6 +153,11 @@ fn bad_keys_and_values_are_named() {
             "512",
         ),
         ("OPTIM.NO_DECAY=(unclosed", "OPTIM.NO_DECAY", "unclosed"),
+        (
+            "DATA.CAPTION_RESIZE_SIZE=200",
+            "DATA.CAPTION_RESIZE_SIZE",
+            "below DATA.IMAGE_CROP_SIZE (224)",
+        ),
     ] {
         match Config::load(Some(&base), &[set.into()]) {
             Err(ConfigError::Key {

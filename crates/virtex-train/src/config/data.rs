@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+use virtex_data::images::EvalTransform;
 
 /// `DATA.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -25,6 +26,13 @@ pub struct DataConfig {
     pub mask_index: u32,
     /// Training crop and validation side.
     pub image_crop_size: u32,
+    /// Side the shorter edge is resized to before the centre crop of
+    /// `IMAGE_CROP_SIZE` when captioning (`caption`, `evaluate captioning`;
+    /// virtex-rs). Unset: the reference's `eval_captioning.py`, 256 for a
+    /// 224 crop (`crop × 256/224`), which suits a model trained on random
+    /// resized crops. A model trained on whole images (no
+    /// `random_resized_crop`) should see whole images: set it to the crop.
+    pub caption_resize_size: Option<u32>,
     /// Longest caption in tokens.
     pub max_caption_length: usize,
     /// Train from WebDataset tar shards instead of `ROOT`'s train split
@@ -68,6 +76,7 @@ impl Default for DataConfig {
             eos_index: 2,
             mask_index: 3,
             image_crop_size: 224,
+            caption_resize_size: None,
             max_caption_length: virtex_data::caption::MAX_CAPTION_LENGTH,
             shards: None,
             shuffle_buffer: virtex_data::shards::DEFAULT_SHUFFLE_BUFFER,
@@ -77,6 +86,21 @@ impl Default for DataConfig {
             use_single_caption: false,
             masked_lm: MaskedLmSection::default(),
             on_bad_image: BadImage::Error,
+        }
+    }
+}
+
+impl DataConfig {
+    /// How `caption` and `evaluate captioning` prepare an image: resized
+    /// to `CAPTION_RESIZE_SIZE` (or the reference's 256/224 of the crop),
+    /// then centre-cropped to `IMAGE_CROP_SIZE`.
+    pub fn caption_transform(&self) -> EvalTransform {
+        match self.caption_resize_size {
+            Some(resize) => EvalTransform {
+                resize,
+                ..EvalTransform::downstream(self.image_crop_size)
+            },
+            None => EvalTransform::downstream(self.image_crop_size),
         }
     }
 }

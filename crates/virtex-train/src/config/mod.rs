@@ -280,6 +280,17 @@ impl Config {
         positive("OPTIM.NUM_ITERATIONS", self.optim.num_iterations as f64)?;
         positive("DATA.IMAGE_CROP_SIZE", f64::from(self.data.image_crop_size))?;
         positive("DATA.VOCAB_SIZE", self.data.vocab_size as f64)?;
+        if let Some(resize) = self.data.caption_resize_size
+            && resize < self.data.image_crop_size
+        {
+            return Err((
+                "DATA.CAPTION_RESIZE_SIZE",
+                format!(
+                    "{resize} is below DATA.IMAGE_CROP_SIZE ({}): the centre crop would not fit",
+                    self.data.image_crop_size
+                ),
+            ));
+        }
         if !(self.optim.lr >= 0.0 && self.optim.cnn_lr >= 0.0) {
             return Err(("OPTIM.LR", "learning rates must be ≥ 0".into()));
         }
