@@ -56,6 +56,7 @@ impl Captioner {
             tokenizer: self.tokenizer.clone(),
             decoder: self.decoder,
             beam_prefix: self.beam_prefix,
+            prior_penalty: self.prior_penalty,
             images,
             batch: self.batch,
             attention_dir,

@@ -304,6 +304,11 @@ pub struct Captioner {
     /// search) or keep-sos [default: the config's MODEL.DECODER.BEAM_PREFIX].
     #[arg(long)]
     pub beam_prefix: Option<BeamPrefix>,
+    /// λ ≥ 0: choose the first token by log p(t | image) − λ·log p(t | no
+    /// image) [default: the config's MODEL.DECODER.PRIOR_PENALTY; 0 is the
+    /// reference's decoding].
+    #[arg(long)]
+    pub prior_penalty: Option<f64>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,

@@ -18,6 +18,7 @@
 //!     tokenizer: None,           // the config's DATA.TOKENIZER_MODEL
 //!     decoder: None,             // the config's MODEL.DECODER
 //!     beam_prefix: None,
+//!     prior_penalty: None,
 //!     images: ImageSet::folder(Path::new("my_photos"))?,
 //!     batch: 16,
 //!     attention_dir: None,
@@ -44,7 +45,7 @@ use virtex_data::coco::{CaptionResult, CocoCaptions, ImageRef, split_image_dir};
 use virtex_data::images::{BadImagePolicy, ImageError, image_files, normalized_batch};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 use virtex_text::decoding::DecodedCaption;
-use virtex_train::config::{BeamPrefix, Config, DecoderName};
+use virtex_train::config::{BeamPrefix, Config, ConfigError, DecoderName};
 use virtex_train::device::BackendTask;
 use virtex_train::source::WeightsSource;
 
@@ -114,6 +115,8 @@ pub struct CaptionTask {
     pub decoder: Option<DecoderName>,
     /// Replaces `MODEL.DECODER.BEAM_PREFIX`.
     pub beam_prefix: Option<BeamPrefix>,
+    /// Replaces `MODEL.DECODER.PRIOR_PENALTY` (a finite number ≥ 0).
+    pub prior_penalty: Option<f64>,
     /// The images.
     pub images: ImageSet,
     /// Images per forward pass.
@@ -146,6 +149,17 @@ impl BackendTask for CaptionTask {
             .model::<B::InnerBackend>(&self.config, &device)?;
         if let Some(prefix) = self.beam_prefix {
             config.model.decoder.beam_prefix = prefix;
+        }
+        if let Some(penalty) = self.prior_penalty {
+            if !(penalty >= 0.0 && penalty.is_finite()) {
+                return Err(ConfigError::Key {
+                    origin: "CaptionTask::prior_penalty".into(),
+                    key: "MODEL.DECODER.PRIOR_PENALTY".into(),
+                    message: format!("must be a finite number ≥ 0, got {penalty}"),
+                }
+                .into());
+            }
+            config.model.decoder.prior_penalty = penalty;
         }
         let head = model
             .transformer_head()

@@ -23,6 +23,7 @@
 //!     tokenizer: None,
 //!     decoder: None,
 //!     beam_prefix: None,
+//!     prior_penalty: None,
 //!     images: ImageSet::folder(Path::new("data/emoji/val2017"))?,
 //!     batch: 16,
 //!     attention_dir: None,

@@ -92,6 +92,7 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
         tokenizer: None,
         decoder: Some(decoder),
         beam_prefix: None,
+        prior_penalty: None,
         images,
         batch: 2,
         attention_dir: None,

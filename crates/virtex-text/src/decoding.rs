@@ -4,6 +4,13 @@
 //! decoder's key/value cache instead of re-running the whole prefix.
 //!
 //! Run it on an inference backend (`model.valid()`), where dropout is off.
+//!
+//! [`CaptionDecoder::prior_penalty`] (virtex-rs; 0, the reference's decoding,
+//! by default) chooses the first token by `log p(t | image) − λ·log p(t | no
+//! image)`, the first-token form of Li et al.'s maximum-mutual-information
+//! decoding ("A Diversity-Promoting Objective Function for Neural
+//! Conversation Models", 2016): a caption that opens the same way whatever
+//! the image pays for it.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
@@ -90,6 +97,10 @@ pub struct CaptionDecoder {
     pub sos_id: u32,
     /// `[EOS]` id (2).
     pub eos_id: u32,
+    /// λ ≥ 0: the first token's score is `log p(t | image) − λ·log p(t | no
+    /// image)`, "no image" being all-zero visual features (0: the reference's
+    /// decoding). Later tokens are scored as without it.
+    pub prior_penalty: f32,
 }
 
 impl Default for CaptionDecoder {
@@ -99,6 +110,7 @@ impl Default for CaptionDecoder {
             max_steps: 30,
             sos_id: 1,
             eos_id: 2,
+            prior_penalty: 0.0,
         }
     }
 }
@@ -162,6 +174,15 @@ fn to_host<B: Backend>(logits: Tensor<B, 2>, weights: Tensor<B, 3>) -> StepOutpu
     }
 }
 
+/// `log p(t | image) − prior[t]`: the first token's mutual-information score.
+fn without_prior(logits: &[f32], prior: &[f32]) -> Vec<f32> {
+    log_softmax(logits)
+        .into_iter()
+        .zip(prior)
+        .map(|(l, p)| l - p)
+        .collect()
+}
+
 fn log_softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let log_sum = logits.iter().map(|&l| (l - max).exp()).sum::<f32>().ln() + max;
@@ -215,8 +236,40 @@ impl CaptionDecoder {
         }
     }
 
+    /// `λ·log p(t | no image)` for the first token, one row per image, when
+    /// [`Self::prior_penalty`] is set.
+    fn first_token_prior<B: Backend>(
+        &self,
+        head: &TransformerTextualHead<B>,
+        visual_features: &Tensor<B, 4>,
+    ) -> Option<Vec<Vec<f32>>> {
+        if self.prior_penalty == 0.0 {
+            return None;
+        }
+        let batch = visual_features.dims()[0];
+        let mut cache = head.start(visual_features.zeros_like());
+        let sos = int_rows::<B>(
+            vec![i64::from(self.sos_id); batch],
+            &visual_features.device(),
+        );
+        let (logits, weights) = head.step(sos, 0, &mut cache);
+        let step = to_host(logits, weights);
+        Some(
+            step.logits
+                .iter()
+                .map(|row| {
+                    log_softmax(row)
+                        .into_iter()
+                        .map(|l| self.prior_penalty * l)
+                        .collect()
+                })
+                .collect(),
+        )
+    }
+
     /// One token per step per image, chosen by `pick` from the step's logits
-    /// (after the repeat ban), until every caption has ended.
+    /// (after the repeat ban; at the first step, the mutual-information
+    /// scores under [`Self::prior_penalty`]), until every caption has ended.
     fn sample<B: Backend>(
         &self,
         head: &TransformerTextualHead<B>,
@@ -224,6 +277,7 @@ impl CaptionDecoder {
         max_steps: usize,
         mut pick: impl FnMut(&[f32]) -> usize,
     ) -> Vec<DecodedCaption> {
+        let prior = self.first_token_prior(head, &visual_features);
         let device = visual_features.device();
         let batch = visual_features.dims()[0];
         let mut cache = head.start(visual_features);
@@ -244,7 +298,10 @@ impl CaptionDecoder {
                 if last[row] == self.eos_id {
                     continue;
                 }
-                let mut logits = step.logits[row].clone();
+                let mut logits = match (&prior, position) {
+                    (Some(prior), 0) => without_prior(&step.logits[row], &prior[row]),
+                    _ => step.logits[row].clone(),
+                };
                 logits[last[row] as usize] = REPEAT_BAN;
                 let token = pick(&logits) as u32;
                 caption.tokens.push(token);
@@ -267,6 +324,7 @@ impl CaptionDecoder {
     /// best tokens added to its score, the best `beam_size` of those kept (ties: the earlier beam,
     /// then the lower id); a beam that has said `[EOS]` goes on with `[EOS]`
     /// at no cost; done when every beam has ended or after `max_steps`.
+    /// The first tokens are scored under [`Self::prior_penalty`].
     fn beam_search<B: Backend>(
         &self,
         head: &TransformerTextualHead<B>,
@@ -276,6 +334,7 @@ impl CaptionDecoder {
         prefix: BeamPrefix,
         max_steps: usize,
     ) -> Vec<DecodedCaption> {
+        let prior = self.first_token_prior(head, &visual_features);
         let device = visual_features.device();
         let batch = visual_features.dims()[0];
         let mut cache = head.start(visual_features);
@@ -287,7 +346,10 @@ impl CaptionDecoder {
         // Each image starts from its `beam_size` best first tokens.
         let mut beams: Vec<Vec<Hypothesis>> = (0..batch)
             .map(|b| {
-                let log_probs = log_softmax(&first.logits[b]);
+                let log_probs = match &prior {
+                    Some(prior) => without_prior(&first.logits[b], &prior[b]),
+                    None => log_softmax(&first.logits[b]),
+                };
                 top_k(&log_probs, beam_size)
                     .into_iter()
                     .map(|token| Hypothesis {

@@ -7,7 +7,8 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::Flex;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::activation::log_softmax;
+use burn::tensor::{Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Deserialize;
@@ -35,16 +36,16 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
-#[test]
-fn beam_search_reproduces_the_reference_under_both_prefix_conventions() {
+/// The fixture's head (inside a model: a ResNet-18 stands in, unused) and
+/// its visual features.
+fn fixture_model() -> (PretrainingModel<B>, Tensor<B, 4>, Expected) {
     let expected: Expected =
         serde_json::from_slice(&std::fs::read(fixture("expected.json")).unwrap()).unwrap();
     let device = Default::default();
     let TextualHeadName::Transformer { norm, size } = expected.textual.parse().unwrap() else {
         panic!("the fixture has a transformer head");
     };
-    // The fixture's head reads 64-channel grids and has no backbone; a
-    // ResNet-18 stands in, unused.
+    // The fixture's head reads 64-channel grids and has no backbone.
     let model = PretrainingModel::<B> {
         visual: ResNetConfig::virtex(ResNetArch::Resnet18).init(&device),
         textual: TextualHead::Transformer(TransformerTextualHead::new(
@@ -65,11 +66,17 @@ fn beam_search_reproduces_the_reference_under_both_prefix_conventions() {
         CheckpointParts::TextualOnly,
     )
     .unwrap();
-    let head = model.transformer_head().unwrap();
     let features = Tensor::<B, 4>::from_data(
         TensorData::new(expected.features.clone(), expected.features_shape),
         &device,
     );
+    (model, features, expected)
+}
+
+#[test]
+fn beam_search_reproduces_the_reference_under_both_prefix_conventions() {
+    let (model, features, expected) = fixture_model();
+    let head = model.transformer_head().unwrap();
     let decode = |prefix| {
         CaptionDecoder {
             strategy: DecodingStrategy::Beam {
@@ -96,4 +103,69 @@ fn beam_search_reproduces_the_reference_under_both_prefix_conventions() {
         differ * 2 >= expected.beam_drop_sos.len(),
         "the fixture tells the conventions apart ({differ} images differ)"
     );
+}
+
+/// First-step log-probabilities `[image][token]` after `[SOS]`.
+fn first_log_probs(head: &TransformerTextualHead<B>, features: Tensor<B, 4>) -> Vec<Vec<f32>> {
+    let batch = features.dims()[0];
+    let device = features.device();
+    let mut cache = head.start(features);
+    let sos = Tensor::<B, 1, Int>::from_data(TensorData::new(vec![1i64; batch], [batch]), &device);
+    let (logits, _) = head.step(sos, 0, &mut cache);
+    let logits = log_softmax(logits, 1).into_data().to_vec::<f32>().unwrap();
+    logits
+        .chunks(logits.len() / batch)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+#[test]
+fn the_prior_penalty_picks_the_first_token_by_mutual_information() {
+    let (model, features, _) = fixture_model();
+    let head = model.transformer_head().unwrap();
+    let with_image = first_log_probs(head, features.clone());
+    let without = first_log_probs(head, features.zeros_like());
+    let greedy = |penalty| {
+        CaptionDecoder {
+            strategy: DecodingStrategy::Greedy,
+            prior_penalty: penalty,
+            ..CaptionDecoder::default()
+        }
+        .decode(head, features.clone(), &mut StdRng::seed_from_u64(0))
+        .into_iter()
+        .map(|c| c.tokens)
+        .collect::<Vec<_>>()
+    };
+    let plain = greedy(0.0);
+    let penalised = greedy(1.0);
+    for (image, caption) in penalised.iter().enumerate() {
+        // [SOS] (id 1) is banned as the first token, as a repeat.
+        let best = (0..with_image[image].len())
+            .filter(|&t| t != 1)
+            .max_by(|&a, &b| {
+                let score = |t: usize| with_image[image][t] - without[image][t];
+                score(a).total_cmp(&score(b))
+            })
+            .unwrap();
+        assert_eq!(caption[0] as usize, best, "image {image}");
+    }
+    let moved = plain
+        .iter()
+        .zip(&penalised)
+        .filter(|(a, b)| a[0] != b[0])
+        .count();
+    assert!(moved > 0, "the penalty changes some first tokens");
+    // Beam search opens with one of the best five penalised first tokens.
+    let beams = CaptionDecoder {
+        prior_penalty: 1.0,
+        ..CaptionDecoder::default()
+    }
+    .decode(head, features, &mut StdRng::seed_from_u64(0));
+    for (image, caption) in beams.iter().enumerate() {
+        let score = |t: usize| with_image[image][t] - without[image][t];
+        let above = (0..with_image[image].len())
+            .filter(|&t| score(t) > score(caption.tokens[0] as usize))
+            .count();
+        assert!(above < 5, "image {image}: {above} better first tokens");
+    }
 }

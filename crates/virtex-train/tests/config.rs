@@ -129,6 +129,18 @@ fn the_caption_transform_follows_the_config() {
     assert_eq!((transform.resize, transform.crop), (32, 32));
 }
 
+/// The reference decodes without the first-token prior penalty; the bundled
+/// config sets it, and it reaches the decoder.
+#[test]
+fn the_prior_penalty_reaches_the_decoder() {
+    let base = configs().join("_base_bicaptioning_R_50_L1_H1024.yaml");
+    let reference = Config::load(Some(&base), &[]).unwrap();
+    assert_eq!(reference.caption_decoder(None).prior_penalty, 0.0);
+    let bundled = Config::load(Some(&configs().join("emoji_bicaptioning.yaml")), &[]).unwrap();
+    assert_eq!(bundled.model.decoder.prior_penalty, 0.5);
+    assert_eq!(bundled.caption_decoder(None).prior_penalty, 0.5);
+}
+
 #[test]
 fn bad_keys_and_values_are_named() {
     let base = configs().join("_base_bicaptioning_R_50_L1_H1024.yaml");
@@ -157,6 +169,11 @@ fn bad_keys_and_values_are_named() {
             "DATA.CAPTION_RESIZE_SIZE=200",
             "DATA.CAPTION_RESIZE_SIZE",
             "below DATA.IMAGE_CROP_SIZE (224)",
+        ),
+        (
+            "MODEL.DECODER.PRIOR_PENALTY=-0.5",
+            "MODEL.DECODER.PRIOR_PENALTY",
+            "≥ 0, got -0.5",
         ),
     ] {
         match Config::load(Some(&base), &[set.into()]) {

@@ -184,6 +184,7 @@ impl Config {
             max_steps: settings.max_decoding_steps,
             sos_id: self.data.sos_index,
             eos_id: self.data.eos_index,
+            prior_penalty: settings.prior_penalty as f32,
         }
     }
 
@@ -289,6 +290,13 @@ impl Config {
                     "{resize} is below DATA.IMAGE_CROP_SIZE ({}): the centre crop would not fit",
                     self.data.image_crop_size
                 ),
+            ));
+        }
+        let penalty = self.model.decoder.prior_penalty;
+        if !(penalty >= 0.0 && penalty.is_finite()) {
+            return Err((
+                "MODEL.DECODER.PRIOR_PENALTY",
+                format!("must be a finite number ≥ 0, got {penalty}"),
             ));
         }
         if !(self.optim.lr >= 0.0 && self.optim.cnn_lr >= 0.0) {

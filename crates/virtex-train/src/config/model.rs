@@ -94,6 +94,10 @@ pub struct DecoderConfig {
     /// Beam search's prefix after the first step (virtex-rs): `keep_sos`, as
     /// the model was trained (default), or `drop_sos`, the reference's search.
     pub beam_prefix: BeamPrefix,
+    /// λ of the first token's mutual-information score, `log p(t | image) −
+    /// λ·log p(t | no image)` (virtex-rs; 0, the reference's decoding, by
+    /// default; [`virtex_text::CaptionDecoder::prior_penalty`]).
+    pub prior_penalty: f64,
 }
 
 /// `MODEL.DECODER.NAME`.
@@ -132,6 +136,7 @@ impl Default for DecoderConfig {
             nucleus_size: 0.9,
             max_decoding_steps: 30,
             beam_prefix: BeamPrefix::default(),
+            prior_penalty: 0.0,
         }
     }
 }
