@@ -314,6 +314,9 @@ impl Pretraining {
         for iteration in start..total {
             let step_started = Instant::now();
             let batch = batches.next()?;
+            // Time spent waiting for the loader: near 0 while its prefetch
+            // keeps up, most of the step in a data-bound run.
+            let data_wait_s = step_started.elapsed().as_secs_f64();
             // Each rank its own dropout masks; rank 0 those of a single process.
             let step_seed = config.random_seed.wrapping_add(iteration + 1)
                 ^ (rank as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -355,6 +358,7 @@ impl Pretraining {
             record.insert("cnn_lr".into(), json!(rates.cnn_lr));
             record.insert("grad_norm".into(), json!(grad_norm));
             record.insert("images_per_s".into(), json!(images_per_s));
+            record.insert("data_wait_s".into(), json!(data_wait_s));
             if let Some(metrics) = &mut metrics {
                 metrics.write(&Value::Object(record))?;
             }

@@ -85,6 +85,30 @@ fn a_resumed_run_repeats_the_uninterrupted_losses() {
     std::fs::remove_dir_all(output).unwrap();
 }
 
+/// Every iteration's record says how long the step waited for its batch
+/// (`data_wait_s`), part of the step's time (`images_per_s` is over the
+/// whole step).
+#[test]
+fn each_iteration_records_its_wait_for_data() {
+    let output = scratch("data-wait");
+    let config = tiny(3, &[]);
+    let batch = config.optim.batch_size as f64;
+    run(config, &output, false).unwrap();
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(output.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .filter(|record: &serde_json::Value| record.get("grad_norm").is_some())
+        .collect();
+    assert_eq!(records.len(), 3);
+    for record in &records {
+        let wait = record["data_wait_s"].as_f64().expect("data_wait_s");
+        let step = batch / record["images_per_s"].as_f64().unwrap();
+        assert!((0.0..=step).contains(&wait), "{record}");
+    }
+    std::fs::remove_dir_all(output).unwrap();
+}
+
 /// One seed, one result: two runs write the same checkpoint, tensor for
 /// tensor, BatchNorm's running statistics included (burn keeps those per
 /// thread, so the step must run on the same thread every iteration).
