@@ -151,15 +151,16 @@ impl BackendTask for CaptionTask {
             config.model.decoder.beam_prefix = prefix;
         }
         if let Some(penalty) = self.prior_penalty {
-            if !(penalty >= 0.0 && penalty.is_finite()) {
-                return Err(ConfigError::Key {
-                    origin: "CaptionTask::prior_penalty".into(),
-                    key: "MODEL.DECODER.PRIOR_PENALTY".into(),
-                    message: format!("must be a finite number ≥ 0, got {penalty}"),
-                }
-                .into());
-            }
             config.model.decoder.prior_penalty = penalty;
+            config
+                .model
+                .decoder
+                .check()
+                .map_err(|(key, message)| ConfigError::Key {
+                    origin: "CaptionTask::prior_penalty".into(),
+                    key: key.into(),
+                    message,
+                })?;
         }
         let head = model
             .transformer_head()

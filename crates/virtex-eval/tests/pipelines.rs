@@ -106,6 +106,21 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
     .run::<CpuBackend>(Default::default())
     .unwrap()
     .results;
+    // A prior penalty out of range is refused, naming the key and the value.
+    let refused = CaptionTask {
+        prior_penalty: Some(-1.0),
+        ..task(
+            ImageSet::from_path(&split, None).unwrap(),
+            DecoderName::Greedy,
+        )
+    }
+    .run::<CpuBackend>(Default::default())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("MODEL.DECODER.PRIOR_PENALTY") && refused.contains("got -1"),
+        "{refused}"
+    );
     let ids: Vec<u64> = coco
         .iter()
         .map(|c| match c.image {

@@ -292,13 +292,7 @@ impl Config {
                 ),
             ));
         }
-        let penalty = self.model.decoder.prior_penalty;
-        if !(penalty >= 0.0 && penalty.is_finite()) {
-            return Err((
-                "MODEL.DECODER.PRIOR_PENALTY",
-                format!("must be a finite number ≥ 0, got {penalty}"),
-            ));
-        }
+        self.model.decoder.check()?;
         if !(self.optim.lr >= 0.0 && self.optim.cnn_lr >= 0.0) {
             return Err(("OPTIM.LR", "learning rates must be ≥ 0".into()));
         }

@@ -140,3 +140,19 @@ impl Default for DecoderConfig {
         }
     }
 }
+
+impl DecoderConfig {
+    /// The key and what is wrong, for a value the types allow but the
+    /// decoder does not.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        let penalty = self.prior_penalty;
+        if penalty >= 0.0 && penalty.is_finite() {
+            Ok(())
+        } else {
+            Err((
+                "MODEL.DECODER.PRIOR_PENALTY",
+                format!("must be a finite number ≥ 0, got {penalty}"),
+            ))
+        }
+    }
+}
