@@ -14,7 +14,8 @@
 //! - [`trainer`]: [`trainer::Pretraining`], the loop, run on a backend chosen
 //!   by [`device`]; [`checkpoint`], [`metrics`], [`progress`] (plain lines
 //!   or, feature `dashboard`, burn-train's terminal dashboard) and
-//!   [`contact_sheet`] serve it;
+//!   [`contact_sheet`] serve it, and [`readings`] keeps each step's loss on the
+//!   device until it is logged;
 //!   [`TrainError`] says why a run could not start or stopped.
 //! - [`distributed`]: one process per rank, launched with torchrun's
 //!   variables; the ranks meet over TCP and average every step's gradients.
@@ -49,6 +50,7 @@ pub mod metrics;
 pub mod optim;
 pub mod parallel;
 pub mod progress;
+pub mod readings;
 pub mod source;
 pub mod trainer;
 

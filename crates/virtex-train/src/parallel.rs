@@ -12,19 +12,22 @@
 use crate::batch::model_input;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Tensor};
 use virtex_data::loader::PretrainingBatch;
 use virtex_text::PretrainingModel;
 use virtex_text::models::TargetsMismatch;
 use virtex_vision::FrozenResNet;
 
-/// The outcome of one forward + backward over all shards.
-pub struct StepGradients {
+/// The outcome of one forward + backward over all shards. The loss and its
+/// terms stay on the first device (`[1]`, detached from the graph): reading
+/// them is left to the caller ([`crate::readings`]), so a step needs no
+/// transfer to the host.
+pub struct StepGradients<B: AutodiffBackend> {
     /// Mean of the shards' losses.
-    pub loss: f64,
+    pub loss: Tensor<B::InnerBackend, 1>,
     /// Mean of each loss component over the shards.
-    pub components: Vec<(&'static str, f64)>,
+    pub components: Vec<(&'static str, Tensor<B::InnerBackend, 1>)>,
     /// Gradients averaged over the shards, on the first device.
     pub grads: GradientsParams,
 }
@@ -38,11 +41,11 @@ pub fn forward_backward<B: AutodiffBackend>(
     batch: &PretrainingBatch,
     devices: &[B::Device],
     frozen_visual: bool,
-) -> Result<StepGradients, TargetsMismatch> {
+) -> Result<StepGradients<B>, TargetsMismatch> {
     let main = &devices[0];
     let shards = batch.split(devices.len());
-    let mut loss = 0.0;
-    let mut components: Vec<(&'static str, f64)> = Vec::new();
+    let mut loss: Option<Tensor<B::InnerBackend, 1>> = None;
+    let mut components: Vec<(&'static str, Tensor<B::InnerBackend, 1>)> = Vec::new();
     let mut all_grads = Vec::with_capacity(shards.len());
     for (index, (shard, device)) in shards.iter().zip(devices).enumerate() {
         // The first shard runs on the model itself, so its BatchNorm
@@ -56,11 +59,16 @@ pub fn forward_backward<B: AutodiffBackend>(
         } else {
             replica.forward(&input)?
         };
-        loss += out.loss.clone().into_scalar().elem::<f64>();
+        let on_main = |value: Tensor<B, 1>| value.inner().to_device(main);
+        let shard_loss = on_main(out.loss.clone());
+        loss = Some(match loss.take() {
+            Some(sum) => sum + shard_loss,
+            None => shard_loss,
+        });
         for (k, (name, term)) in out.components.into_iter().enumerate() {
-            let value = term.into_scalar().elem::<f64>();
+            let value = on_main(term);
             match components.get_mut(k) {
-                Some((_, sum)) => *sum += value,
+                Some((_, sum)) => *sum = sum.clone() + value,
                 None => components.push((name, value)),
             }
         }
@@ -73,7 +81,7 @@ pub fn forward_backward<B: AutodiffBackend>(
     }
     let parts = all_grads.len() as f64;
     for (_, sum) in &mut components {
-        *sum /= parts;
+        *sum = sum.clone().div_scalar(parts);
     }
     let grads = if all_grads.len() == 1 {
         all_grads.pop().expect("one shard")
@@ -86,7 +94,7 @@ pub fn forward_backward<B: AutodiffBackend>(
         mean.out
     };
     Ok(StepGradients {
-        loss: loss / parts,
+        loss: loss.expect("at least one shard").div_scalar(parts),
         components,
         grads,
     })

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::ElementConversion;
 use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::{ElementConversion, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Map, Value, json};
@@ -39,6 +39,7 @@ use crate::optim::schedule::LrSchedule;
 use crate::optim::{StepRates, VirtexOptimizer};
 use crate::parallel::{StepGradients, forward_backward};
 use crate::progress::Progress;
+use crate::readings::{HostReadings, PendingReadings, StepReadings};
 use crate::source::WeightsSource;
 
 /// Validation images whose captions (by `MODEL.DECODER`) are logged, and
@@ -311,6 +312,8 @@ impl Pretraining {
         };
 
         let mut last_captions = Vec::new();
+        let mut pending = PendingReadings::<B::InnerBackend>::default();
+        let mut window = Window::start();
         for iteration in start..total {
             let step_started = Instant::now();
             let batch = batches.next()?;
@@ -329,13 +332,6 @@ impl Pretraining {
                 components,
                 grads,
             } = replicas.average(step, &model, &device)?;
-            if !loss.is_finite() {
-                return Err(TrainError::NonFiniteLoss {
-                    iteration: iteration + 1,
-                    loss,
-                    last_checkpoint: checkpoint,
-                });
-            }
             let multiplier = schedule.multiplier(iteration);
             let rates = StepRates {
                 cnn_lr: config.optim.cnn_lr * multiplier,
@@ -343,40 +339,61 @@ impl Pretraining {
             };
             let (updated, grad_norm) = on_worker_thread(|| optimizer.step(model, grads, rates));
             model = updated;
-
             let done = iteration + 1;
-            let seconds = step_started.elapsed().as_secs_f64();
-            // Images of the global batch, all ranks together.
-            let images_per_s = (batch.len() * replicas.world_size()) as f64 / seconds;
-            let mut record = Map::new();
-            record.insert("iteration".into(), json!(done));
-            record.insert("loss".into(), json!(loss));
-            for &(name, value) in &components {
-                record.insert(name.into(), json!(value));
-            }
-            record.insert("lr".into(), json!(rates.lr));
-            record.insert("cnn_lr".into(), json!(rates.cnn_lr));
-            record.insert("grad_norm".into(), json!(grad_norm));
-            record.insert("images_per_s".into(), json!(images_per_s));
-            record.insert("data_wait_s".into(), json!(data_wait_s));
-            if let Some(metrics) = &mut metrics {
-                metrics.write(&Value::Object(record))?;
-            }
-            let mut readings = vec![("loss", loss)];
-            readings.extend(components.iter().copied());
-            readings.extend([
-                ("lr", rates.lr),
-                ("cnn_lr", rates.cnn_lr),
-                ("images/s", images_per_s),
-            ]);
-            if let Some(progress) = &mut progress {
-                progress.step(done, &readings);
-            }
-            summary.losses.push(loss);
-            summary.iterations = done;
+            let host = HostReadings {
+                iteration: done,
+                lr: rates.lr,
+                cnn_lr: rates.cnn_lr,
+                data_wait_s,
+            };
+            let grad_norm = grad_norm.unwrap_or_else(|| Tensor::zeros([1], &loss.device()));
+            pending.push(host, loss, components, grad_norm);
+            window.images += batch.len() * replicas.world_size();
 
             let validate_now = config.train.validate_every > 0
                 && (done.is_multiple_of(config.train.validate_every) || done == total);
+            let stop = replicas.any(progress.as_ref().is_some_and(Progress::stop_requested))?;
+            let checkpoint_now =
+                done.is_multiple_of(config.train.checkpoint_every.max(1)) || done == total || stop;
+            // The device's readings come back once per log line, and before
+            // anything that acts on them: a validation, a checkpoint (never
+            // one of weights past a non-finite loss), the end.
+            if done.is_multiple_of(config.train.log_every.max(1)) || validate_now || checkpoint_now
+            {
+                let mut values = pending.read();
+                replicas.mean(&mut values)?;
+                let steps = pending.take(&values);
+                // Images of the global batches, all ranks together, over the
+                // window's wall time (a GPU runs ahead of the host within it).
+                let images_per_s = window.images as f64 / window.started.elapsed().as_secs_f64();
+                window = Window::start();
+                for step in steps {
+                    if !step.loss.is_finite() {
+                        return Err(TrainError::NonFiniteLoss {
+                            iteration: step.host.iteration,
+                            loss: step.loss,
+                            last_checkpoint: checkpoint,
+                        });
+                    }
+                    let record = step_record(&step, images_per_s);
+                    if let Some(metrics) = &mut metrics {
+                        metrics.write(&Value::Object(record))?;
+                    }
+                    if let Some(progress) = &mut progress {
+                        let mut readings = vec![("loss", step.loss)];
+                        readings.extend(step.components.iter().copied());
+                        readings.extend([
+                            ("lr", step.host.lr),
+                            ("cnn_lr", step.host.cnn_lr),
+                            ("images/s", images_per_s),
+                        ]);
+                        progress.step(step.host.iteration, &readings);
+                    }
+                    summary.losses.push(step.loss);
+                }
+            }
+            summary.iterations = done;
+
             if validate_now && leader {
                 let Validation {
                     loss: val_loss,
@@ -411,8 +428,7 @@ impl Pretraining {
                 summary.val_loss = Some(val_loss);
                 last_captions = captions;
             }
-            let stop = replicas.any(progress.as_ref().is_some_and(Progress::stop_requested))?;
-            if done.is_multiple_of(config.train.checkpoint_every.max(1)) || done == total || stop {
+            if checkpoint_now {
                 let data_positions = replicas.positions(batches.position())?;
                 let path = checkpoint_path(&output, done);
                 if leader {
@@ -473,6 +489,37 @@ impl Pretraining {
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)
     }
+}
+
+/// The steps since the last log line: when they started, how many images.
+struct Window {
+    started: Instant,
+    images: usize,
+}
+
+impl Window {
+    fn start() -> Self {
+        Self {
+            started: Instant::now(),
+            images: 0,
+        }
+    }
+}
+
+/// A step's line in `metrics.jsonl`.
+fn step_record(step: &StepReadings, images_per_s: f64) -> Map<String, Value> {
+    let mut record = Map::new();
+    record.insert("iteration".into(), json!(step.host.iteration));
+    record.insert("loss".into(), json!(step.loss));
+    for &(name, value) in &step.components {
+        record.insert(name.into(), json!(value));
+    }
+    record.insert("lr".into(), json!(step.host.lr));
+    record.insert("cnn_lr".into(), json!(step.host.cnn_lr));
+    record.insert("grad_norm".into(), json!(step.grad_norm));
+    record.insert("images_per_s".into(), json!(images_per_s));
+    record.insert("data_wait_s".into(), json!(step.host.data_wait_s));
+    record
 }
 
 /// Where a run writes by default: `runs/<config file stem>`.

@@ -31,13 +31,15 @@ fn values(model: &Toy<AD>) -> Vec<f32> {
     model.weight.val().into_data().to_vec().unwrap()
 }
 
-/// One step on the loss `Σ c·w` (gradient `c`).
+/// One step on the loss `Σ c·w` (gradient `c`); the gradient norm read back.
 fn step(optimizer: &mut VirtexOptimizer<AD>, model: Toy<AD>, c: &[f32], lr: f64) -> (Toy<AD>, f64) {
     let coefficients =
         Tensor::<AD, 1>::from_data(TensorData::new(c.to_vec(), [c.len()]), &Default::default());
     let loss = (model.weight.val() * coefficients).sum();
     let grads = GradientsParams::from_grads(loss.backward(), &model);
-    optimizer.step(model, grads, StepRates { cnn_lr: lr, lr })
+    let (model, norm) = optimizer.step(model, grads, StepRates { cnn_lr: lr, lr });
+    let norm = norm.expect("the toy's weight has a gradient").into_scalar();
+    (model, f64::from(norm))
 }
 
 fn plain(momentum: f64, lookahead: bool) -> OptimConfig {

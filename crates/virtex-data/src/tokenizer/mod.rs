@@ -2,8 +2,8 @@
 //! unigram) and produces the ids the SentencePiece library produces.
 //!
 //! Pipeline, as `sentencepiece_processor.cc`: [`Normalizer`] (the model's
-//! character map and whitespace rules) → segmentation ([`bpe`] merges by
-//! piece score, or [`unigram`] Viterbi) → ids, with characters the vocabulary
+//! character map and whitespace rules) → segmentation (`bpe` merges by
+//! piece score, or `unigram` Viterbi) → ids, with characters the vocabulary
 //! lacks mapped to `<unk>`.
 //!
 //! VirTex's conventions (`virtex/data/tokenizers.py`): `<unk>` = 0 doubles as

@@ -96,7 +96,7 @@ pub struct DecoderConfig {
     pub beam_prefix: BeamPrefix,
     /// λ of the first token's mutual-information score, `log p(t | image) −
     /// λ·log p(t | no image)` (virtex-rs; 0, the reference's decoding, by
-    /// default; [`virtex_text::CaptionDecoder::prior_penalty`]).
+    /// default; [`virtex_text::decoding::CaptionDecoder::prior_penalty`]).
     pub prior_penalty: f64,
 }
 

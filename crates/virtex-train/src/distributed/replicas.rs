@@ -136,29 +136,18 @@ impl Replicas {
         Ok(())
     }
 
-    /// The step's loss, loss terms and gradients averaged over the ranks.
+    /// The step's gradients averaged over the ranks (its loss and terms
+    /// stay this rank's until [`Replicas::mean`] averages the readings).
     pub fn average<B: AutodiffBackend, M: AutodiffModule<B>>(
         &mut self,
-        step: StepGradients,
+        mut step: StepGradients<B>,
         model: &M,
         device: &B::Device,
-    ) -> Result<StepGradients, DistributedError> {
+    ) -> Result<StepGradients<B>, DistributedError> {
         let Some(group) = &mut self.group else {
             return Ok(step);
         };
-        let StepGradients {
-            loss,
-            mut components,
-            mut grads,
-        } = step;
-        let mut scalars: Vec<f64> = std::iter::once(loss)
-            .chain(components.iter().map(|(_, value)| *value))
-            .collect();
-        group.all_reduce_mean_f64(&mut scalars, "the loss all-reduce")?;
-        for ((_, value), mean) in components.iter_mut().zip(&scalars[1..]) {
-            *value = *mean;
-        }
-        let (mut values, layout) = flatten_gradients(model, &mut grads);
+        let (mut values, layout) = flatten_gradients(model, &mut step.grads);
         // A GPU run's gradients go over NCCL, anything else through rank 0.
         #[cfg(feature = "cuda")]
         let reduced = match &self.nccl {
@@ -173,11 +162,17 @@ impl Replicas {
         if !reduced {
             group.all_reduce_mean_f32(&mut values, "the gradient all-reduce")?;
         }
-        Ok(StepGradients {
-            loss: scalars[0],
-            components,
-            grads: layout.unflatten::<B::InnerBackend>(&values, device),
-        })
+        step.grads = layout.unflatten::<B::InnerBackend>(&values, device);
+        Ok(step)
+    }
+
+    /// `values` (the readings of the steps since the last log: losses, loss
+    /// terms) averaged over the ranks, in one collective.
+    pub fn mean(&mut self, values: &mut [f64]) -> Result<(), DistributedError> {
+        match &mut self.group {
+            Some(group) => group.all_reduce_mean_f64(values, "the loss all-reduce"),
+            None => Ok(()),
+        }
     }
 
     /// Whether any rank asks to stop (rank 0's dashboard, say).

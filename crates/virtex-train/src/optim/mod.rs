@@ -16,8 +16,8 @@ use std::collections::HashMap;
 
 use burn::module::{AutodiffModule, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
+use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor};
 use burn_store::ModuleSnapshot;
 use regex::Regex;
 use virtex_text::names::official_name;
@@ -162,34 +162,43 @@ impl<B: AutodiffBackend> VirtexOptimizer<B> {
         &self.table
     }
 
-    /// The global L2 norm of the gradients, as `clip_grad_norm_` computes it.
-    fn grad_norm<M: AutodiffModule<B>>(&self, model: &M, grads: &GradientsParams) -> f64 {
+    /// The global L2 norm of the gradients, as `clip_grad_norm_` computes
+    /// it, `[1]` on the gradients' device (`None` without gradients).
+    fn grad_norm<M: AutodiffModule<B>>(
+        &self,
+        model: &M,
+        grads: &GradientsParams,
+    ) -> Option<Tensor<B::InnerBackend, 1>> {
         let mut norm = GradNorm {
             table: &self.table,
             grads,
             sum: None,
         };
         model.visit(&mut norm);
-        norm.sum
-            .map_or(0.0, |sum| sum.into_scalar().elem::<f64>().sqrt())
+        norm.sum.map(Tensor::sqrt)
     }
 
     /// One optimiser step: clip, update, and every `k` steps pull the fast
     /// weights halfway (alpha) to the slow ones. Returns the model and the
-    /// gradient norm before clipping.
+    /// gradient norm before clipping (`[1]`, on the device: the clip factor
+    /// is computed and applied there, so a step reads nothing back; `None`
+    /// when no parameter has a gradient).
     pub fn step<M: AutodiffModule<B>>(
         &mut self,
         model: M,
         grads: GradientsParams,
         rates: StepRates,
-    ) -> (M, f64) {
+    ) -> (M, Option<Tensor<B::InnerBackend, 1>>) {
         let norm = self.grad_norm(&model, &grads);
         let clip = self.config.clip_grad_norm;
-        let scale = if clip > 0.0 {
-            (clip / (norm + 1e-6)).min(1.0)
-        } else {
-            1.0
-        };
+        // min(clip / (norm + 1e-6), 1), as `clip_grad_norm_`.
+        let scale = norm.as_ref().filter(|_| clip > 0.0).map(|norm| {
+            norm.clone()
+                .add_scalar(1e-6)
+                .recip()
+                .mul_scalar(clip)
+                .clamp_max(1.0)
+        });
         self.steps += 1;
         let lookahead = &self.config.lookahead;
         let sync = lookahead.enabled && self.steps.is_multiple_of(lookahead.steps);
@@ -255,7 +264,8 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for GradNorm<'_, B> {
 struct Update<'a, B: AutodiffBackend> {
     optimizer: &'a mut VirtexOptimizer<B>,
     grads: GradientsParams,
-    scale: f64,
+    /// The clip factor, `[1]` (`None`: no clipping).
+    scale: Option<Tensor<B::InnerBackend, 1>>,
     rates: StepRates,
     sync: bool,
 }
@@ -279,7 +289,10 @@ impl<B: AutodiffBackend> ModuleMapper<B> for Update<'_, B> {
         let shape = tensor.shape();
         let require_grad = tensor.is_require_grad();
         let p = tensor.inner().flatten::<1>(0, D - 1);
-        let g = grad.flatten::<1>(0, D - 1) * self.scale;
+        let mut g = grad.flatten::<1>(0, D - 1);
+        if let Some(scale) = &self.scale {
+            g = g * scale.clone();
+        }
         let state = self.optimizer.state.entry(id).or_default();
         let mut p = match config.optimizer_name {
             OptimizerName::Sgd => {
