@@ -28,6 +28,11 @@ pub struct StepReport {
     /// FLOPs of one step (PyTorch's `FlopCounterMode`; CPU runs only).
     #[serde(default)]
     pub flops_per_step: Option<f64>,
+    /// Seconds of the untimed first step: on a GPU it compiles the kernels
+    /// and autotunes each new shape (the one-off cost the timed steps leave
+    /// out; a second run that finds the autotune cache pays less).
+    #[serde(default)]
+    pub first_step_s: Option<f64>,
 }
 
 /// The last JSON line of a child's stdout, parsed as a [`StepReport`].

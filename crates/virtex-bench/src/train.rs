@@ -99,9 +99,9 @@ impl TrainBench {
             None => println!("PyTorch not importable by python3: virtex-rs rows only"),
         }
         println!(
-            "| config | batch | size | device | implementation | img/s | virtex-rs ÷ this | peak RSS MB | peak GPU MB | GFLOP/step | % of GEMM ceiling |"
+            "| config | batch | size | device | implementation | img/s | virtex-rs ÷ this | peak RSS MB | peak GPU MB | GFLOP/step | % of GEMM ceiling | first step s |"
         );
-        println!("|---|---|---|---|---|---|---|---|---|---|---|");
+        println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (config, batch, size) in rows {
             let loaded = Config::load(Some(&workspace_root().join(&config)), &self.overrides)?;
             let mut reports = vec![measure_gpu(self.device, || {
@@ -139,7 +139,7 @@ impl TrainBench {
                     _ => "—".into(),
                 };
                 println!(
-                    "| {name} | {batch} | {size} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {ceiling} |",
+                    "| {name} | {batch} | {size} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {ceiling} | {} |",
                     self.device,
                     report.implementation,
                     report.images_per_s,
@@ -147,6 +147,9 @@ impl TrainBench {
                     fmt_mb(report.peak_rss_mb),
                     fmt_mb(report.peak_gpu_mb),
                     flops.map_or("—".into(), |f| format!("{:.1}", f / 1e9)),
+                    report
+                        .first_step_s
+                        .map_or("—".into(), |s| format!("{s:.1}")),
                 );
             }
         }
@@ -268,6 +271,7 @@ impl BackendTask for TrainStep {
             lr: self.config.optim.lr,
         };
         let mut times = Vec::new();
+        let mut first_step_s = None;
         // One untimed warm-up step (kernel autotuning on GPU, allocator on CPU).
         for step in 0..=self.steps {
             let start = Instant::now();
@@ -278,8 +282,9 @@ impl BackendTask for TrainStep {
                 Ok(optimizer.step(model, grads, rates).0)
             })?;
             B::sync(&device)?;
-            if step > 0 {
-                times.push(start.elapsed().as_secs_f64());
+            match step {
+                0 => first_step_s = Some(start.elapsed().as_secs_f64()),
+                _ => times.push(start.elapsed().as_secs_f64()),
             }
         }
         let s_per_step = median(times);
@@ -290,6 +295,7 @@ impl BackendTask for TrainStep {
             peak_rss_mb: peak_rss_mb(),
             peak_gpu_mb: None,
             flops_per_step: None,
+            first_step_s,
         })
     }
 }
