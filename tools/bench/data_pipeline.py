@@ -1,5 +1,6 @@
 """The Python counterpart of `cargo xtask bench data`: the reference's training
-data pipeline on the bundled emoji dataset, one process, one thread.
+data pipeline on a COCO-format split's train images (the bundled emoji
+dataset by default), one process, one thread.
 
 decode JPEG (PIL) -> RandomResizedCrop(size, scale 0.2-1, ratio 3/4-4/3) ->
 horizontal flip p=0.5 with the caption's left/right swap -> ColorJitter(0.4,
@@ -10,7 +11,7 @@ lower-case + NFKD accent strip -> SentencePiece ids with [SOS]/[EOS], 30 max
 torchvision's PIL transforms stand in for albumentations (not installed here);
 both are the usual Python way to run these ops. Usage:
 
-    python3 tools/bench/data_pipeline.py [--size 224] [--batch 64] [--batches 20]
+    python3 tools/bench/data_pipeline.py [--root data/emoji] [--size 224] [--batch 64] [--batches 20]
 """
 
 import argparse
@@ -35,18 +36,19 @@ def normalize(caption):
 
 def main():
     parser = argparse.ArgumentParser()
+    parser.add_argument("--root", type=Path, default=ROOT / "data/emoji")
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--batches", type=int, default=20)
     args = parser.parse_args()
     torch.set_num_threads(1)
 
-    emoji = ROOT / "data/emoji"
-    coco = json.loads((emoji / "annotations/captions_train2017.json").read_text())
+    split = args.root
+    coco = json.loads((split / "annotations/captions_train2017.json").read_text())
     captions = {}
     for a in coco["annotations"]:
         captions.setdefault(a["image_id"], []).append(a["caption"])
-    items = [(emoji / "train2017" / i["file_name"], captions[i["id"]]) for i in coco["images"]]
+    items = [(split / "train2017" / i["file_name"], captions[i["id"]]) for i in coco["images"]]
     sp = spm.SentencePieceProcessor(
         model_file=str(ROOT / "data/fixtures/tokenizer/emoji_bpe.model")
     )

@@ -1,8 +1,10 @@
 //! `bench data`: images/s of the captioning data pipeline (decode, the
-//! reference's training augmentation, tokenize) on the bundled emoji data,
-//! beside its Python twin (`tools/bench/data_pipeline.py`) in the same run,
-//! and the same images streamed from WebDataset shards against the folder.
+//! reference's training augmentation, tokenize) on the bundled emoji data or
+//! on COCO-sized photographs ([`crate::photos`]), beside its Python twin
+//! (`tools/bench/data_pipeline.py`) in the same run, and the same images
+//! streamed from WebDataset shards against the folder.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -12,7 +14,17 @@ use virtex_data::loader::{Preprocessing, PretrainingBatch, PretrainingLoader, Sa
 use virtex_data::shards::{ShardStream, StreamPosition, write_shards};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 
+use crate::photos::{COCO_SIZE, photos_in, skimage_photos, write_coco_sized_split};
 use crate::{available_threads, pytorch, workspace_root};
+
+/// The images `bench data` decodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum BenchImages {
+    /// The bundled emoji dataset's training split (64 px JPEGs).
+    Emoji,
+    /// Photographs re-encoded as 640×480 JPEGs, COCO's size.
+    Photos,
+}
 
 /// `bench data`.
 #[derive(Debug, clap::Args)]
@@ -29,13 +41,56 @@ pub struct DataBench {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Which images.
+    #[arg(long, value_enum, default_value = "emoji")]
+    pub images: BenchImages,
+    /// With `--images photos`: a folder of photographs (.jpg, .png) [default:
+    /// scikit-image's sample photographs, found through python3].
+    #[arg(long)]
+    pub photo_dir: Option<PathBuf>,
+    /// With `--images photos`: how many 640×480 JPEGs to write (cycling
+    /// through the photographs).
+    #[arg(long, default_value_t = 1536)]
+    pub photo_count: usize,
 }
 
 impl DataBench {
     /// Prints virtex-rs's and Python's images/s and their per-thread ratio.
     pub fn run(self) -> anyhow::Result<()> {
         let root = workspace_root();
-        let dataset = CocoCaptions::load(&root.join("data/emoji"), "train")?;
+        let scratch =
+            std::env::temp_dir().join(format!("virtex-bench-data-{}", std::process::id()));
+        let (split_root, description) = match self.images {
+            BenchImages::Emoji => (
+                root.join("data/emoji"),
+                "emoji train, 64 px JPEGs".to_string(),
+            ),
+            BenchImages::Photos => {
+                let sources = match &self.photo_dir {
+                    Some(dir) => photos_in(dir)?,
+                    None => skimage_photos()?,
+                };
+                write_coco_sized_split(&sources, &scratch, self.photo_count)?;
+                let (width, height) = COCO_SIZE;
+                let description = format!(
+                    "{} photographs as {} {width}x{height} JPEGs",
+                    sources.len(),
+                    self.photo_count
+                );
+                (scratch.clone(), description)
+            }
+        };
+        let result = self.run_on(&split_root, &description);
+        if self.images == BenchImages::Photos {
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+        result
+    }
+
+    /// The measurements on the COCO-format split at `split_root`.
+    fn run_on(&self, split_root: &Path, description: &str) -> anyhow::Result<()> {
+        let root = workspace_root();
+        let dataset = CocoCaptions::load(split_root, "train")?;
         let tokenizer = SentencePieceTokenizer::from_file(
             root.join("data/fixtures/tokenizer/emoji_bpe.model"),
         )?;
@@ -61,7 +116,7 @@ impl DataBench {
         })?;
         let images = (self.batches * self.batch) as f64;
         println!(
-            "data pipeline (emoji train, decode 64 px JPEG + random resized crop to {0}x{0} + flip + jitter + normalise + tokenize), batch {1}, {2} threads:",
+            "data pipeline ({description}: decode + random resized crop to {0}x{0} + flip + jitter + normalise + tokenize), batch {1}, {2} threads:",
             self.size, self.batch, threads
         );
         let per_thread = images / elapsed / threads as f64;
@@ -70,7 +125,7 @@ impl DataBench {
             images / elapsed
         );
         // The Python twin (PIL + torchvision + SentencePiece), one thread.
-        match pytorch::data_pipeline(self.size, self.batch, self.batches) {
+        match pytorch::data_pipeline(split_root, self.size, self.batch, self.batches) {
             Ok(python) => println!(
                 "Python (tools/bench/data_pipeline.py, 1 thread): {python:.0} images/s; \
                  virtex-rs per thread ÷ Python: {:.2}",
@@ -94,11 +149,16 @@ impl DataBench {
         let written = write_shards(dataset, &dir, "train", 256, 0)?;
         let count = written.shards.len();
         let stream = ShardStream::new(written.shards, pipeline, self.batch, 0)?;
+        // One epoch of the folder at most: its stream ends there.
+        let batches = self
+            .batches
+            .min(loader.batches_per_epoch().saturating_sub(1))
+            .max(1);
         let time = |mut next: Box<dyn FnMut() -> anyhow::Result<PretrainingBatch>>| {
             next()?;
             let start = Instant::now();
             let mut images = 0;
-            for _ in 0..self.batches {
+            for _ in 0..batches {
                 images += next()?.len();
             }
             anyhow::Ok(images as f64 / start.elapsed().as_secs_f64())

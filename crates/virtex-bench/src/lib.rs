@@ -10,7 +10,8 @@
 //! - [`extract`]: frozen-backbone feature extraction.
 //! - [`caption`]: caption latency (backbone + incremental decoding) against
 //!   the reference's beam search.
-//! - [`data`]: the captioning data pipeline against PIL + torchvision.
+//! - [`data`]: the captioning data pipeline against PIL + torchvision, on the
+//!   bundled emoji or on COCO-sized [`photos`].
 //! - [`backbone`]: a ResNet classification step on each burn CPU backend.
 //! - [`pytorch`]: the driver of the PyTorch twins; [`report`] what a row is.
 //!
@@ -41,6 +42,7 @@ pub mod caption;
 pub mod data;
 pub mod extract;
 pub mod gpu_check;
+pub mod photos;
 pub mod pytorch;
 pub mod report;
 pub mod train;

@@ -1,6 +1,7 @@
 //! The PyTorch twin of each workload: `tools/bench/train_step.py`, run with
 //! `python3` on the same machine and thread count, one JSON line back.
 
+use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
@@ -103,9 +104,16 @@ pub fn extract_row(arch: &str, workload: &Workload) -> anyhow::Result<StepReport
 
 /// Images/s of the Python data pipeline (`tools/bench/data_pipeline.py`,
 /// one thread), read from its last line (`…: N images/s`).
-pub fn data_pipeline(size: u32, batch: usize, batches: usize) -> anyhow::Result<f64> {
+pub fn data_pipeline(
+    split_root: &Path,
+    size: u32,
+    batch: usize,
+    batches: usize,
+) -> anyhow::Result<f64> {
     let output = Command::new("python3")
         .arg(workspace_root().join("tools/bench/data_pipeline.py"))
+        .arg("--root")
+        .arg(split_root)
         .args(["--size", &size.to_string()])
         .args(["--batch", &batch.to_string()])
         .args(["--batches", &batches.to_string()])
