@@ -176,15 +176,13 @@ def train(args):
         scaler.update()
         return loss
 
-    flops = None
-    if device.type == "cpu":
-        from torch.utils.flop_counter import FlopCounterMode
+    # The warm-up step, counted (matmul and convolution FLOPs, forward and
+    # backward): model FLOP utilisation on either device.
+    from torch.utils.flop_counter import FlopCounterMode
 
-        with FlopCounterMode(display=False) as counter:
-            step()
-        flops = counter.get_total_flops()
-    else:
+    with FlopCounterMode(display=False) as counter:
         step()
+    flops = counter.get_total_flops()
     report = timed_report(args, device, step, " AMP fp16" if args.amp else "")
     report["flops_per_step"] = flops
     if device.type == "cuda":

@@ -60,6 +60,10 @@ impl Pretrain {
             self.device,
             output.display()
         );
+        let precision = self.device.precision(config.amp);
+        if config.amp {
+            println!("AMP: convolutions and matrix products in {precision:?}, the rest in F32");
+        }
         let summary = self
             .device
             .dispatch(Pretraining {
@@ -71,6 +75,7 @@ impl Pretrain {
                     .as_deref()
                     .map(|path| WeightsSource::from_arg(path, self.layout)),
                 world,
+                precision,
             })?
             .context("pretraining stopped")?;
         let losses = &summary.losses;

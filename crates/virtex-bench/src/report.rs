@@ -25,7 +25,7 @@ pub struct StepReport {
     /// Peak GPU memory above the level before the run (nvidia-smi).
     #[serde(default)]
     pub peak_gpu_mb: Option<f64>,
-    /// FLOPs of one step (PyTorch's `FlopCounterMode`; CPU runs only).
+    /// FLOPs of one step (PyTorch's `FlopCounterMode`).
     #[serde(default)]
     pub flops_per_step: Option<f64>,
     /// Seconds of the untimed first step: on a GPU it compiles the kernels

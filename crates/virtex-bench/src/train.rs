@@ -18,6 +18,7 @@ use virtex_text::models::{PretrainingInput, PretrainingTargets};
 use virtex_train::config::Config;
 use virtex_train::device::{BackendTask, DeviceSpec, on_worker_thread};
 use virtex_train::optim::{StepRates, VirtexOptimizer};
+use virtex_vision::Precision;
 
 use crate::report::{StepReport, fmt_mb, last_json_line, measure_gpu, median, peak_rss_mb};
 use crate::{available_threads, pytorch, workspace_root};
@@ -67,6 +68,9 @@ pub struct TrainRowBench {
     /// Device.
     #[arg(long)]
     pub device: DeviceSpec,
+    /// Mixed precision (`AMP: true`; bf16 products on CUDA, f32 on the CPU).
+    #[arg(long)]
+    pub amp: bool,
 }
 
 /// Tokens per synthetic caption, `[SOS]` and `[EOS]` included (COCO captions
@@ -99,51 +103,71 @@ impl TrainBench {
             None => println!("PyTorch not importable by python3: virtex-rs rows only"),
         }
         println!(
-            "| config | batch | size | device | implementation | img/s | virtex-rs ÷ this | peak RSS MB | peak GPU MB | GFLOP/step | % of GEMM ceiling | first step s |"
+            "| config | batch | size | device | implementation | img/s | virtex-rs (same precision) ÷ this | peak RSS MB | peak GPU MB | GFLOP/step | % of GEMM ceiling (CPU) or model TFLOP/s (GPU) | first step s |"
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (config, batch, size) in rows {
             let loaded = Config::load(Some(&workspace_root().join(&config)), &self.overrides)?;
-            let mut reports = vec![measure_gpu(self.device, || {
-                self.child_row(&config, batch, size)
-            })?];
+            // f32, and on a GPU mixed precision too, for both implementations;
+            // a row that fails is reported and left out.
             let mut twins = vec![false];
             if self.device != DeviceSpec::Cpu {
                 twins.push(true);
             }
-            for amp in twins {
-                let workload = pytorch::Workload {
-                    batch,
-                    size,
-                    steps: self.steps,
-                    device: self.device,
-                    threads,
-                };
-                let row = measure_gpu(self.device, || pytorch::train_row(&loaded, &workload, amp));
-                match row {
-                    Ok(row) => reports.push(row),
-                    Err(e) => eprintln!("PyTorch row failed: {e:#}"),
+            let workload = pytorch::Workload {
+                batch,
+                size,
+                steps: self.steps,
+                device: self.device,
+                threads,
+            };
+            let mut reports: Vec<(bool, StepReport)> = Vec::new();
+            for &amp in &twins {
+                match measure_gpu(self.device, || self.child_row(&config, batch, size, amp)) {
+                    Ok(row) => reports.push((amp, row)),
+                    Err(e) => eprintln!("virtex-rs row (AMP {amp}) failed: {e:#}"),
                 }
             }
-            let flops = reports.iter().find_map(|r| r.flops_per_step);
-            let ours = reports[0].images_per_s;
+            let ours: Vec<(bool, f64)> = reports
+                .iter()
+                .map(|(amp, r)| (*amp, r.images_per_s))
+                .collect();
+            for &amp in &twins {
+                match measure_gpu(self.device, || pytorch::train_row(&loaded, &workload, amp)) {
+                    Ok(row) => reports.push((amp, row)),
+                    Err(e) => eprintln!("PyTorch row (AMP {amp}) failed: {e:#}"),
+                }
+            }
+            let flops = reports.iter().find_map(|(_, r)| r.flops_per_step);
             let name = Path::new(&config)
                 .file_stem()
                 .map_or(config.clone(), |s| s.to_string_lossy().into_owned());
-            for report in &reports {
+            for (amp, report) in &reports {
+                // virtex-rs at the same precision ÷ this row.
+                let ratio = ours
+                    .iter()
+                    .find(|(a, _)| a == amp)
+                    .map_or("—".into(), |(_, o)| {
+                        format!("{:.2}", o / report.images_per_s)
+                    });
+                // On the CPU, the share of the measured GEMM ceiling; on a
+                // GPU, the model FLOP/s achieved (÷ the card's peak: MFU).
                 let ceiling = match (flops, gemm) {
                     (Some(f), Some(g)) if self.device == DeviceSpec::Cpu => format!(
                         "{:.1}%",
                         100.0 * f * report.images_per_s / batch as f64 / (g * 1e9)
                     ),
+                    (Some(f), _) if self.device != DeviceSpec::Cpu => format!(
+                        "{:.1} TFLOP/s",
+                        f * report.images_per_s / batch as f64 / 1e12
+                    ),
                     _ => "—".into(),
                 };
                 println!(
-                    "| {name} | {batch} | {size} | {} | {} | {:.2} | {:.2} | {} | {} | {} | {ceiling} | {} |",
+                    "| {name} | {batch} | {size} | {} | {} | {:.2} | {ratio} | {} | {} | {} | {ceiling} | {} |",
                     self.device,
                     report.implementation,
                     report.images_per_s,
-                    ours / report.images_per_s,
                     fmt_mb(report.peak_rss_mb),
                     fmt_mb(report.peak_gpu_mb),
                     flops.map_or("—".into(), |f| format!("{:.1}", f / 1e9)),
@@ -157,7 +181,13 @@ impl TrainBench {
     }
 
     /// Runs one row in a child process and reads its report.
-    fn child_row(&self, config: &str, batch: usize, size: usize) -> anyhow::Result<StepReport> {
+    fn child_row(
+        &self,
+        config: &str,
+        batch: usize,
+        size: usize,
+        amp: bool,
+    ) -> anyhow::Result<StepReport> {
         let mut command = Command::new(std::env::current_exe()?);
         command.args(["bench", "train-row", "--config", config]);
         for set in &self.overrides {
@@ -173,6 +203,9 @@ impl TrainBench {
             "--device",
             &self.device.to_string(),
         ]);
+        if amp {
+            command.arg("--amp");
+        }
         let output = command.output().context("running bench train-row")?;
         if !output.status.success() {
             bail!(
@@ -195,6 +228,7 @@ impl TrainRowBench {
             batch: self.batch,
             size: self.size,
             steps: self.steps,
+            precision: device.precision(self.amp),
         };
         let report = device.dispatch(step)??;
         println!("{}", serde_json::to_string(&report)?);
@@ -208,6 +242,7 @@ struct TrainStep {
     batch: usize,
     size: usize,
     steps: usize,
+    precision: Precision,
 }
 
 impl TrainStep {
@@ -263,7 +298,11 @@ impl BackendTask for TrainStep {
 
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
         B::seed(&device, self.config.random_seed);
-        let mut model = self.config.model_config().init::<B>(&device)?;
+        let mut model = self
+            .config
+            .model_config()
+            .init::<B>(&device)?
+            .with_precision(self.precision);
         let mut optimizer = VirtexOptimizer::new(&model, &self.config.optim)?;
         let input = self.input::<B>(&device);
         let rates = StepRates {
@@ -289,7 +328,10 @@ impl BackendTask for TrainStep {
         }
         let s_per_step = median(times);
         Ok(StepReport {
-            implementation: format!("virtex-rs {}", env!("CARGO_PKG_VERSION")),
+            implementation: match self.precision {
+                Precision::F32 => format!("virtex-rs {}", env!("CARGO_PKG_VERSION")),
+                Precision::Bf16 => format!("virtex-rs {} AMP bf16", env!("CARGO_PKG_VERSION")),
+            },
             s_per_step,
             images_per_s: self.batch as f64 / s_per_step,
             peak_rss_mb: peak_rss_mb(),

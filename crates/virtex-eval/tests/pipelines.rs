@@ -53,6 +53,7 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
         resume: false,
         init_from: None,
         world: None,
+        precision: virtex_vision::Precision::F32,
     }
     .run::<CpuBackend>(Default::default())
     .unwrap();

@@ -10,6 +10,7 @@ use burn::nn::{Dropout, DropoutConfig, Linear};
 use burn::tensor::Tensor;
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
+use virtex_vision::Precision;
 
 /// How a fresh linear layer's bias starts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,6 +66,9 @@ pub struct MultiHeadAttention<B: Backend> {
     pub dropout: Dropout,
     /// Number of heads.
     pub heads: usize,
+    /// What the projections and products compute in (not saved).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 /// Projected keys and values, `[batch, heads, positions, head_dim]` each.
@@ -106,6 +110,7 @@ impl<B: Backend> MultiHeadAttention<B> {
             out_proj: linear(),
             dropout: DropoutConfig::new(dropout).init(),
             heads,
+            precision: Precision::F32,
         }
     }
 
@@ -119,8 +124,8 @@ impl<B: Backend> MultiHeadAttention<B> {
     /// Projects `source` `[batch, positions, H]` into keys and values.
     pub fn keys_values(&self, source: Tensor<B, 3>) -> KeysValues<B> {
         KeysValues {
-            keys: self.split_heads(self.key.forward(source.clone())),
-            values: self.split_heads(self.value.forward(source)),
+            keys: self.split_heads(self.precision.linear(&self.key, source.clone())),
+            values: self.split_heads(self.precision.linear(&self.value, source)),
         }
     }
 
@@ -138,20 +143,24 @@ impl<B: Backend> MultiHeadAttention<B> {
     ) -> (Tensor<B, 3>, Tensor<B, 4>) {
         let [batch, positions, hidden] = query.dims();
         let head_dim = hidden / self.heads;
-        let query = self.split_heads(self.query.forward(query));
-        let mut scores = query
-            .matmul(keys_values.keys.clone().swap_dims(2, 3))
+        let query = self.split_heads(self.precision.linear(&self.query, query));
+        let mut scores = self
+            .precision
+            .matmul(query, keys_values.keys.clone().swap_dims(2, 3))
             .div_scalar((head_dim as f32).sqrt());
         if let Some(mask) = mask {
             scores = scores + mask;
         }
+        // In f32 whatever the precision, as autocast runs softmax.
         let weights = softmax(scores, 3);
         let context = self
-            .dropout
-            .forward(weights.clone())
-            .matmul(keys_values.values.clone())
+            .precision
+            .matmul(
+                self.dropout.forward(weights.clone()),
+                keys_values.values.clone(),
+            )
             .swap_dims(1, 2)
             .reshape([batch, positions, hidden]);
-        (self.out_proj.forward(context), weights)
+        (self.precision.linear(&self.out_proj, context), weights)
     }
 }

@@ -9,6 +9,7 @@ use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear};
 use burn::tensor::activation::gelu;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor};
+use virtex_vision::Precision;
 
 use crate::attention::{BiasInit, KeysValues, MultiHeadAttention, reference_linear};
 use crate::config::{NormPosition, TransformerSize};
@@ -39,6 +40,9 @@ pub struct DecoderLayer<B: Backend> {
     pub dropout: Dropout,
     /// Whether the norms come first (pre-norm).
     pub pre_norm: bool,
+    /// What the feed-forward computes in (not saved).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 /// What one layer needs to decode the next position: its self-attention keys
@@ -66,12 +70,23 @@ impl<B: Backend> DecoderLayer<B> {
             norm3: norm(),
             dropout: DropoutConfig::new(dropout).init(),
             pre_norm,
+            precision: Precision::F32,
         }
     }
 
+    /// Computes this layer's products (attention and feed-forward) in `precision`.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        self.self_attn.precision = precision;
+        self.multihead_attn.precision = precision;
+    }
+
     fn feed_forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        let hidden = self.dropout.forward(gelu(self.linear1.forward(x)));
-        self.dropout.forward(self.linear2.forward(hidden))
+        let hidden = self
+            .dropout
+            .forward(gelu(self.precision.linear(&self.linear1, x)));
+        self.dropout
+            .forward(self.precision.linear(&self.linear2, hidden))
     }
 
     /// Runs the three blocks given how to attend: `self_attend` maps the
@@ -209,6 +224,13 @@ impl<B: Backend> TransformerDecoder<B> {
                     .with_epsilon(TRANSFORMER_LAYER_NORM_EPS)
                     .init(device)
             }),
+        }
+    }
+
+    /// Computes every layer's products in `precision`.
+    pub fn set_precision(&mut self, precision: Precision) {
+        for layer in &mut self.layers {
+            layer.set_precision(precision);
         }
     }
 

@@ -4,9 +4,8 @@
 use burn::module::{Initializer, Module, Param};
 use burn::nn::Linear;
 use burn::tensor::backend::Backend;
-use burn::tensor::module::linear;
 use burn::tensor::{Int, Tensor, TensorData};
-use virtex_vision::global_average_pool;
+use virtex_vision::{Precision, global_average_pool};
 
 use crate::attention::{BiasInit, reference_linear};
 use crate::config::{NormPosition, TransformerSize};
@@ -41,6 +40,9 @@ pub struct TransformerTextualHead<B: Backend> {
     pub transformer: TransformerDecoder<B>,
     /// Tied output layer's bias.
     pub output: TiedOutput<B>,
+    /// What the projection and output compute in (not saved).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 /// Additive self-attention mask `[batch, 1, T, T]`: −∞ on future positions
@@ -103,6 +105,7 @@ impl<B: Backend> TransformerTextualHead<B> {
                 }
                 .init([vocab_size], device),
             },
+            precision: Precision::F32,
         }
     }
 
@@ -114,8 +117,15 @@ impl<B: Backend> TransformerTextualHead<B> {
     /// The decoder memory: projected grid cells `[batch, h·w, H]` from layer4
     /// features `[batch, C, h, w]`.
     pub fn memory(&self, visual_features: Tensor<B, 4>) -> Tensor<B, 3> {
-        self.visual_projection
-            .forward(flatten_grid(visual_features))
+        self.precision
+            .linear(&self.visual_projection, flatten_grid(visual_features))
+    }
+
+    /// Computes the projection, the decoder's products and the output in
+    /// `precision`.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.precision = precision;
+        self.transformer.set_precision(precision);
     }
 
     /// Scores over the vocabulary: `x · wordsᵀ + bias`, `[batch, T, H]` → `[batch, T, V]`.
@@ -125,7 +135,8 @@ impl<B: Backend> TransformerTextualHead<B> {
     /// gradient as one more, not one per caption.
     pub fn logits(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let words = self.embedding.words.weight.val();
-        linear(x, words.transpose(), Some(self.output.bias.val()))
+        self.precision
+            .linear_weights(x, words.transpose(), Some(self.output.bias.val()))
     }
 
     /// Decodes whole captions with `transformer` (the forward one, or a

@@ -7,6 +7,7 @@ use core::fmt;
 use core::str::FromStr;
 
 use burn::tensor::backend::AutodiffBackend;
+use virtex_vision::Precision;
 
 /// The CPU backend: burn's pure-Rust `Flex` (see docs/stack.md for the
 /// measured comparison with `NdArray`).
@@ -77,6 +78,11 @@ pub trait MultiDeviceTask {
 pub struct DeviceList(pub Vec<DeviceSpec>);
 
 impl DeviceList {
+    /// What `AMP: amp` means on these devices ([`DeviceSpec::precision`]).
+    pub fn precision(&self, amp: bool) -> Precision {
+        self.0[0].precision(amp)
+    }
+
     /// Runs `task` over these devices on their backend.
     pub fn dispatch<T: MultiDeviceTask>(&self, task: T) -> Result<T::Output, DeviceError> {
         match self.0[0] {
@@ -142,6 +148,18 @@ pub enum DeviceError {
 }
 
 impl DeviceSpec {
+    /// What `AMP: amp` means on this device: the products in bf16 on CUDA
+    /// (autocast's mixed precision), f32 on the CPU, whose backend has no
+    /// bf16 arithmetic (it would convert to f32 and back around every
+    /// product: slower, and no less memory), as PyTorch's autocast for CUDA
+    /// leaves CPU code alone.
+    pub fn precision(self, amp: bool) -> Precision {
+        match self {
+            DeviceSpec::Cuda(_) if amp => Precision::Bf16,
+            DeviceSpec::Cuda(_) | DeviceSpec::Cpu => Precision::F32,
+        }
+    }
+
     /// Runs `task` on this device's backend.
     pub fn dispatch<T: BackendTask>(self, task: T) -> Result<T::Output, DeviceError> {
         match self {
@@ -216,6 +234,15 @@ mod tests {
         let err = "cpu,cuda:1".parse::<DeviceList>().unwrap_err();
         assert!(err.to_string().contains("one kind"), "{err}");
         assert!("cuda:0,gpu".parse::<DeviceList>().is_err());
+    }
+
+    #[test]
+    fn amp_means_bf16_products_on_cuda_only() {
+        let cuda: DeviceList = "cuda:0,cuda:1".parse().unwrap();
+        let cpu: DeviceList = "cpu".parse().unwrap();
+        assert_eq!(cuda.precision(true), Precision::Bf16);
+        assert_eq!(cuda.precision(false), Precision::F32);
+        assert_eq!(cpu.precision(true), Precision::F32);
     }
 
     #[test]

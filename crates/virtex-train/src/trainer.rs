@@ -21,6 +21,7 @@ use serde_json::{Map, Value, json};
 use virtex_data::coco::CocoCaptions;
 use virtex_data::shards::StreamPosition;
 use virtex_text::{PretrainingModel, PretrainingTask};
+use virtex_vision::Precision;
 
 use crate::batch::model_input;
 use crate::checkpoint::{
@@ -67,6 +68,10 @@ pub struct Pretraining {
     /// rank 0 alone validates, logs and writes checkpoints, into an
     /// `output` every rank must see (as the reference's).
     pub world: Option<WorldSpec>,
+    /// What the convolutions and the Transformer's matrix products compute
+    /// in; [`crate::device::DeviceList::precision`] turns the config's `AMP`
+    /// into it for the devices at hand (bf16 on CUDA, f32 on the CPU).
+    pub precision: Precision,
 }
 
 /// What a finished run reports.
@@ -228,6 +233,7 @@ impl Pretraining {
             resume,
             init_from,
             world: _,
+            precision,
         } = self;
         let (rank, leader) = (replicas.rank(), replicas.is_leader());
         let started = Instant::now();
@@ -286,7 +292,7 @@ impl Pretraining {
             "the iteration to start from (does every rank see the same --output?)",
             start,
         )?;
-        let mut model = replicas.sync_parameters(model)?;
+        let mut model = replicas.sync_parameters(model)?.with_precision(precision);
 
         let schedule = LrSchedule::new(&config.optim);
         let total = config.optim.num_iterations;

@@ -269,6 +269,7 @@ fn training_child() {
         resume: var("VIRTEX_TEST_RESUME").is_some_and(|v| v == "1"),
         init_from: None,
         world: Some(spec(Duration::from_secs(60))),
+        precision: virtex_vision::Precision::F32,
     }
     .run_on::<CpuBackend>(vec![Default::default()])
     .unwrap();
@@ -318,6 +319,7 @@ fn two_processes_train_as_one_process_over_two_devices() {
             resume: false,
             init_from: None,
             world: None,
+            precision: virtex_vision::Precision::F32,
         })
         .unwrap()
         .unwrap();
@@ -413,6 +415,7 @@ fn two_ranks_resume_their_shard_streams() {
         resume: true,
         init_from: None,
         world: None,
+        precision: virtex_vision::Precision::F32,
     }
     .run_on::<CpuBackend>(vec![Default::default()])
     .unwrap_err()

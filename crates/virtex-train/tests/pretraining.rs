@@ -11,7 +11,7 @@ use virtex_train::device::BackendTask;
 use virtex_train::device::CpuBackend;
 use virtex_train::source::WeightsSource;
 use virtex_train::trainer::{Pretraining, PretrainingSummary};
-use virtex_vision::ResNetArch;
+use virtex_vision::{Precision, ResNetArch};
 
 mod common;
 
@@ -29,6 +29,15 @@ fn scratch(name: &str) -> PathBuf {
 static ONE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn run(config: Config, output: &Path, resume: bool) -> Result<PretrainingSummary, TrainError> {
+    run_in(Precision::F32, config, output, resume)
+}
+
+fn run_in(
+    precision: Precision,
+    config: Config,
+    output: &Path,
+    resume: bool,
+) -> Result<PretrainingSummary, TrainError> {
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     Pretraining {
         config,
@@ -36,8 +45,39 @@ fn run(config: Config, output: &Path, resume: bool) -> Result<PretrainingSummary
         resume,
         init_from: None,
         world: None,
+        precision,
     }
     .run::<CpuBackend>(Default::default())
+}
+
+/// `AMP: true`'s mixed precision (bf16 convolutions and products, the rest
+/// f32) trains as f32 does: same seed, losses within 2% every iteration,
+/// yet computed differently; the checkpoint's weights stay f32.
+#[test]
+fn mixed_precision_follows_the_f32_loss_curve() {
+    let losses = |precision: Precision| {
+        let output = scratch(&format!("precision-{precision:?}"));
+        let config = tiny(6, &["TRAIN.VALIDATE_EVERY=0", "TRAIN.CHECKPOINT_EVERY=6"]);
+        let summary = run_in(precision, config, &output, false).unwrap();
+        let checkpoint = std::fs::read(output.join("checkpoint_6.safetensors")).unwrap();
+        let tensors = safetensors::SafeTensors::deserialize(&checkpoint).unwrap();
+        for (name, view) in tensors.tensors() {
+            assert_eq!(view.dtype(), safetensors::Dtype::F32, "{name}");
+        }
+        std::fs::remove_dir_all(output).unwrap();
+        summary.losses
+    };
+    let f32_losses = losses(Precision::F32);
+    let bf16_losses = losses(Precision::Bf16);
+    assert_eq!(bf16_losses.len(), 6);
+    assert_ne!(f32_losses, bf16_losses, "bf16 products change the low bits");
+    for (i, (a, b)) in f32_losses.iter().zip(&bf16_losses).enumerate() {
+        assert!(
+            (a - b).abs() / a < 0.02,
+            "iteration {}: f32 {a}, bf16 {b}",
+            i + 1
+        );
+    }
 }
 
 #[test]
@@ -388,6 +428,7 @@ fn data_parallel_gradients_average_the_shards() {
                 resume: false,
                 init_from: None,
                 world: None,
+                precision: Precision::F32,
             })
             .unwrap()
             .unwrap()
@@ -426,6 +467,7 @@ fn a_frozen_backbone_captioner_trains_from_a_pretrained_checkpoint() {
             resume: false,
             init_from: Some(source.clone()),
             world: None,
+            precision: Precision::F32,
         }
         .run::<CpuBackend>(Default::default())
         .unwrap()

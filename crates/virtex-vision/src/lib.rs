@@ -9,6 +9,8 @@
 //!   [`ResNet::forward_stages`] returns every stage, [`ResNet::forward_pooled`] the
 //!   global-average-pooled `[batch, C]` features.
 //! - [`FrozenResNet`] runs a backbone with BN statistics frozen and no gradients.
+//! - [`Precision`] runs the convolutions (and, in virtex-text, the matrix
+//!   products) in bf16 with everything else in f32: mixed precision.
 //! - [`weights`] saves and loads the native format (safetensors with the
 //!   config in its metadata, written atomically).
 //! - With the `pytorch` feature (on by default), [`pytorch`] reads torchvision,
@@ -49,12 +51,14 @@
 
 pub mod atomic;
 mod error;
+pub mod precision;
 #[cfg(feature = "pytorch")]
 pub mod pytorch;
 pub mod resnet;
 pub mod weights;
 
 pub use error::{VisionError, check_applied};
+pub use precision::Precision;
 pub use resnet::{
     FrozenResNet, ResNet, ResNetArch, ResNetConfig, ResNetStages, global_average_pool,
 };

@@ -16,7 +16,7 @@ mod task;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use virtex_vision::ResNet;
+use virtex_vision::{Precision, ResNet};
 
 pub use init::{ModelConfigError, PretrainingModelConfig};
 pub use input::{PretrainingInput, PretrainingOutput, PretrainingTargets, TargetsMismatch};
@@ -61,6 +61,21 @@ pub struct PretrainingModel<B: Backend> {
 }
 
 impl<B: Backend> PretrainingModel<B> {
+    /// Runs the convolutions and the Transformer's matrix products in
+    /// `precision` ([`Precision::Bf16`]: the reference's `AMP: true`); norms,
+    /// softmax, the losses and the parameters stay f32, and so does the
+    /// pooled linear head of the classification tasks (one small product).
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.visual.precision = precision;
+        if let TextualHead::Transformer(head) = &mut self.textual {
+            head.set_precision(precision);
+        }
+        if let Some(backward) = &mut self.backward_textual {
+            backward.transformer.set_precision(precision);
+        }
+        self
+    }
+
     /// The forward Transformer head, if the model has one.
     pub fn transformer_head(&self) -> Option<&TransformerTextualHead<B>> {
         match &self.textual {

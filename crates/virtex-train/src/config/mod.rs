@@ -106,7 +106,9 @@ mod by_name {
 pub struct Config {
     /// Seed of everything random (0).
     pub random_seed: u64,
-    /// Mixed precision (true in the reference; see docs/deviations.md).
+    /// Mixed precision (true in the reference): on CUDA, convolutions and
+    /// matrix products in bf16, the rest in f32; ignored on the CPU
+    /// ([`crate::device::DeviceSpec::precision`], docs/deviations.md).
     pub amp: bool,
     /// Accepted for compatibility; cuDNN is not used.
     pub cudnn_benchmark: bool,

@@ -2,6 +2,8 @@
 
 use burn::module::{Initializer, Module};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+
+use crate::precision::Precision;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 
 use super::batch_norm::{batch_norm, batch_norm_2d};
@@ -56,9 +58,9 @@ impl<B: Backend> Downsample<B> {
     }
 
     /// The residual branch's partner: `x` itself, or its projection.
-    fn shortcut(downsample: Option<&Self>, x: &Tensor<B, 4>) -> Tensor<B, 4> {
+    fn shortcut(downsample: Option<&Self>, x: &Tensor<B, 4>, precision: Precision) -> Tensor<B, 4> {
         match downsample {
-            Some(d) => batch_norm_2d(&d.bn, d.conv.forward(x.clone())),
+            Some(d) => batch_norm_2d(&d.bn, precision.conv2d(&d.conv, x.clone())),
             None => x.clone(),
         }
     }
@@ -106,12 +108,14 @@ impl<B: Backend> BasicBlock<B> {
         }
     }
 
+    /// Convolutions in `precision`, the rest in f32.
+    ///
     /// # Shapes
     /// - `x`: `[batch, in, H, W]` → `[batch, planes, H / stride, W / stride]`
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let identity = Downsample::shortcut(self.downsample.as_ref(), &x);
-        let out = relu(batch_norm_2d(&self.bn1, self.conv1.forward(x)));
-        let out = batch_norm_2d(&self.bn2, self.conv2.forward(out));
+    pub fn forward(&self, x: Tensor<B, 4>, precision: Precision) -> Tensor<B, 4> {
+        let identity = Downsample::shortcut(self.downsample.as_ref(), &x, precision);
+        let out = relu(batch_norm_2d(&self.bn1, precision.conv2d(&self.conv1, x)));
+        let out = batch_norm_2d(&self.bn2, precision.conv2d(&self.conv2, out));
         relu(out + identity)
     }
 }
@@ -150,13 +154,15 @@ impl<B: Backend> Bottleneck<B> {
         }
     }
 
+    /// Convolutions in `precision`, the rest in f32.
+    ///
     /// # Shapes
     /// - `x`: `[batch, in, H, W]` → `[batch, 4 * planes, H / stride, W / stride]`
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
-        let identity = Downsample::shortcut(self.downsample.as_ref(), &x);
-        let out = relu(batch_norm_2d(&self.bn1, self.conv1.forward(x)));
-        let out = relu(batch_norm_2d(&self.bn2, self.conv2.forward(out)));
-        let out = batch_norm_2d(&self.bn3, self.conv3.forward(out));
+    pub fn forward(&self, x: Tensor<B, 4>, precision: Precision) -> Tensor<B, 4> {
+        let identity = Downsample::shortcut(self.downsample.as_ref(), &x, precision);
+        let out = relu(batch_norm_2d(&self.bn1, precision.conv2d(&self.conv1, x)));
+        let out = relu(batch_norm_2d(&self.bn2, precision.conv2d(&self.conv2, out)));
+        let out = batch_norm_2d(&self.bn3, precision.conv2d(&self.conv3, out));
         relu(out + identity)
     }
 }
@@ -176,12 +182,14 @@ pub enum ResidualBlock<B: Backend> {
 }
 
 impl<B: Backend> ResidualBlock<B> {
+    /// Convolutions in `precision`, the rest in f32.
+    ///
     /// # Shapes
     /// - `x`: `[batch, in, H, W]` → `[batch, out, H / stride, W / stride]`
-    pub fn forward(&self, x: Tensor<B, 4>) -> Tensor<B, 4> {
+    pub fn forward(&self, x: Tensor<B, 4>, precision: Precision) -> Tensor<B, 4> {
         match self {
-            ResidualBlock::Basic(block) => block.forward(x),
-            ResidualBlock::Bottleneck(block) => block.forward(x),
+            ResidualBlock::Basic(block) => block.forward(x, precision),
+            ResidualBlock::Bottleneck(block) => block.forward(x, precision),
         }
     }
 }

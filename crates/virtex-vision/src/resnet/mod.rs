@@ -23,6 +23,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::max_pool2d;
 use serde::{Deserialize, Serialize};
 
+use crate::precision::Precision;
+
 /// How to build a [`ResNet`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -104,6 +106,7 @@ impl ResNetConfig {
             fc: self
                 .num_classes
                 .map(|classes| LinearConfig::new(arch.out_channels(), classes).init(device)),
+            precision: Precision::F32,
         }
     }
 }
@@ -126,6 +129,10 @@ pub struct ResNet<B: Backend> {
     pub layer4: Vec<ResidualBlock<B>>,
     /// Optional classifier over pooled features (absent in VirTex).
     pub fc: Option<Linear<B>>,
+    /// What the convolutions compute in ([`Precision::F32`] from `init`;
+    /// not part of the weights).
+    #[module(skip)]
+    pub precision: Precision,
 }
 
 /// The output of every stage, for FPN-style consumers and attention maps.
@@ -170,12 +177,17 @@ impl<B: Backend> ResNet<B> {
     /// # Shapes
     /// - `images`: `[batch, 3, H, W]` → `[batch, 64, H/4, W/4]`
     fn stem(&self, images: Tensor<B, 4>) -> Tensor<B, 4> {
-        let x = relu(batch_norm_2d(&self.bn1, self.conv1.forward(images)));
+        let x = relu(batch_norm_2d(
+            &self.bn1,
+            self.precision.conv2d(&self.conv1, images),
+        ));
         max_pool2d(x, [3, 3], [2, 2], [1, 1], [1, 1], false)
     }
 
-    fn run_stage(blocks: &[ResidualBlock<B>], x: Tensor<B, 4>) -> Tensor<B, 4> {
-        blocks.iter().fold(x, |x, block| block.forward(x))
+    fn run_stage(&self, blocks: &[ResidualBlock<B>], x: Tensor<B, 4>) -> Tensor<B, 4> {
+        blocks
+            .iter()
+            .fold(x, |x, block| block.forward(x, self.precision))
     }
 
     /// The layer4 grid, as VirTex's visual backbone returns it.
@@ -187,7 +199,7 @@ impl<B: Backend> ResNet<B> {
         let x = self.stem(images);
         self.stages()
             .into_iter()
-            .fold(x, |x, blocks| Self::run_stage(blocks, x))
+            .fold(x, |x, blocks| self.run_stage(blocks, x))
     }
 
     /// Every stage's output.
@@ -195,10 +207,10 @@ impl<B: Backend> ResNet<B> {
     /// # Shapes
     /// - `images`: `[batch, 3, H, W]`; outputs as in [`ResNetStages`].
     pub fn forward_stages(&self, images: Tensor<B, 4>) -> ResNetStages<B> {
-        let layer1 = Self::run_stage(&self.layer1, self.stem(images));
-        let layer2 = Self::run_stage(&self.layer2, layer1.clone());
-        let layer3 = Self::run_stage(&self.layer3, layer2.clone());
-        let layer4 = Self::run_stage(&self.layer4, layer3.clone());
+        let layer1 = self.run_stage(&self.layer1, self.stem(images));
+        let layer2 = self.run_stage(&self.layer2, layer1.clone());
+        let layer3 = self.run_stage(&self.layer3, layer2.clone());
+        let layer4 = self.run_stage(&self.layer4, layer3.clone());
         ResNetStages {
             layer1,
             layer2,
