@@ -196,6 +196,12 @@ fn forward<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
     )
 }
 
+/// Output plane (`out_h · out_w`) from which the gradients of a pointwise
+/// convolution ([`Geometry::is_pointwise`]) multiply each image in place
+/// instead of unfolding the batch: smaller planes make short GEMMs. (Its
+/// forward pass never comes here: `conv.rs` runs 1×1s in place.)
+const POINTWISE_MIN_PLANE: usize = 196;
+
 /// Sizes of one convolution and how its batch is shared between threads.
 #[derive(Clone, Copy)]
 struct Geometry {
@@ -231,6 +237,19 @@ impl Geometry {
             padding: options.padding,
             dilation: options.dilation,
         }
+    }
+
+    /// A 1×1 convolution at stride 1 without padding on a plane of at
+    /// least [`POINTWISE_MIN_PLANE`]: each image's `[c_in, h·w]` is already
+    /// its unfolded matrix, and its output gradient `[c_out, h·w]` the
+    /// GEMM operand, so the gradients' GEMMs read and write the tensors in
+    /// place (no im2col, col2im or reordering copies).
+    fn is_pointwise(&self) -> bool {
+        self.k_h == 1
+            && self.k_w == 1
+            && self.stride == [1, 1]
+            && self.padding == [0, 0]
+            && self.out_h * self.out_w >= POINTWISE_MIN_PLANE
     }
 
     fn out_per_group(&self) -> usize {
@@ -422,7 +441,43 @@ impl Geometry {
         if inner == 0 {
             return weight_grad;
         }
-        let cols = self.unfold(x, nb);
+        if self.is_pointwise() {
+            let plane = self.out_h * self.out_w;
+            for b in 0..nb {
+                for group in 0..self.groups {
+                    // SAFETY: `output_grad` holds `nb · c_out · plane`, `x`
+                    // `nb · c_in · plane` and `weight_grad` `c_out · row_len`
+                    // elements; the image's `out_per_group × plane` gradient
+                    // block, its `plane × row_len` input block (read
+                    // transposed) and the group's `out_per_group × row_len`
+                    // block lie inside them.
+                    unsafe {
+                        gemm_accumulate(
+                            b > 0,
+                            out_per_group,
+                            row_len,
+                            plane,
+                            weight_grad
+                                .as_mut_ptr()
+                                .add(group * out_per_group * row_len),
+                            1,
+                            row_len as isize,
+                            output_grad
+                                .as_ptr()
+                                .add((b * self.c_out + group * out_per_group) * plane),
+                            1,
+                            plane as isize,
+                            x.as_ptr().add((b * self.c_in + group * row_len) * plane),
+                            plane as isize,
+                            1,
+                            parallelism,
+                        );
+                    }
+                }
+            }
+            return weight_grad;
+        }
+        let cols = self.unfold_positions(x, 0..inner);
         let grads = channels_first(output_grad, nb, self.c_out, self.out_h * self.out_w);
         for group in 0..self.groups {
             // SAFETY: `grads` holds `c_out · inner`, `cols` `groups · row_len
@@ -467,6 +522,40 @@ impl Geometry {
         if inner == 0 {
             return;
         }
+        if self.is_pointwise() {
+            let plane = self.out_h * self.out_w;
+            for b in 0..nb {
+                for group in 0..self.groups {
+                    // SAFETY: `dx` holds `nb · c_in · plane`, `weight` `c_out
+                    // · row_len` and `output_grad` `nb · c_out · plane`
+                    // elements; the image's `row_len × plane` block of `dx`,
+                    // the group's weight block (read transposed) and the
+                    // image's `out_per_group × plane` gradient block lie
+                    // inside them, and each `dx` element is written once.
+                    unsafe {
+                        gemm_call(
+                            row_len,
+                            plane,
+                            out_per_group,
+                            dx.as_mut_ptr()
+                                .add((b * self.c_in + group * row_len) * plane),
+                            1,
+                            plane as isize,
+                            weight.as_ptr().add(group * out_per_group * row_len),
+                            row_len as isize,
+                            1,
+                            output_grad
+                                .as_ptr()
+                                .add((b * self.c_out + group * out_per_group) * plane),
+                            1,
+                            plane as isize,
+                            parallelism,
+                        );
+                    }
+                }
+            }
+            return;
+        }
         let grads = channels_first(output_grad, nb, self.c_out, self.out_h * self.out_w);
         let mut cols: Vec<T> = vec![T::zero(); self.groups * row_len * inner];
         for group in 0..self.groups {
@@ -493,7 +582,7 @@ impl Geometry {
                 );
             }
         }
-        self.fold(&cols, nb, dx);
+        self.fold_positions(&cols, 0..inner, dx);
     }
 
     /// The input position read by kernel tap `i` at output position `o`
@@ -505,52 +594,51 @@ impl Geometry {
         (at >= 0 && at < size as isize).then_some(at as usize)
     }
 
-    /// Calls `visit(col, at)` for every entry of the unfolded matrix of `nb`
-    /// images that reads the input (padding taps are skipped): `col` indexes
-    /// `[c_in·k_h·k_w, nb·out_h·out_w]`, `at` the input `[nb, c_in, h, w]`.
-    /// [`Self::unfold`] gathers along it, [`Self::fold`] scatters back.
-    #[inline]
-    fn for_each_tap(&self, nb: usize, mut visit: impl FnMut(usize, usize)) {
-        let (h, w, out_h, out_w) = (self.h, self.w, self.out_h, self.out_w);
-        let inner = nb * out_h * out_w;
-        for row in 0..self.c_in * self.k_h * self.k_w {
+    /// col2im over flat output positions, the adjoint of
+    /// [`Self::unfold_positions`]: adds every entry of `cols: [c_in·k_h·k_w,
+    /// range.len()]` back onto the input position it was read from, in `dx:
+    /// [n, c_in, h, w]` (padding taps are skipped). Each row's runs are
+    /// contiguous in `dx` at stride 1, so they add as slices; per input
+    /// element the rows add in order, as the element-wise col2im did.
+    fn fold_positions<T: GemmScalar + core::ops::Add<Output = T>>(
+        &self,
+        cols: &[T],
+        range: core::ops::Range<usize>,
+        dx: &mut [T],
+    ) {
+        let (h, w, out_w) = (self.h, self.w, self.out_w);
+        let plane = self.out_h * out_w;
+        let len = range.len();
+        for (row, src) in cols.chunks(len.max(1)).enumerate() {
             let (c, i, j) = self.tap(row);
-            for b in 0..nb {
-                let plane = (b * self.c_in + c) * h * w;
-                for oy in 0..out_h {
-                    let Some(iy) = self.source(0, oy, i, h) else {
-                        continue;
-                    };
-                    let col_row = row * inner + (b * out_h + oy) * out_w;
-                    for ox in 0..out_w {
-                        if let Some(ix) = self.source(1, ox, j, w) {
-                            visit(col_row + ox, plane + iy * w + ix);
-                        }
+            let (lo, hi) = self.valid_outputs(1, j, w);
+            for (position, run) in runs_within(range.clone(), out_w) {
+                let (b, p) = (position / plane, position % plane);
+                let (oy, ox0) = (p / out_w, p % out_w);
+                let ox1 = ox0 + run;
+                let offset = position - range.start;
+                let Some(iy) = self.source(0, oy, i, h) else {
+                    continue;
+                };
+                let (from, to) = (lo.max(ox0), hi.min(ox1));
+                if from >= to {
+                    continue;
+                }
+                let dst = &mut dx[((b * self.c_in + c) * h + iy) * w..][..w];
+                let seg = &src[offset + from - ox0..][..to - from];
+                let first = from * self.stride[1] + j * self.dilation[1] - self.padding[1];
+                if self.stride[1] == 1 {
+                    for (d, &v) in dst[first..][..to - from].iter_mut().zip(seg) {
+                        *d = *d + v;
+                    }
+                } else {
+                    for (k, &v) in seg.iter().enumerate() {
+                        let d = &mut dst[first + k * self.stride[1]];
+                        *d = *d + v;
                     }
                 }
             }
         }
-    }
-
-    /// im2col: `x: [nb, c_in, h, w]` → `[c_in·k_h·k_w, nb·out_h·out_w]`,
-    /// row `(c, i, j)` holding the input seen by kernel tap `(i, j)` at every
-    /// output position (zero where the tap falls in the padding).
-    fn unfold<T: GemmScalar>(&self, x: &[T], nb: usize) -> Vec<T> {
-        let inner = nb * self.out_h * self.out_w;
-        let mut cols: Vec<T> = vec![T::zero(); self.c_in * self.k_h * self.k_w * inner];
-        self.for_each_tap(nb, |col, at| cols[col] = x[at]);
-        cols
-    }
-
-    /// col2im, the adjoint of [`Self::unfold`]: adds every column entry
-    /// back onto the input position it was read from.
-    fn fold<T: GemmScalar + core::ops::Add<Output = T>>(
-        &self,
-        cols: &[T],
-        nb: usize,
-        dx: &mut [T],
-    ) {
-        self.for_each_tap(nb, |col, at| dx[at] = dx[at] + cols[col]);
     }
 
     /// Unfolded row → (input channel, kernel row, kernel column).
@@ -656,6 +744,53 @@ fn input_grad<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
         Layout::contiguous(x_shape),
         T::dtype(),
     )
+}
+
+/// `dst = (accumulate ? dst : 0) + lhs · rhs`, strides as [`gemm_call`]'s.
+///
+/// # Safety
+/// As [`gemm_call`]: every pointer addresses its whole strided block.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_accumulate<T: GemmScalar>(
+    accumulate: bool,
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut T,
+    dst_cs: isize,
+    dst_rs: isize,
+    lhs: *const T,
+    lhs_cs: isize,
+    lhs_rs: isize,
+    rhs: *const T,
+    rhs_cs: isize,
+    rhs_rs: isize,
+    parallelism: gemm::Parallelism,
+) {
+    // SAFETY: as the caller promises.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst,
+            dst_cs,
+            dst_rs,
+            accumulate,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
 }
 
 /// `[n, c, plane]` → `[c, n·plane]`.
@@ -904,7 +1039,7 @@ mod tests {
     #[test]
     fn matches_the_definition() {
         // (x shape, weight shape, stride, padding, dilation, groups)
-        let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 7] = [
+        let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 10] = [
             ([2, 3, 9, 9], [4, 3, 3, 3], 1, 1, 1, 1),
             ([2, 3, 10, 10], [5, 3, 7, 7], 2, 3, 1, 1),
             ([3, 4, 6, 6], [6, 4, 1, 1], 1, 0, 1, 1),
@@ -914,6 +1049,12 @@ mod tests {
             // split between threads, unevenly for 3 images.
             ([4, 2, 48, 48], [3, 2, 3, 3], 1, 1, 1, 1),
             ([3, 4, 40, 40], [4, 2, 3, 3], 1, 1, 1, 2),
+            // Pointwise (1×1, stride 1, plane ≥ POINTWISE_MIN_PLANE): the
+            // gradients multiply each image in place; grouped; and with the
+            // batch split between threads.
+            ([3, 6, 16, 16], [8, 6, 1, 1], 1, 0, 1, 1),
+            ([2, 8, 14, 14], [6, 4, 1, 1], 1, 0, 1, 2),
+            ([6, 4, 20, 20], [6, 4, 1, 1], 1, 0, 1, 1),
         ];
         for (k, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
             let options = ConvOptions::new([s, s], [p, p], [d, d], g);
