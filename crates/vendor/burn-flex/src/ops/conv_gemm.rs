@@ -202,6 +202,13 @@ fn forward<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
 /// forward pass never comes here: `conv.rs` runs 1×1s in place.)
 const POINTWISE_MIN_PLANE: usize = 196;
 
+/// Output plane from which the gradients of other convolutions work in
+/// tiles of positions within each image (unfolded [`FORWARD_TILE_BYTES`]
+/// at a time, as the forward's) instead of unfolding whole images: a
+/// ResNet-50 layer1 3×3 unfolds 7 MB per image, which the GEMM then streams
+/// from memory.
+const GRAD_TILE_MIN_PLANE: usize = 1024;
+
 /// Sizes of one convolution and how its batch is shared between threads.
 #[derive(Clone, Copy)]
 struct Geometry {
@@ -250,6 +257,30 @@ impl Geometry {
             && self.stride == [1, 1]
             && self.padding == [0, 0]
             && self.out_h * self.out_w >= POINTWISE_MIN_PLANE
+    }
+
+    /// Positions per gradient tile ([`GRAD_TILE_MIN_PLANE`]), `None` to
+    /// unfold whole images.
+    fn grad_tile(&self, elem_size: usize) -> Option<usize> {
+        let plane = self.out_h * self.out_w;
+        (plane >= GRAD_TILE_MIN_PLANE).then(|| {
+            let rows = self.c_in * self.k_h * self.k_w;
+            (FORWARD_TILE_BYTES / (rows * elem_size).max(1))
+                .clamp(FORWARD_MIN_TILE, FORWARD_MAX_TILE)
+        })
+    }
+
+    /// The tiles of image `b`'s output plane: `(flat positions, offset in
+    /// the plane)`.
+    fn plane_tiles(
+        &self,
+        b: usize,
+        tile: usize,
+    ) -> impl Iterator<Item = (core::ops::Range<usize>, usize)> {
+        let plane = self.out_h * self.out_w;
+        (0..plane)
+            .step_by(tile)
+            .map(move |p| (b * plane + p..b * plane + (p + tile).min(plane), p))
     }
 
     fn out_per_group(&self) -> usize {
@@ -375,22 +406,52 @@ impl Geometry {
         }
     }
 
+    /// The output rows the flat positions `range` (over `[n, out_h,
+    /// out_w]`) cover, in order, as `(image, output row, first column,
+    /// length, offset from range.start)`. Advances row by row rather than
+    /// dividing each run's position: on small planes (2×2, 4×4) the runs are
+    /// a few elements long and the divisions cost more than the copies.
+    fn row_runs(
+        &self,
+        range: core::ops::Range<usize>,
+    ) -> impl Iterator<Item = (usize, usize, usize, usize, usize)> {
+        let (out_h, out_w) = (self.out_h, self.out_w);
+        let plane = (out_h * out_w).max(1);
+        let (start, end) = (range.start, range.end);
+        let (mut b, mut oy, mut ox) = (
+            start / plane,
+            start % plane / out_w.max(1),
+            start % out_w.max(1),
+        );
+        let mut position = start;
+        core::iter::from_fn(move || {
+            (position < end).then(|| {
+                let run = (out_w - ox).min(end - position);
+                let item = (b, oy, ox, run, position - start);
+                position += run;
+                ox = 0;
+                oy += 1;
+                if oy == out_h {
+                    oy = 0;
+                    b += 1;
+                }
+                item
+            })
+        })
+    }
+
     /// im2col over flat output positions: `x: [n, c_in, h, w]` →
     /// `[c_in·k_h·k_w, range.len()]`, row `(c, i, j)` holding the input seen
     /// by kernel tap `(i, j)` at each position (zero in the padding).
     fn unfold_positions<T: GemmScalar>(&self, x: &[T], range: core::ops::Range<usize>) -> Vec<T> {
-        let (h, w, out_w) = (self.h, self.w, self.out_w);
-        let plane = self.out_h * out_w;
+        let (h, w) = (self.h, self.w);
         let len = range.len();
         let mut cols: Vec<T> = vec![T::zero(); self.c_in * self.k_h * self.k_w * len];
         for (row, dst) in cols.chunks_mut(len.max(1)).enumerate() {
             let (c, i, j) = self.tap(row);
             let (lo, hi) = self.valid_outputs(1, j, w);
-            for (position, run) in runs_within(range.clone(), out_w) {
-                let (b, p) = (position / plane, position % plane);
-                let (oy, ox0) = (p / out_w, p % out_w);
+            for (b, oy, ox0, run, offset) in self.row_runs(range.clone()) {
                 let ox1 = ox0 + run;
-                let offset = position - range.start;
                 if let Some(iy) = self.source(0, oy, i, h) {
                     let src = &x[((b * self.c_in + c) * h + iy) * w..][..w];
                     let (from, to) = (lo.max(ox0), hi.min(ox1));
@@ -477,6 +538,47 @@ impl Geometry {
             }
             return weight_grad;
         }
+        if let Some(tile) = self.grad_tile(core::mem::size_of::<T>()) {
+            let plane = self.out_h * self.out_w;
+            for b in 0..nb {
+                for (range, p) in self.plane_tiles(b, tile) {
+                    let len = range.len();
+                    let cols = self.unfold_positions(x, range);
+                    for group in 0..self.groups {
+                        // SAFETY: `weight_grad` holds `c_out · row_len`,
+                        // `output_grad` `nb · c_out · plane` and `cols`
+                        // `groups · row_len · len` elements; the group's
+                        // `out_per_group × row_len` block, the tile's
+                        // `out_per_group × len` gradient block (row stride
+                        // `plane`) and its `len × row_len` block of `cols`
+                        // (read transposed) lie inside them.
+                        unsafe {
+                            gemm_accumulate(
+                                true,
+                                out_per_group,
+                                row_len,
+                                len,
+                                weight_grad
+                                    .as_mut_ptr()
+                                    .add(group * out_per_group * row_len),
+                                1,
+                                row_len as isize,
+                                output_grad
+                                    .as_ptr()
+                                    .add((b * self.c_out + group * out_per_group) * plane + p),
+                                1,
+                                plane as isize,
+                                cols.as_ptr().add(group * row_len * len),
+                                len as isize,
+                                1,
+                                parallelism,
+                            );
+                        }
+                    }
+                }
+            }
+            return weight_grad;
+        }
         let cols = self.unfold_positions(x, 0..inner);
         let grads = channels_first(output_grad, nb, self.c_out, self.out_h * self.out_w);
         for group in 0..self.groups {
@@ -556,6 +658,44 @@ impl Geometry {
             }
             return;
         }
+        if let Some(tile) = self.grad_tile(core::mem::size_of::<T>()) {
+            let plane = self.out_h * self.out_w;
+            for b in 0..nb {
+                for (range, p) in self.plane_tiles(b, tile) {
+                    let len = range.len();
+                    let mut cols: Vec<T> = vec![T::zero(); self.groups * row_len * len];
+                    for group in 0..self.groups {
+                        // SAFETY: `cols` holds `groups · row_len · len`,
+                        // `weight` `c_out · row_len` and `output_grad` `nb ·
+                        // c_out · plane` elements; the group's `row_len ×
+                        // len` block, its weight block (read transposed) and
+                        // the tile's `out_per_group × len` gradient block
+                        // (row stride `plane`) lie inside them.
+                        unsafe {
+                            gemm_call(
+                                row_len,
+                                len,
+                                out_per_group,
+                                cols.as_mut_ptr().add(group * row_len * len),
+                                1,
+                                len as isize,
+                                weight.as_ptr().add(group * out_per_group * row_len),
+                                row_len as isize,
+                                1,
+                                output_grad
+                                    .as_ptr()
+                                    .add((b * self.c_out + group * out_per_group) * plane + p),
+                                1,
+                                plane as isize,
+                                parallelism,
+                            );
+                        }
+                    }
+                    self.fold_positions(&cols, range, dx);
+                }
+            }
+            return;
+        }
         let grads = channels_first(output_grad, nb, self.c_out, self.out_h * self.out_w);
         let mut cols: Vec<T> = vec![T::zero(); self.groups * row_len * inner];
         for group in 0..self.groups {
@@ -606,17 +746,13 @@ impl Geometry {
         range: core::ops::Range<usize>,
         dx: &mut [T],
     ) {
-        let (h, w, out_w) = (self.h, self.w, self.out_w);
-        let plane = self.out_h * out_w;
+        let (h, w) = (self.h, self.w);
         let len = range.len();
         for (row, src) in cols.chunks(len.max(1)).enumerate() {
             let (c, i, j) = self.tap(row);
             let (lo, hi) = self.valid_outputs(1, j, w);
-            for (position, run) in runs_within(range.clone(), out_w) {
-                let (b, p) = (position / plane, position % plane);
-                let (oy, ox0) = (p / out_w, p % out_w);
+            for (b, oy, ox0, run, offset) in self.row_runs(range.clone()) {
                 let ox1 = ox0 + run;
-                let offset = position - range.start;
                 let Some(iy) = self.source(0, oy, i, h) else {
                     continue;
                 };
@@ -829,6 +965,20 @@ mod tests {
     use burn_backend::{TensorMetadata, ops::ModuleOps};
 
     #[test]
+    fn row_runs_walk_output_rows_across_images() {
+        // 2 images of 3×4 outputs (1×1 kernel, no padding).
+        let x = Shape::from(vec![2, 1, 3, 4]);
+        let w = Shape::from(vec![1, 1, 1, 1]);
+        let out = Shape::from(vec![2, 1, 3, 4]);
+        let geometry = Geometry::new(&x, &w, &out, &ConvOptions::new([1, 1], [0, 0], [1, 1], 1));
+        // From mid-row 1 of image 0 to mid-row 0 of image 1.
+        let runs: Vec<_> = geometry.row_runs(6..15).collect();
+        assert_eq!(runs, [(0, 1, 2, 2, 0), (0, 2, 0, 4, 2), (1, 0, 0, 3, 6)]);
+        assert_eq!(geometry.row_runs(0..24).count(), 6);
+        assert_eq!(geometry.row_runs(5..5).count(), 0);
+    }
+
+    #[test]
     fn runs_split_a_range_at_multiples_of_the_period() {
         let runs: Vec<_> = runs_within(5..23, 8).collect();
         assert_eq!(runs, [(5, 3), (8, 8), (16, 7)]);
@@ -1039,7 +1189,7 @@ mod tests {
     #[test]
     fn matches_the_definition() {
         // (x shape, weight shape, stride, padding, dilation, groups)
-        let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 10] = [
+        let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 14] = [
             ([2, 3, 9, 9], [4, 3, 3, 3], 1, 1, 1, 1),
             ([2, 3, 10, 10], [5, 3, 7, 7], 2, 3, 1, 1),
             ([3, 4, 6, 6], [6, 4, 1, 1], 1, 0, 1, 1),
@@ -1055,6 +1205,12 @@ mod tests {
             ([3, 6, 16, 16], [8, 6, 1, 1], 1, 0, 1, 1),
             ([2, 8, 14, 14], [6, 4, 1, 1], 1, 0, 1, 2),
             ([6, 4, 20, 20], [6, 4, 1, 1], 1, 0, 1, 1),
+            // Planes ≥ GRAD_TILE_MIN_PLANE: tiles within each image, cut
+            // mid-row; a strided stem; grouped; many rows, so short tiles.
+            ([2, 3, 36, 36], [4, 3, 3, 3], 1, 1, 1, 1),
+            ([2, 3, 70, 70], [5, 3, 7, 7], 2, 3, 1, 1),
+            ([1, 4, 34, 34], [6, 2, 3, 3], 1, 1, 1, 2),
+            ([1, 64, 32, 32], [8, 64, 3, 3], 1, 1, 1, 1),
         ];
         for (k, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
             let options = ConvOptions::new([s, s], [p, p], [d, d], g);
