@@ -10,6 +10,7 @@ use virtex_train::device::DeviceSpec;
 use virtex_train::distributed::WorldSpec;
 use virtex_train::source::WeightsSource;
 use virtex_train::trainer::{Pretraining, default_output};
+use virtex_vision::Precision;
 
 use crate::flags::{Pretrain, World};
 use crate::{project_file, project_root};
@@ -61,8 +62,12 @@ impl Pretrain {
             output.display()
         );
         let precision = self.device.precision(config.amp);
-        if config.amp {
-            println!("AMP: convolutions and matrix products in {precision:?}, the rest in F32");
+        match (config.amp, precision) {
+            (false, _) => {}
+            (true, Precision::Bf16) => {
+                println!("AMP: convolutions and matrix products in bf16, the rest in f32")
+            }
+            (true, Precision::F32) => println!("AMP: not on {} (f32 throughout)", self.device),
         }
         let summary = self
             .device
