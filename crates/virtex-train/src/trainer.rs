@@ -372,7 +372,6 @@ impl Pretraining {
                 // Images of the global batches, all ranks together, over the
                 // window's wall time (a GPU runs ahead of the host within it).
                 let images_per_s = window.images as f64 / window.started.elapsed().as_secs_f64();
-                window = Window::start();
                 for step in steps {
                     if !step.loss.is_finite() {
                         return Err(TrainError::NonFiniteLoss {
@@ -449,6 +448,12 @@ impl Pretraining {
                 }
                 checkpoint = Some(path);
                 summary.checkpoint = checkpoint.clone();
+            }
+            // A new window starts once this one's readings are out and its
+            // validation and checkpoint are done: those are not training
+            // throughput (as they were not part of a step's time before).
+            if pending.is_empty() {
+                window = Window::start();
             }
             if stop {
                 break;
