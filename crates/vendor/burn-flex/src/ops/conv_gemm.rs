@@ -660,10 +660,12 @@ impl Geometry {
         }
         if let Some(tile) = self.grad_tile(core::mem::size_of::<T>()) {
             let plane = self.out_h * self.out_w;
+            // One buffer for every tile: the GEMMs overwrite what they use.
+            let mut buffer: Vec<T> = vec![T::zero(); self.groups * row_len * tile];
             for b in 0..nb {
                 for (range, p) in self.plane_tiles(b, tile) {
                     let len = range.len();
-                    let mut cols: Vec<T> = vec![T::zero(); self.groups * row_len * len];
+                    let cols = &mut buffer[..self.groups * row_len * len];
                     for group in 0..self.groups {
                         // SAFETY: `cols` holds `groups · row_len · len`,
                         // `weight` `c_out · row_len` and `output_grad` `nb ·
@@ -691,7 +693,7 @@ impl Geometry {
                             );
                         }
                     }
-                    self.fold_positions(&cols, range, dx);
+                    self.fold_positions(cols, range, dx);
                 }
             }
             return;
