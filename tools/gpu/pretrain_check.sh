@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # `cargo xtask pretrain` on a GPU: the bundled emoji config for 50 iterations
-# on one device, then data-parallel over two replicas of it (`cuda:0,cuda:0`,
-# the code path of `--device cuda:0,cuda:1` on a one-GPU machine). Run from
-# the repository root with the release binary built `--features cuda`:
+# on one device, then the multi-process path with NCCL. Run from the
+# repository root with the release binary built `--features cuda`:
 #
 #   bash tools/gpu/pretrain_check.sh [XTASK] [OUT]
 set -uo pipefail
@@ -12,18 +11,20 @@ mkdir -p "$OUT"
 source "$(dirname "$0")/cuda_env.sh"
 
 short=(--set OPTIM.NUM_ITERATIONS=50 --set TRAIN.VALIDATE_EVERY=50 --set TRAIN.CHECKPOINT_EVERY=50)
-for devices in cuda cuda:0,cuda:0; do
-    run=/tmp/pretrain-${devices//[:,]/_}
+single() { # one --device value: one device, or one process per device
+    local devices=$1 run=/tmp/pretrain-${1//[:,]/_}
     rm -rf "$run"
     RUST_BACKTRACE=1 timeout 240 "$XTASK" pretrain --device "$devices" "${short[@]}" --output "$run" 2>&1 |
         tee "$OUT/pretrain_${devices//[:,]/_}.txt"
     cp "$run/metrics.jsonl" "$OUT/metrics_${devices//[:,]/_}.jsonl" 2>/dev/null
-done
+}
+single cuda
 
-# The multi-process path with NCCL (issue 15): one rank on cuda:0 (the
-# gradients still go through the NCCL communicator; its losses should equal
-# the single-device run's above), and two ranks on cuda:0 and cuda:1 when the
-# machine has two GPUs.
+# The multi-process path with NCCL (issue 15): one rank on cuda:0, started
+# with torchrun's variables (the gradients still go through the NCCL
+# communicator; its losses should equal the single-device run's above), and,
+# when the machine has two GPUs, `--device cuda:0,cuda:1`: pretrain starts one
+# process per GPU itself. (NCCL refuses two ranks on one GPU.)
 nccl_run() { # world, then one device per rank
     local world=$1; shift
     local run=/tmp/pretrain-nccl-$world port=$((29500 + RANDOM % 1000))
@@ -41,7 +42,7 @@ nccl_run() { # world, then one device per rank
     cp "$run/metrics.jsonl" "$OUT/metrics_nccl_$world.jsonl" 2>/dev/null
 }
 nccl_run 1 cuda:0
-if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then nccl_run 2 cuda:0 cuda:1; fi
+if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then single cuda:0,cuda:1; fi
 python3 - "$OUT" <<'PY'
 import json, sys, pathlib
 out = pathlib.Path(sys.argv[1])

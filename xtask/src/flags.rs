@@ -238,8 +238,10 @@ pub struct Pretrain {
     /// Where checkpoints, metrics.jsonl and plots go [default: runs/<config name>].
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`; several
-    /// devices (`cuda:0,cuda:1`) train data-parallel, the batch split among them.
+    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`. Several
+    /// devices (`cuda:0,cuda:1`, or `cpu,cpu`) train data-parallel, one
+    /// process per device, the batch split among them; a rank started by
+    /// torchrun or Slurm takes the entry of its `LOCAL_RANK`.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceList,
     /// Continue from the newest checkpoint in the output directory (a fresh
@@ -261,7 +263,8 @@ pub struct Pretrain {
 
 /// A process's place in a multi-process run, as torchrun sets it: each flag
 /// falls back to its environment variable. Without a world size, the run
-/// is a single process.
+/// is a single process, or with several `--device`s this machine's share
+/// of the run, started one process per device.
 #[derive(Debug, clap::Args)]
 pub struct World {
     /// This process's rank, 0..world size.
@@ -282,6 +285,14 @@ pub struct World {
     /// Seconds a rank waits for the others (rendezvous, each collective).
     #[arg(long, default_value_t = 600)]
     pub dist_timeout: u64,
+    /// Machines of a run started with several devices per machine: each
+    /// runs `pretrain` once, with its `--node-rank` and rank 0's
+    /// `--master-addr`, and starts one process per `--device`.
+    #[arg(long, default_value_t = 1)]
+    pub nnodes: usize,
+    /// This machine's index, 0..nnodes.
+    #[arg(long, default_value_t = 0)]
+    pub node_rank: usize,
 }
 
 /// How a checkpoint captions, for `caption` and `evaluate captioning`.

@@ -1,15 +1,16 @@
 //! `cargo xtask pretrain`: loads the config, picks the backend, runs
 //! [`virtex_train::trainer::Pretraining`] and reports what it learned.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use virtex_train::checkpoint::list_checkpoints;
 use virtex_train::config::Config;
 use virtex_train::device::DeviceSpec;
-use virtex_train::distributed::WorldSpec;
+use virtex_train::distributed::{Launch, WorldSpec};
 use virtex_train::source::WeightsSource;
-use virtex_train::trainer::{Pretraining, default_output};
+use virtex_train::trainer::{Pretraining, PretrainingSummary, default_output};
 use virtex_vision::Precision;
 
 use crate::flags::{Pretrain, World};
@@ -27,13 +28,21 @@ impl Pretrain {
         };
         let config = Config::load(Some(&config_path), &self.overrides)?;
         let mut world = self.world.spec()?;
+        if world.is_none() && self.device.0.len() > 1 {
+            return self.launch();
+        }
+        let device = match &world {
+            Some(spec) => self.device.for_local_rank(spec.local_rank)?,
+            None => self.device.0[0],
+        };
+        let leader = world.as_ref().is_none_or(|spec| spec.rank == 0);
         if let Some(spec) = &mut world {
             // A GPU rank all-reduces its gradients over NCCL on its device.
-            if let [DeviceSpec::Cuda(ordinal)] = self.device.0.as_slice() {
-                spec.nccl_device = Some(*ordinal);
+            if let DeviceSpec::Cuda(ordinal) = device {
+                spec.nccl_device = Some(ordinal);
             }
             println!(
-                "rank {} of {} (local rank {}), meeting at {}; gradients averaged over {}",
+                "rank {} of {} (local rank {}) on {device}, meeting at {}; gradients averaged over {}",
                 spec.rank,
                 spec.world_size,
                 spec.local_rank,
@@ -44,6 +53,11 @@ impl Pretrain {
                     "TCP through rank 0"
                 }
             );
+        }
+        if !leader {
+            // Rank 0 reports the run; the others only fail loudly.
+            self.train(config, output, world, device)?;
+            return Ok(());
         }
         if self.resume && list_checkpoints(&output).is_empty() {
             println!(
@@ -61,28 +75,14 @@ impl Pretrain {
             self.device,
             output.display()
         );
-        let precision = self.device.precision(config.amp);
-        match (config.amp, precision) {
+        match (config.amp, device.precision(config.amp)) {
             (false, _) => {}
             (true, Precision::Bf16) => {
                 println!("AMP: convolutions and matrix products in bf16, the rest in f32")
             }
-            (true, Precision::F32) => println!("AMP: not on {} (f32 throughout)", self.device),
+            (true, Precision::F32) => println!("AMP: not on {device} (f32 throughout)"),
         }
-        let summary = self
-            .device
-            .dispatch(Pretraining {
-                config,
-                output: output.clone(),
-                resume: self.resume,
-                init_from: self
-                    .init_from
-                    .as_deref()
-                    .map(|path| WeightsSource::from_arg(path, self.layout)),
-                world,
-                precision,
-            })?
-            .context("pretraining stopped")?;
+        let summary = self.train(config, output.clone(), world, device)?;
         let losses = &summary.losses;
         if losses.is_empty() {
             println!(
@@ -140,6 +140,84 @@ impl Pretrain {
         Ok(())
     }
 }
+
+impl Pretrain {
+    /// Runs the pretraining of this process (a single process or a rank).
+    fn train(
+        &self,
+        config: Config,
+        output: PathBuf,
+        world: Option<WorldSpec>,
+        device: DeviceSpec,
+    ) -> anyhow::Result<PretrainingSummary> {
+        let precision = device.precision(config.amp);
+        device
+            .dispatch(Pretraining {
+                config,
+                output,
+                resume: self.resume,
+                init_from: self
+                    .init_from
+                    .as_deref()
+                    .map(|path| WeightsSource::from_arg(path, self.layout)),
+                world,
+                precision,
+            })?
+            .context("pretraining stopped")
+    }
+
+    /// Starts this machine's ranks, one process of this same command per
+    /// `--device`, and waits for them.
+    fn launch(&self) -> anyhow::Result<()> {
+        let world = &self.world;
+        let nproc = self.device.0.len();
+        let mut launch = Launch::local(nproc).context("finding a free port for rank 0")?;
+        launch.nnodes = world.nnodes;
+        launch.node_rank = world.node_rank;
+        if let Some(addr) = &world.master_addr {
+            launch.master_addr = addr.clone();
+        } else if world.nnodes > 1 {
+            anyhow::bail!(
+                "--nnodes {}: every machine needs --master-addr (rank 0's host)",
+                world.nnodes
+            );
+        }
+        if let Some(port) = &world.master_port {
+            launch.master_port = port
+                .trim()
+                .parse()
+                .with_context(|| format!("--master-port {port}: not a port number"))?;
+        } else if world.nnodes > 1 {
+            launch.master_port = DEFAULT_MASTER_PORT;
+        }
+        if self.device.0[0] == DeviceSpec::Cpu {
+            // CPU ranks share the cores.
+            let cores = std::thread::available_parallelism().map_or(1, usize::from);
+            launch.threads_per_rank = Some((cores / nproc).max(1));
+        }
+        let ranks = launch.ranks();
+        println!(
+            "starting ranks {}..{} of {} on {} (one process per device), meeting at {}:{}",
+            ranks.start,
+            ranks.end,
+            launch.world_size(),
+            self.device,
+            launch.master_addr,
+            launch.master_port
+        );
+        let program = std::env::current_exe().context("finding this program to start the ranks")?;
+        launch.run(|_| {
+            let mut command = std::process::Command::new(&program);
+            command.args(std::env::args_os().skip(1));
+            command
+        })?;
+        Ok(())
+    }
+}
+
+/// torchrun's default port, for runs over several machines (one machine
+/// picks a free port itself).
+const DEFAULT_MASTER_PORT: u16 = 29500;
 
 impl World {
     /// The place the flags (or torchrun's variables) describe.

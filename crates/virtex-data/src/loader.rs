@@ -86,47 +86,6 @@ impl PretrainingBatch {
     pub fn is_empty(&self) -> bool {
         self.image_ids.is_empty()
     }
-
-    /// Splits the rows into `parts` consecutive shards as even as possible
-    /// (the first ones one row larger), for data-parallel training. The
-    /// padded length stays the same. `parts` is clamped to `1..=len()`.
-    pub fn split(&self, parts: usize) -> Vec<PretrainingBatch> {
-        let rows = self.len();
-        let parts = parts.clamp(1, rows.max(1));
-        let pixels = 3 * self.size * self.size;
-        let mut shards = Vec::with_capacity(parts);
-        let mut start = 0;
-        for part in 0..parts {
-            let count = rows / parts + usize::from(part < rows % parts);
-            let range = start..start + count;
-            let cut = |values: &[u32], width: usize| {
-                values[range.start * width..range.end * width].to_vec()
-            };
-            let targets = match &self.targets {
-                TaskTargets::Captioning => TaskTargets::Captioning,
-                TaskTargets::Labels { labels, width } => TaskTargets::Labels {
-                    labels: cut(labels, *width),
-                    width: *width,
-                },
-                TaskTargets::MaskedLm { tokens, labels } => TaskTargets::MaskedLm {
-                    tokens: cut(tokens, self.max_len),
-                    labels: cut(labels, self.max_len),
-                },
-            };
-            shards.push(PretrainingBatch {
-                image_ids: self.image_ids[range.clone()].to_vec(),
-                images: self.images[range.start * pixels..range.end * pixels].to_vec(),
-                size: self.size,
-                forward: cut(&self.forward, self.max_len),
-                backward: cut(&self.backward, self.max_len),
-                max_len: self.max_len,
-                lengths: self.lengths[range.clone()].to_vec(),
-                targets,
-            });
-            start += count;
-        }
-        shards
-    }
 }
 
 /// How samples' images are prepared.

@@ -204,25 +204,3 @@ fn masked_lm_targets_label_only_masked_positions_deterministically() {
         "every caption has at least one masked word"
     );
 }
-
-#[test]
-fn shards_partition_a_batch_row_by_row() {
-    let batch = loader(emoji_val(), 7).batch(0, 0).unwrap();
-    let shards = batch.split(3);
-    assert_eq!(
-        shards.iter().map(|s| s.len()).collect::<Vec<_>>(),
-        [3, 2, 2]
-    );
-    let joined = |f: fn(&virtex_data::loader::PretrainingBatch) -> Vec<u32>| {
-        shards.iter().flat_map(f).collect::<Vec<u32>>()
-    };
-    assert_eq!(joined(|s| s.forward.clone()), batch.forward);
-    assert_eq!(joined(|s| s.backward.clone()), batch.backward);
-    let images: Vec<f32> = shards.iter().flat_map(|s| s.images.clone()).collect();
-    assert_eq!(images, batch.images);
-    let ids: Vec<u64> = shards.iter().flat_map(|s| s.image_ids.clone()).collect();
-    assert_eq!(ids, batch.image_ids);
-    assert!(shards.iter().all(|s| s.max_len == batch.max_len));
-    assert_eq!(batch.split(1), vec![batch.clone()]);
-    assert_eq!(batch.split(100).len(), 7, "never an empty shard");
-}

@@ -64,16 +64,9 @@ pub trait BackendTask {
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
 }
 
-/// Work that runs data-parallel over one or more devices of one backend
-/// (the first device holds the model that is kept).
-pub trait MultiDeviceTask {
-    /// What the work returns.
-    type Output;
-    /// Runs the work on backend `B` over `devices` (at least one).
-    fn run_on<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output;
-}
-
-/// `--device cuda:0,cuda:1`: one or more devices of one kind.
+/// `--device cuda:0,cuda:1`: one or more devices of one kind. A list of
+/// several is a data-parallel run of one process per device
+/// ([`crate::distributed::Launch`]), each taking its entry by local rank.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeviceList(pub Vec<DeviceSpec>);
 
@@ -83,24 +76,19 @@ impl DeviceList {
         self.0[0].precision(amp)
     }
 
-    /// Runs `task` over these devices on their backend.
-    pub fn dispatch<T: MultiDeviceTask>(&self, task: T) -> Result<T::Output, DeviceError> {
-        match self.0[0] {
-            DeviceSpec::Cpu => {
-                Ok(task.run_on::<CpuBackend>(vec![Default::default(); self.0.len()]))
-            }
-            #[cfg(feature = "cuda")]
-            DeviceSpec::Cuda(_) => Ok(task.run_on::<CudaBackend>(
-                self.0
-                    .iter()
-                    .map(|d| match d {
-                        DeviceSpec::Cuda(index) => burn::backend::cuda::CudaDevice::new(*index),
-                        DeviceSpec::Cpu => unreachable!("checked when parsed"),
-                    })
-                    .collect(),
-            )),
-            #[cfg(not(feature = "cuda"))]
-            cuda @ DeviceSpec::Cuda(_) => Err(DeviceError::CudaNotBuilt(cuda)),
+    /// The device of the process with local rank `local_rank`: its entry in
+    /// the list, or the one device a list of one names (every rank on it,
+    /// as CPU ranks share the CPU).
+    pub fn for_local_rank(&self, local_rank: usize) -> Result<DeviceSpec, DeviceError> {
+        match self.0.as_slice() {
+            [only] => Ok(*only),
+            list => list
+                .get(local_rank)
+                .copied()
+                .ok_or_else(|| DeviceError::NoDeviceForRank {
+                    local_rank,
+                    list: self.to_string(),
+                }),
         }
     }
 }
@@ -145,6 +133,17 @@ pub enum DeviceError {
     /// A list naming CPU and CUDA devices together.
     #[error("invalid device list '{0}': all devices must be of one kind (cpu or cuda:N)")]
     Mixed(String),
+    /// A process whose local rank has no entry in the device list.
+    #[error(
+        "LOCAL_RANK={local_rank} but --device {list} names no device for it \
+         (one device per process on the machine, or one for all)"
+    )]
+    NoDeviceForRank {
+        /// The process's rank on its machine.
+        local_rank: usize,
+        /// The list, as given.
+        list: String,
+    },
 }
 
 impl DeviceSpec {
@@ -234,6 +233,19 @@ mod tests {
         let err = "cpu,cuda:1".parse::<DeviceList>().unwrap_err();
         assert!(err.to_string().contains("one kind"), "{err}");
         assert!("cuda:0,gpu".parse::<DeviceList>().is_err());
+    }
+
+    #[test]
+    fn each_local_rank_takes_its_device() {
+        let list: DeviceList = "cuda:0,cuda:2".parse().unwrap();
+        assert_eq!(list.for_local_rank(1).unwrap(), DeviceSpec::Cuda(2));
+        let err = list.for_local_rank(2).unwrap_err().to_string();
+        assert!(
+            err.starts_with("LOCAL_RANK=2 but --device cuda:0,cuda:2"),
+            "{err}"
+        );
+        let cpu: DeviceList = "cpu".parse().unwrap();
+        assert_eq!(cpu.for_local_rank(3).unwrap(), DeviceSpec::Cpu);
     }
 
     #[test]

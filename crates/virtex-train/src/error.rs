@@ -124,17 +124,6 @@ pub enum TrainError {
          with DATA.SHARDS name fewer shards instead"
     )]
     ShardsWithPercentage(f64),
-    /// Several devices in one process and several processes at once.
-    #[error(
-        "--device lists {devices} devices and WORLD_SIZE is {world}: run one process per \
-         device (one --device each) instead"
-    )]
-    DevicesAndRanks {
-        /// Devices of this process.
-        devices: usize,
-        /// Processes of the run.
-        world: usize,
-    },
     /// Resuming a shard run with another number of ranks.
     #[error(
         "--resume: {checkpoint} records the shard streams of {ranks} ranks; resume it with \

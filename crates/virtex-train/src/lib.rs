@@ -12,13 +12,14 @@
 //!   torchvision `.pth`, or fresh ones, for a backbone or a whole model;
 //!   [`init`] starts a different model from what fits of them.
 //! - [`trainer`]: [`trainer::Pretraining`], the loop, run on a backend chosen
-//!   by [`device`]; [`checkpoint`], [`metrics`], [`progress`] (plain lines
+//!   by [`device`], taking a [`step`] per iteration; [`checkpoint`], [`metrics`], [`progress`] (plain lines
 //!   or, feature `dashboard`, burn-train's terminal dashboard) and
 //!   [`contact_sheet`] serve it, and [`readings`] keeps each step's loss on the
 //!   device until it is logged;
 //!   [`TrainError`] says why a run could not start or stopped.
 //! - [`distributed`]: one process per rank, launched with torchrun's
-//!   variables; the ranks meet over TCP and average every step's gradients.
+//!   variables or by [`distributed::Launch`] (one per device); the ranks meet
+//!   over TCP and average every step's gradients (over NCCL on GPUs).
 //!
 //! ```
 //! use virtex_train::config::Config;
@@ -48,10 +49,10 @@ pub mod error;
 pub mod init;
 pub mod metrics;
 pub mod optim;
-pub mod parallel;
 pub mod progress;
 pub mod readings;
 pub mod source;
+pub mod step;
 pub mod trainer;
 
 pub use error::TrainError;

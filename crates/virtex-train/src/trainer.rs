@@ -31,17 +31,17 @@ use crate::checkpoint::{
 use crate::config::Config;
 use crate::contact_sheet::{SheetEntry, write_contact_sheet};
 use crate::data::{Batches, Data, dataset_error};
-use crate::device::{BackendTask, MultiDeviceTask, on_worker_thread};
+use crate::device::{BackendTask, on_worker_thread};
 use crate::distributed::{Replicas, WorldSpec};
 use crate::error::TrainError;
 use crate::init::InitReport;
 use crate::metrics::MetricsLog;
 use crate::optim::schedule::LrSchedule;
 use crate::optim::{StepRates, VirtexOptimizer};
-use crate::parallel::{StepGradients, forward_backward};
 use crate::progress::Progress;
 use crate::readings::{HostReadings, PendingReadings, StepReadings};
 use crate::source::WeightsSource;
+use crate::step::{StepGradients, forward_backward};
 
 /// Validation images whose captions (by `MODEL.DECODER`) are logged, and
 /// shown with their references in the run's contact sheet.
@@ -69,7 +69,7 @@ pub struct Pretraining {
     /// `output` every rank must see (as the reference's).
     pub world: Option<WorldSpec>,
     /// What the convolutions and the Transformer's matrix products compute
-    /// in; [`crate::device::DeviceList::precision`] turns the config's `AMP`
+    /// in; [`crate::device::DeviceSpec::precision`] turns the config's `AMP`
     /// into it for the devices at hand (bf16 on CUDA, f32 on the CPU).
     pub precision: Precision,
 }
@@ -193,26 +193,11 @@ fn validate<B: Backend>(
 impl BackendTask for Pretraining {
     type Output = Result<PretrainingSummary, TrainError>;
 
+    /// Trains on `device`, data-parallel with the other processes of
+    /// [`Pretraining::world`].
     fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
-        self.run_on::<B>(vec![device])
-    }
-}
-
-impl MultiDeviceTask for Pretraining {
-    type Output = Result<PretrainingSummary, TrainError>;
-
-    /// Trains on `devices[0]`, data-parallel over all of `devices`
-    /// ([`crate::parallel`]) and over the processes of [`Pretraining::world`];
-    /// checkpoints hold the first device's model.
-    fn run_on<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
         let mut replicas = Replicas::join(self.world.as_ref())?;
-        if replicas.world_size() > 1 && devices.len() > 1 {
-            return Err(TrainError::DevicesAndRanks {
-                devices: devices.len(),
-                world: replicas.world_size(),
-            });
-        }
-        let result = self.train::<B>(devices, &mut replicas);
+        let result = self.train::<B>(device, &mut replicas);
         if let Err(err) = &result {
             replicas.abort(&format!("rank {}: {err}", replicas.rank()));
         }
@@ -223,10 +208,9 @@ impl MultiDeviceTask for Pretraining {
 impl Pretraining {
     fn train<B: AutodiffBackend>(
         self,
-        devices: Vec<B::Device>,
+        device: B::Device,
         replicas: &mut Replicas,
     ) -> Result<PretrainingSummary, TrainError> {
-        let device = devices[0].clone();
         let Self {
             config,
             output,
@@ -262,7 +246,7 @@ impl Pretraining {
         let frozen = config.model.visual.frozen;
         if frozen {
             // No gradients, so no optimiser state; the forward pass runs the
-            // backbone in inference mode (`parallel::forward_backward`).
+            // backbone in inference mode (`step::forward_backward`).
             model.visual = model.visual.no_grad();
         }
         let mut optimizer = VirtexOptimizer::new(&model, &config.optim)?;
@@ -329,10 +313,8 @@ impl Pretraining {
             // Each rank its own dropout masks; rank 0 those of a single process.
             let step_seed = config.random_seed.wrapping_add(iteration + 1)
                 ^ (rank as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            for device in &devices {
-                B::seed(device, step_seed);
-            }
-            let step = on_worker_thread(|| forward_backward(&model, &batch, &devices, frozen))?;
+            B::seed(&device, step_seed);
+            let step = on_worker_thread(|| forward_backward(&model, &batch, &device, frozen))?;
             let StepGradients {
                 loss,
                 components,

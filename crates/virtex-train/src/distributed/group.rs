@@ -24,6 +24,8 @@ pub struct ProcessGroup {
     /// Rank 0: the link to each rank `1..world_size`, in order; others: the
     /// link to rank 0.
     links: Vec<TcpStream>,
+    /// Where the all-reduce receives, kept between calls.
+    inbox: Vec<u8>,
 }
 
 impl ProcessGroup {
@@ -48,6 +50,7 @@ impl ProcessGroup {
             world_size: spec.world_size,
             timeout: spec.timeout,
             links,
+            inbox: Vec::new(),
         }
     }
 
@@ -70,7 +73,8 @@ impl ProcessGroup {
         if self.rank == 0 {
             let mut all = vec![bytes.to_vec()];
             for index in 0..self.links.len() {
-                let received = self.receive_from(index, during)?;
+                let mut received = Vec::new();
+                self.receive_from(index, &mut received, during)?;
                 all.push(received);
             }
             let mut packed = Vec::new();
@@ -82,7 +86,8 @@ impl ProcessGroup {
             Ok(all)
         } else {
             self.send_to_root(bytes, during)?;
-            let packed = self.receive_from_root(during)?;
+            let mut packed = Vec::new();
+            self.receive_from_root(&mut packed, during)?;
             unpack(&packed, self.world_size).ok_or_else(|| DistributedError::Lost {
                 rank: 0,
                 during,
@@ -115,9 +120,23 @@ impl ProcessGroup {
         values: &mut [T],
         during: &'static str,
     ) -> Result<(), DistributedError> {
+        // One receive buffer for the run: a step's gradients are tens of
+        // megabytes, which a fresh allocation would page in every time.
+        let mut received = std::mem::take(&mut self.inbox);
+        let result = self.all_reduce_mean_with(values, &mut received, during);
+        self.inbox = received;
+        result
+    }
+
+    fn all_reduce_mean_with<T: Wire>(
+        &mut self,
+        values: &mut [T],
+        received: &mut Vec<u8>,
+        during: &'static str,
+    ) -> Result<(), DistributedError> {
         if self.rank == 0 {
             for index in 0..self.links.len() {
-                let received = self.receive_from(index, during)?;
+                self.receive_from(index, received, during)?;
                 if received.len() != values.len() * T::SIZE {
                     let message = format!(
                         "sent {} values where rank 0 has {} (do the ranks run the same config?)",
@@ -137,22 +156,18 @@ impl ProcessGroup {
             }
             let count = T::from_count(self.world_size);
             values.iter_mut().for_each(|v| *v = v.div(count));
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.bytes()).collect();
-            self.send_to_all(&bytes, during)
+            self.send_to_all(bytemuck::cast_slice(values), during)
         } else {
-            let bytes: Vec<u8> = values.iter().flat_map(|v| v.bytes()).collect();
-            self.send_to_root(&bytes, during)?;
-            let mean = self.receive_from_root(during)?;
-            if mean.len() != values.len() * T::SIZE {
+            self.send_to_root(bytemuck::cast_slice(values), during)?;
+            self.receive_from_root(received, during)?;
+            if received.len() != values.len() * T::SIZE {
                 return Err(DistributedError::Lost {
                     rank: 0,
                     during,
                     message: "sent a mean of another length".into(),
                 });
             }
-            for (value, bytes) in values.iter_mut().zip(mean.chunks_exact(T::SIZE)) {
-                *value = T::read(bytes);
-            }
+            bytemuck::cast_slice_mut::<T, u8>(values).copy_from_slice(received);
             Ok(())
         }
     }
@@ -167,7 +182,9 @@ impl ProcessGroup {
             self.send_to_all(&bytes, during)?;
             Ok(bytes)
         } else {
-            self.receive_from_root(during)
+            let mut received = Vec::new();
+            self.receive_from_root(&mut received, during)?;
+            Ok(received)
         }
     }
 
@@ -176,16 +193,18 @@ impl ProcessGroup {
         self.all_gather(&[], during).map(drop)
     }
 
+    /// Rank `index + 1`'s next frame, into `bytes`.
     fn receive_from(
         &mut self,
         index: usize,
+        bytes: &mut Vec<u8>,
         during: &'static str,
-    ) -> Result<Vec<u8>, DistributedError> {
+    ) -> Result<(), DistributedError> {
         let rank = index + 1;
-        match read_frame(&mut self.links[index]) {
-            Ok((DATA, bytes)) => Ok(bytes),
-            Ok((_, message)) => {
-                let message = String::from_utf8_lossy(&message).into_owned();
+        match read_frame(&mut self.links[index], bytes) {
+            Ok(DATA) => Ok(()),
+            Ok(_) => {
+                let message = String::from_utf8_lossy(bytes).into_owned();
                 self.abort(&format!("rank {rank} stopped: {message}"));
                 Err(DistributedError::Lost {
                     rank,
@@ -205,11 +224,16 @@ impl ProcessGroup {
         }
     }
 
-    fn receive_from_root(&mut self, during: &'static str) -> Result<Vec<u8>, DistributedError> {
-        match read_frame(&mut self.links[0]) {
-            Ok((DATA, bytes)) => Ok(bytes),
-            Ok((_, message)) => Err(DistributedError::Aborted(
-                String::from_utf8_lossy(&message).into_owned(),
+    /// Rank 0's next frame, into `bytes`.
+    fn receive_from_root(
+        &mut self,
+        bytes: &mut Vec<u8>,
+        during: &'static str,
+    ) -> Result<(), DistributedError> {
+        match read_frame(&mut self.links[0], bytes) {
+            Ok(DATA) => Ok(()),
+            Ok(_) => Err(DistributedError::Aborted(
+                String::from_utf8_lossy(bytes).into_owned(),
             )),
             Err(e) => Err(DistributedError::Lost {
                 rank: 0,
@@ -225,7 +249,8 @@ impl ProcessGroup {
         };
         // Rank 0 may have closed after telling this rank why: say that.
         let _ = self.links[0].set_read_timeout(Some(Duration::from_secs(1)));
-        if let Ok((ABORT, message)) = read_frame(&mut self.links[0]) {
+        let mut message = Vec::new();
+        if let Ok(ABORT) = read_frame(&mut self.links[0], &mut message) {
             return Err(DistributedError::Aborted(
                 String::from_utf8_lossy(&message).into_owned(),
             ));
@@ -281,13 +306,14 @@ fn write_frame(stream: &mut TcpStream, kind: u8, bytes: &[u8]) -> std::io::Resul
     stream.flush()
 }
 
-fn read_frame(stream: &mut TcpStream) -> std::io::Result<(u8, Vec<u8>)> {
+/// Reads a frame into `bytes` (reusing its memory); returns its kind.
+fn read_frame(stream: &mut TcpStream, bytes: &mut Vec<u8>) -> std::io::Result<u8> {
     let mut header = [0u8; 9];
     stream.read_exact(&mut header)?;
     let len = u64::from_le_bytes(header[1..].try_into().expect("8 bytes")) as usize;
-    let mut bytes = vec![0; len];
-    stream.read_exact(&mut bytes)?;
-    Ok((header[0], bytes))
+    bytes.resize(len, 0);
+    stream.read_exact(bytes)?;
+    Ok(header[0])
 }
 
 /// Splits `world_size` length-prefixed parts.
@@ -301,10 +327,16 @@ fn unpack(mut packed: &[u8], world_size: usize) -> Option<Vec<Vec<u8>>> {
     Some(parts)
 }
 
+// Buffers go on the wire as they lie in memory, which the frame format
+// defines as little-endian.
+const _: () = assert!(
+    cfg!(target_endian = "little"),
+    "the collective's wire format is little-endian"
+);
+
 /// A number the collective reduces.
-trait Wire: Copy {
+trait Wire: bytemuck::Pod {
     const SIZE: usize;
-    fn bytes(self) -> Vec<u8>;
     fn read(bytes: &[u8]) -> Self;
     fn add(self, other: Self) -> Self;
     fn div(self, other: Self) -> Self;
@@ -315,9 +347,6 @@ macro_rules! wire {
     ($t:ty) => {
         impl Wire for $t {
             const SIZE: usize = std::mem::size_of::<$t>();
-            fn bytes(self) -> Vec<u8> {
-                self.to_le_bytes().to_vec()
-            }
             fn read(bytes: &[u8]) -> Self {
                 <$t>::from_le_bytes(bytes.try_into().expect("sized chunk"))
             }

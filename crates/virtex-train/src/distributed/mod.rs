@@ -19,8 +19,12 @@
 //! - `NcclGradients` (feature `cuda`) all-reduces a GPU run's gradients over
 //!   NCCL instead, its communicator id handed out by the rendezvous.
 //! - [`Replicas`] is what the training loop asks of the other ranks.
+//! - [`Launch`] starts one machine's ranks, one process per device, as
+//!   `torchrun --nproc-per-node` does, and stops them all when one fails:
+//!   what `--device cuda:0,cuda:1` (or `cpu,cpu`) runs.
 
 mod group;
+mod launch;
 #[cfg(feature = "cuda")]
 mod nccl;
 mod rendezvous;
@@ -30,6 +34,7 @@ mod replicas;
 use std::time::Duration;
 
 pub use group::ProcessGroup;
+pub use launch::{Launch, LaunchError, STOP_GRACE};
 #[cfg(feature = "cuda")]
 pub use nccl::NcclGradients;
 pub use rendezvous::rendezvous;

@@ -61,9 +61,17 @@ impl<B: AutodiffBackend> ModuleVisitor<B> for FlattenGradients<'_, B> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
         if let Some(grad) = self.grads.remove::<B::InnerBackend, D>(param.id) {
             self.layout.entries.push((param.id, grad.dims().to_vec()));
-            self.values
-                .extend(grad.into_data().convert::<f32>().iter::<f32>());
+            extend_with(&mut self.values, grad.into_data());
         }
+    }
+}
+
+/// Appends `data`'s values as `f32`, in one copy when they are `f32`
+/// already (gradients and master weights are).
+fn extend_with(values: &mut Vec<f32>, data: TensorData) {
+    match data.as_slice::<f32>() {
+        Ok(slice) => values.extend_from_slice(slice),
+        Err(_) => values.extend(data.convert::<f32>().iter::<f32>()),
     }
 }
 
@@ -73,8 +81,7 @@ pub fn flatten_parameters<B: Backend, M: Module<B>>(module: &M) -> Vec<f32> {
     struct Collect(Vec<f32>);
     impl<B: Backend> ModuleVisitor<B> for Collect {
         fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<B, D>>) {
-            self.0
-                .extend(param.val().into_data().convert::<f32>().iter::<f32>());
+            extend_with(&mut self.0, param.val().into_data());
         }
     }
     let mut collect = Collect(Vec::new());

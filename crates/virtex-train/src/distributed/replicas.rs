@@ -9,7 +9,7 @@ use virtex_data::shards::StreamPosition;
 
 use super::replica::{flatten_gradients, flatten_parameters, load_parameters};
 use super::{DistributedError, ProcessGroup, WorldSpec, rendezvous};
-use crate::parallel::StepGradients;
+use crate::step::StepGradients;
 
 /// The other ranks of a data-parallel run, as the training loop sees them.
 pub struct Replicas {
