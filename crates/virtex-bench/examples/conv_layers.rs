@@ -36,10 +36,11 @@ type Layer = (
     usize,
 );
 
-const RESNET50: [Layer; 5] = [
+const RESNET50: [Layer; 6] = [
     ("stem 7x7", 8, 3, 224, 64, 7, 2, 3),
     ("l1 1x1", 8, 64, 56, 256, 1, 1, 0),
     ("l1 3x3", 8, 64, 56, 64, 3, 1, 1),
+    ("l2 3x3", 8, 128, 28, 128, 3, 1, 1),
     ("l3 3x3", 8, 256, 14, 256, 3, 1, 1),
     ("l4 1x1", 8, 2048, 7, 512, 1, 1, 0),
 ];
@@ -67,16 +68,16 @@ fn best_of_three(mut run: impl FnMut() -> FloatTensor<B>) -> f64 {
 
 fn main() {
     let device = Default::default();
-    let layers = if std::env::args().any(|a| a == "emoji") {
-        RESNET18_EMOJI
+    let layers: &[Layer] = if std::env::args().any(|a| a == "emoji") {
+        &RESNET18_EMOJI
     } else {
-        RESNET50
+        &RESNET50
     };
     println!(
         "| layer | forward ms | input grad ms | weight grad ms | input grad, burn default ms | weight grad, burn default ms | forward GFLOP/s |"
     );
     println!("|---|---|---|---|---|---|---|");
-    for (name, n, c_in, side, c_out, k, s, p) in layers {
+    for &(name, n, c_in, side, c_out, k, s, p) in layers {
         let x = Tensor::<B, 4>::random(
             [n, c_in, side, side],
             Distribution::Normal(0.0, 1.0),

@@ -204,10 +204,11 @@ const POINTWISE_MIN_PLANE: usize = 196;
 
 /// Output plane from which the gradients of other convolutions work in
 /// tiles of positions within each image (unfolded [`FORWARD_TILE_BYTES`]
-/// at a time, as the forward's) instead of unfolding whole images: a
-/// ResNet-50 layer1 3×3 unfolds 7 MB per image, which the GEMM then streams
-/// from memory.
-const GRAD_TILE_MIN_PLANE: usize = 1024;
+/// at a time, as the forward's) instead of unfolding whole images or the
+/// whole batch: a ResNet-50 layer1 3×3 unfolds 7 MB per image, and a
+/// 16×16 plane's batch of 32 (ResNet-18 at 64²) 19 MB, which the GEMM then
+/// streams from memory. Below it (8×8, 14×14) a plane's GEMMs get too short.
+const GRAD_TILE_MIN_PLANE: usize = 256;
 
 /// Sizes of one convolution and how its batch is shared between threads.
 #[derive(Clone, Copy)]
@@ -1191,7 +1192,7 @@ mod tests {
     #[test]
     fn matches_the_definition() {
         // (x shape, weight shape, stride, padding, dilation, groups)
-        let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 14] = [
+        let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 16] = [
             ([2, 3, 9, 9], [4, 3, 3, 3], 1, 1, 1, 1),
             ([2, 3, 10, 10], [5, 3, 7, 7], 2, 3, 1, 1),
             ([3, 4, 6, 6], [6, 4, 1, 1], 1, 0, 1, 1),
@@ -1201,6 +1202,9 @@ mod tests {
             // split between threads, unevenly for 3 images.
             ([4, 2, 48, 48], [3, 2, 3, 3], 1, 1, 1, 1),
             ([3, 4, 40, 40], [4, 2, 3, 3], 1, 1, 1, 2),
+            // Below GRAD_TILE_MIN_PLANE with a long inner dimension: the
+            // batch unfolded whole, split between threads.
+            ([48, 2, 7, 7], [3, 2, 3, 3], 1, 1, 1, 1),
             // Pointwise (1×1, stride 1, plane ≥ POINTWISE_MIN_PLANE): the
             // gradients multiply each image in place; grouped; and with the
             // batch split between threads.
@@ -1213,6 +1217,8 @@ mod tests {
             ([2, 3, 70, 70], [5, 3, 7, 7], 2, 3, 1, 1),
             ([1, 4, 34, 34], [6, 2, 3, 3], 1, 1, 1, 2),
             ([1, 64, 32, 32], [8, 64, 3, 3], 1, 1, 1, 1),
+            // The smallest tiled plane (16×16, ResNet-18's layer1 at 64²).
+            ([3, 5, 16, 16], [4, 5, 3, 3], 1, 1, 1, 1),
         ];
         for (k, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
             let options = ConvOptions::new([s, s], [p, p], [d, d], g);
