@@ -8,7 +8,7 @@ use anyhow::Context;
 use virtex_train::checkpoint::list_checkpoints;
 use virtex_train::config::Config;
 use virtex_train::device::DeviceSpec;
-use virtex_train::distributed::{Launch, WorldSpec};
+use virtex_train::distributed::{Launch, WorldSpec, parse_master_port};
 use virtex_train::source::WeightsSource;
 use virtex_train::trainer::{Pretraining, PretrainingSummary, default_output};
 use virtex_vision::Precision;
@@ -171,25 +171,18 @@ impl Pretrain {
     fn launch(&self) -> anyhow::Result<()> {
         let world = &self.world;
         let nproc = self.device.0.len();
-        let mut launch = Launch::local(nproc).context("finding a free port for rank 0")?;
-        launch.nnodes = world.nnodes;
-        launch.node_rank = world.node_rank;
-        if let Some(addr) = &world.master_addr {
-            launch.master_addr = addr.clone();
-        } else if world.nnodes > 1 {
-            anyhow::bail!(
-                "--nnodes {}: every machine needs --master-addr (rank 0's host)",
-                world.nnodes
-            );
-        }
-        if let Some(port) = &world.master_port {
-            launch.master_port = port
-                .trim()
-                .parse()
-                .with_context(|| format!("--master-port {port}: not a port number"))?;
-        } else if world.nnodes > 1 {
-            launch.master_port = DEFAULT_MASTER_PORT;
-        }
+        let master_port = world
+            .master_port
+            .as_deref()
+            .map(parse_master_port)
+            .transpose()?;
+        let mut launch = Launch::new(
+            nproc,
+            world.nnodes,
+            world.node_rank,
+            world.master_addr.clone(),
+            master_port,
+        )?;
         if self.device.0[0] == DeviceSpec::Cpu {
             // CPU ranks share the cores.
             let cores = std::thread::available_parallelism().map_or(1, usize::from);
@@ -214,10 +207,6 @@ impl Pretrain {
         Ok(())
     }
 }
-
-/// torchrun's default port, for runs over several machines (one machine
-/// picks a free port itself).
-const DEFAULT_MASTER_PORT: u16 = 29500;
 
 impl World {
     /// The place the flags (or torchrun's variables) describe.

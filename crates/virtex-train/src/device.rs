@@ -71,11 +71,6 @@ pub trait BackendTask {
 pub struct DeviceList(pub Vec<DeviceSpec>);
 
 impl DeviceList {
-    /// What `AMP: amp` means on these devices ([`DeviceSpec::precision`]).
-    pub fn precision(&self, amp: bool) -> Precision {
-        self.0[0].precision(amp)
-    }
-
     /// The device of the process with local rank `local_rank`: its entry in
     /// the list, or the one device a list of one names (every rank on it,
     /// as CPU ranks share the CPU).
@@ -250,8 +245,7 @@ mod tests {
 
     #[test]
     fn amp_means_bf16_products_on_cuda_only() {
-        let cuda: DeviceList = "cuda:0,cuda:1".parse().unwrap();
-        let cpu: DeviceList = "cpu".parse().unwrap();
+        let (cuda, cpu) = (DeviceSpec::Cuda(1), DeviceSpec::Cpu);
         assert_eq!(cuda.precision(true), Precision::Bf16);
         assert_eq!(cuda.precision(false), Precision::F32);
         assert_eq!(cpu.precision(true), Precision::F32);

@@ -15,6 +15,10 @@ use std::time::{Duration, Instant};
 /// How long the other ranks get to stop after one has failed, by default.
 pub const STOP_GRACE: Duration = Duration::from_secs(30);
 
+/// torchrun's default port, for runs over several machines (one machine
+/// picks a free port itself).
+pub const DEFAULT_MASTER_PORT: u16 = 29500;
+
 /// One machine's share of a multi-process run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Launch {
@@ -40,9 +44,13 @@ pub struct Launch {
 /// A launch that could not start or whose ranks did not all succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum LaunchError {
-    /// Machine and process counts that describe no run.
+    /// Machine and process counts that describe no run, or a run over
+    /// several machines without rank 0's address.
     #[error("{0}")]
     Layout(String),
+    /// No port could be found for rank 0 on this machine.
+    #[error("cannot find a free port for rank 0: {0}")]
+    Port(std::io::Error),
     /// A rank's process could not be started.
     #[error("could not start rank {rank} ({program}): {source}")]
     Spawn {
@@ -82,21 +90,51 @@ pub enum LaunchError {
 }
 
 impl Launch {
-    /// All ranks on this machine, meeting at a port of localhost that was
-    /// free a moment ago.
-    pub fn local(nproc_per_node: usize) -> std::io::Result<Self> {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+    /// Machine `node_rank` of `nnodes`, each starting `nproc_per_node`
+    /// processes, whose ranks meet rank 0 at `master_addr:master_port`. On
+    /// one machine both may be left out (localhost, at a port that was free
+    /// a moment ago); over several the address is required and the port
+    /// defaults to torchrun's [`DEFAULT_MASTER_PORT`].
+    pub fn new(
+        nproc_per_node: usize,
+        nnodes: usize,
+        node_rank: usize,
+        master_addr: Option<String>,
+        master_port: Option<u16>,
+    ) -> Result<Self, LaunchError> {
+        let several = nnodes > 1;
+        let master_addr = match master_addr {
+            Some(addr) => addr,
+            None if several => {
+                return Err(LaunchError::Layout(format!(
+                    "--nnodes {nnodes}: every machine needs --master-addr (rank 0's host)"
+                )));
+            }
+            None => "127.0.0.1".into(),
+        };
+        let master_port = match master_port {
+            Some(port) => port,
+            None if several => DEFAULT_MASTER_PORT,
+            None => std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .map_err(LaunchError::Port)?
+                .port(),
+        };
         Ok(Self {
             nproc_per_node,
-            nnodes: 1,
-            node_rank: 0,
-            master_addr: "127.0.0.1".into(),
-            master_port: port,
+            nnodes,
+            node_rank,
+            master_addr,
+            master_port,
             threads_per_rank: None,
             grace: STOP_GRACE,
         })
+    }
+
+    /// All ranks on this machine, meeting at a port of localhost that was
+    /// free a moment ago.
+    pub fn local(nproc_per_node: usize) -> Result<Self, LaunchError> {
+        Self::new(nproc_per_node, 1, 0, None, None)
     }
 
     /// Processes in the whole run.
@@ -286,6 +324,25 @@ mod tests {
         launch.node_rank = 1;
         assert_eq!(launch.world_size(), 16);
         assert_eq!(launch.ranks(), 8..16);
+    }
+
+    #[test]
+    fn several_machines_need_rank_0s_address_and_default_to_torchruns_port() {
+        let err = Launch::new(8, 2, 1, None, None).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "--nnodes 2: every machine needs --master-addr (rank 0's host)"
+        );
+        let launch = Launch::new(8, 2, 1, Some("node0".into()), None).unwrap();
+        assert_eq!(
+            (launch.master_addr.as_str(), launch.master_port),
+            ("node0", DEFAULT_MASTER_PORT)
+        );
+        let launch = Launch::new(2, 1, 0, None, Some(29517)).unwrap();
+        assert_eq!(
+            (launch.master_addr.as_str(), launch.master_port),
+            ("127.0.0.1", 29517)
+        );
     }
 
     #[test]

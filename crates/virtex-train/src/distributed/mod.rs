@@ -34,7 +34,7 @@ mod replicas;
 use std::time::Duration;
 
 pub use group::ProcessGroup;
-pub use launch::{Launch, LaunchError, STOP_GRACE};
+pub use launch::{DEFAULT_MASTER_PORT, Launch, LaunchError, STOP_GRACE};
 #[cfg(feature = "cuda")]
 pub use nccl::NcclGradients;
 pub use rendezvous::rendezvous;
@@ -135,6 +135,18 @@ pub enum DistributedError {
     Aborted(String),
 }
 
+/// `MASTER_PORT` (or `--master-port`) as a port number.
+pub fn parse_master_port(value: &str) -> Result<u16, DistributedError> {
+    value
+        .trim()
+        .parse::<u16>()
+        .map_err(|_| DistributedError::Variable {
+            name: "MASTER_PORT",
+            value: value.to_string(),
+            message: "not a port number".into(),
+        })
+}
+
 impl WorldSpec {
     /// The place torchrun's variables describe, `None` when `WORLD_SIZE` is
     /// unset (a single-process run). `RANK`, `MASTER_ADDR` and `MASTER_PORT`
@@ -188,15 +200,7 @@ impl WorldSpec {
             Some(value) => number("LOCAL_RANK", value)?,
             None => rank,
         };
-        let port = required("MASTER_PORT")?;
-        let master_port = port
-            .trim()
-            .parse::<u16>()
-            .map_err(|_| DistributedError::Variable {
-                name: "MASTER_PORT",
-                value: port.clone(),
-                message: "not a port number".into(),
-            })?;
+        let master_port = parse_master_port(&required("MASTER_PORT")?)?;
         Ok(Some(Self {
             rank,
             world_size,
