@@ -3,9 +3,9 @@
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor};
 use virtex_train::device::{BackendTask, DeviceSpec};
+use virtex_vision::AutodiffVisionBackend;
 use virtex_vision::{ResNetArch, ResNetConfig};
 
 /// Fits a ResNet-18 with a 4-way classifier to one fixed batch.
@@ -16,7 +16,7 @@ struct Overfit {
 impl BackendTask for Overfit {
     type Output = Vec<f32>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Vec<f32> {
+    fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Vec<f32> {
         B::seed(&device, 0);
         let mut model = ResNetConfig::virtex(ResNetArch::Resnet18)
             .with_num_classes(Some(4))

@@ -6,11 +6,15 @@
 //! ```sh
 //! cargo run --release -p virtex-bench --example conv_layers            # ResNet-50 layers, batch 8, 224²
 //! cargo run --release -p virtex-bench --example conv_layers -- emoji   # ResNet-18 layers, batch 32, 64²
-//! python3 tools/bench/conv_layers.py [emoji]                    # the same in PyTorch
+//! cargo run --release -p virtex-bench --example conv_layers -- all     # every ResNet-50 convolution, summed
+//! python3 tools/bench/conv_layers.py [emoji|all]                # the same in PyTorch
 //! ```
 //!
 //! Best of three after one warm-up; GFLOP/s counts the forward's FLOPs for
-//! all three.
+//! all three. `all` times each distinct convolution of a ResNet-50 training
+//! step once (burn's defaults left out) and ends with the step's sums: each
+//! shape times the number of layers that have it, and no input gradient for
+//! the stem, whose input (the image) needs none.
 
 use std::time::Instant;
 
@@ -45,6 +49,34 @@ const RESNET50: [Layer; 6] = [
     ("l4 1x1", 8, 2048, 7, 512, 1, 1, 0),
 ];
 
+/// Every distinct convolution of ResNet-50 (torchvision v1.5: the stride on
+/// the 3×3), batch 8 at 224², and how many layers have it (53 in all).
+const RESNET50_ALL: [(Layer, usize); 23] = [
+    (("stem 7x7", 8, 3, 224, 64, 7, 2, 3), 1),
+    (("l1 1x1 64>64", 8, 64, 56, 64, 1, 1, 0), 1),
+    (("l1 1x1 256>64", 8, 256, 56, 64, 1, 1, 0), 2),
+    (("l1 3x3", 8, 64, 56, 64, 3, 1, 1), 3),
+    (("l1 1x1 64>256", 8, 64, 56, 256, 1, 1, 0), 4),
+    (("l2 1x1 256>128", 8, 256, 56, 128, 1, 1, 0), 1),
+    (("l2 3x3 s2", 8, 128, 56, 128, 3, 2, 1), 1),
+    (("l2 3x3", 8, 128, 28, 128, 3, 1, 1), 3),
+    (("l2 1x1 128>512", 8, 128, 28, 512, 1, 1, 0), 4),
+    (("l2 1x1 512>128", 8, 512, 28, 128, 1, 1, 0), 3),
+    (("l2 down s2", 8, 256, 56, 512, 1, 2, 0), 1),
+    (("l3 1x1 512>256", 8, 512, 28, 256, 1, 1, 0), 1),
+    (("l3 3x3 s2", 8, 256, 28, 256, 3, 2, 1), 1),
+    (("l3 3x3", 8, 256, 14, 256, 3, 1, 1), 5),
+    (("l3 1x1 256>1024", 8, 256, 14, 1024, 1, 1, 0), 6),
+    (("l3 1x1 1024>256", 8, 1024, 14, 256, 1, 1, 0), 5),
+    (("l3 down s2", 8, 512, 28, 1024, 1, 2, 0), 1),
+    (("l4 1x1 1024>512", 8, 1024, 14, 512, 1, 1, 0), 1),
+    (("l4 3x3 s2", 8, 512, 14, 512, 3, 2, 1), 1),
+    (("l4 3x3", 8, 512, 7, 512, 3, 1, 1), 2),
+    (("l4 1x1 512>2048", 8, 512, 7, 2048, 1, 1, 0), 3),
+    (("l4 1x1 2048>512", 8, 2048, 7, 512, 1, 1, 0), 2),
+    (("l4 down s2", 8, 1024, 14, 2048, 1, 2, 0), 1),
+];
+
 const RESNET18_EMOJI: [Layer; 5] = [
     ("stem 7x7", 32, 3, 64, 64, 7, 2, 3),
     ("l1 3x3", 32, 64, 16, 64, 3, 1, 1),
@@ -68,16 +100,25 @@ fn best_of_three(mut run: impl FnMut() -> FloatTensor<B>) -> f64 {
 
 fn main() {
     let device = Default::default();
-    let layers: &[Layer] = if std::env::args().any(|a| a == "emoji") {
-        &RESNET18_EMOJI
-    } else {
-        &RESNET50
+    let mode = std::env::args().nth(1);
+    let (layers, whole_network): (Vec<(Layer, usize)>, bool) = match mode.as_deref() {
+        Some("emoji") => (RESNET18_EMOJI.iter().map(|&l| (l, 1)).collect(), false),
+        Some("all") => (RESNET50_ALL.to_vec(), true),
+        _ => (RESNET50.iter().map(|&l| (l, 1)).collect(), false),
     };
-    println!(
-        "| layer | forward ms | input grad ms | weight grad ms | input grad, burn default ms | weight grad, burn default ms | forward GFLOP/s |"
-    );
-    println!("|---|---|---|---|---|---|---|");
-    for &(name, n, c_in, side, c_out, k, s, p) in layers {
+    if whole_network {
+        println!(
+            "| layer | count | forward ms | input grad ms | weight grad ms | forward GFLOP/s |"
+        );
+        println!("|---|---|---|---|---|---|");
+    } else {
+        println!(
+            "| layer | forward ms | input grad ms | weight grad ms | input grad, burn default ms | weight grad, burn default ms | forward GFLOP/s |"
+        );
+        println!("|---|---|---|---|---|---|---|");
+    }
+    let mut sums = [0.0; 3];
+    for (i, &((name, n, c_in, side, c_out, k, s, p), count)) in layers.iter().enumerate() {
         let x = Tensor::<B, 4>::random(
             [n, c_in, side, side],
             Distribution::Normal(0.0, 1.0),
@@ -101,6 +142,21 @@ fn main() {
         let weight_grad = best_of_three(|| {
             B::conv2d_weight_backward(x.clone(), w.clone(), g.clone(), options.clone())
         });
+        let flops = 2.0 * (n * c_out * out[2] * out[3] * c_in * k * k) as f64;
+        if whole_network {
+            let stem = i == 0;
+            sums[0] += forward * count as f64;
+            sums[1] += if stem { 0.0 } else { input_grad * count as f64 };
+            sums[2] += weight_grad * count as f64;
+            println!(
+                "| {name} | {count} | {:.1} | {:.1} | {:.1} | {:.1} |",
+                forward * 1e3,
+                input_grad * 1e3,
+                weight_grad * 1e3,
+                flops / forward / 1e9
+            );
+            continue;
+        }
         // burn-backend 0.21's defaults, as `conv::conv2d_x_backward` and
         // `conv2d_weight_grad_no_groups` write them.
         let padding_out = side - ((out[2] - 1) * s + k - 2 * p);
@@ -117,8 +173,6 @@ fn main() {
             );
             B::float_swap_dims(grad, 0, 1)
         });
-
-        let flops = 2.0 * (n * c_out * out[2] * out[3] * c_in * k * k) as f64;
         println!(
             "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} | {:.1} |",
             forward * 1e3,
@@ -127,6 +181,15 @@ fn main() {
             input_grad_default * 1e3,
             weight_grad_default * 1e3,
             flops / forward / 1e9
+        );
+    }
+    if whole_network {
+        println!(
+            "| **step sum** | 53 | {:.0} | {:.0} | {:.0} | total {:.0} ms |",
+            sums[0] * 1e3,
+            sums[1] * 1e3,
+            sums[2] * 1e3,
+            sums.iter().sum::<f64>() * 1e3
         );
     }
 }

@@ -9,13 +9,13 @@ use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Int, Tensor};
 use clap::ValueEnum;
 use virtex_train::device::{BackendTask, DeviceSpec};
 use virtex_vision::{ResNetArch, ResNetConfig};
 
 use crate::report::median;
+use virtex_vision::AutodiffVisionBackend;
 
 /// `bench backbone`.
 #[derive(Debug, clap::Args)]
@@ -114,7 +114,7 @@ struct BackboneStep {
 impl BackendTask for BackboneStep {
     type Output = StepTimes;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> StepTimes {
+    fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> StepTimes {
         let mut model = self.config.init::<B>(&device);
         let mut optim = SgdConfig::new()
             .with_momentum(Some(

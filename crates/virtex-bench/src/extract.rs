@@ -4,13 +4,13 @@
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Distribution, Tensor};
 use virtex_train::device::{BackendTask, DeviceSpec};
 use virtex_vision::{ResNetArch, ResNetConfig};
 
 use crate::report::median;
 use crate::{available_threads, pytorch};
+use virtex_vision::AutodiffVisionBackend;
 
 /// `bench extract`.
 #[derive(Debug, clap::Args)]
@@ -84,7 +84,7 @@ struct Extraction {
 impl BackendTask for Extraction {
     type Output = Vec<f64>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Vec<f64> {
+    fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Vec<f64> {
         let model = self.config.init::<B>(&device).valid();
         let images = Tensor::<B::InnerBackend, 4>::random(
             [self.batch, 3, self.size, self.size],

@@ -22,6 +22,7 @@ use virtex_vision::Precision;
 
 use crate::report::{StepReport, fmt_mb, last_json_line, measure_gpu, median, peak_rss_mb};
 use crate::{available_threads, pytorch, workspace_root};
+use virtex_vision::AutodiffVisionBackend;
 
 /// `bench train`.
 #[derive(Debug, clap::Args)]
@@ -296,7 +297,7 @@ impl TrainStep {
 impl BackendTask for TrainStep {
     type Output = anyhow::Result<StepReport>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Self::Output {
         B::seed(&device, self.config.random_seed);
         let mut model = self
             .config

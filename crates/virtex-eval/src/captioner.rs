@@ -36,7 +36,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::AutodiffBackend;
 use burn::tensor::{Tensor, TensorData};
 use image::RgbImage;
 use rand::SeedableRng;
@@ -51,6 +50,7 @@ use virtex_train::source::WeightsSource;
 
 use crate::attention_maps::caption_strip;
 use crate::error::{EvalError, io};
+use virtex_vision::AutodiffVisionBackend;
 
 /// The images to caption, each with how its result names it.
 #[derive(Clone, Debug, Default)]
@@ -143,7 +143,7 @@ pub struct Captions {
 impl BackendTask for CaptionTask {
     type Output = Result<Captions, EvalError>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Self::Output {
         let (model, mut config) = self
             .source
             .model::<B::InnerBackend>(&self.config, &device)?;

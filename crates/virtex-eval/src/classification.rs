@@ -16,7 +16,7 @@ use burn::module::{AutodiffModule, Module, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::GradientsParams;
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -29,7 +29,9 @@ use virtex_train::config::Config;
 use virtex_train::optim::schedule::LrSchedule;
 use virtex_train::optim::{StepRates, VirtexOptimizer};
 use virtex_train::progress::Progress;
+use virtex_vision::AutodiffVisionBackend;
 use virtex_vision::ResNet;
+use virtex_vision::VisionBackend;
 
 /// An ImageFolder split: `root/<class>/<image>`, classes sorted by name.
 #[derive(Clone, Debug, PartialEq)]
@@ -144,7 +146,7 @@ pub fn linear_head<B: Backend>(channels: usize, classes: usize, device: &B::Devi
     fc
 }
 
-impl<B: Backend> Classifier<B> {
+impl<B: VisionBackend> Classifier<B> {
     /// Logits `[batch, classes]` of images `[batch, 3, S, S]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         self.fc.forward(self.visual.forward_pooled(images))
@@ -227,7 +229,7 @@ fn correct<B: Backend>(logits: Tensor<B, 2>, labels: &[usize], k: usize) -> (usi
 /// `config` supplies `OPTIM.*` (batch size, SGD/AdamW, LR, weight decay,
 /// schedule, iterations), `DATA.IMAGE_CROP_SIZE` and `RANDOM_SEED`;
 /// `MODEL.VISUAL.FROZEN` picks the linear probe (true) or fine-tuning.
-pub fn train_classifier<B: AutodiffBackend>(
+pub fn train_classifier<B: AutodiffVisionBackend>(
     backbone: ResNet<B>,
     config: &Config,
     train: &ImageFolder,

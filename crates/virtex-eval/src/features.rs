@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Tensor, TensorData};
 use virtex_data::images::{
     BadImagePolicy, DEFAULT_MAX_PIXELS, EvalTransform, ImageError, image_files, normalized_batch,
@@ -15,6 +14,8 @@ use virtex_train::source::WeightsSource;
 use virtex_vision::{ResNet, ResNetArch};
 
 use crate::error::{EvalError, io};
+use virtex_vision::AutodiffVisionBackend;
+use virtex_vision::VisionBackend;
 
 /// Pooled features of a list of images, row-major `[rows, dim]`.
 #[derive(Clone, Debug, PartialEq)]
@@ -60,7 +61,7 @@ pub struct FeatureTask {
 impl BackendTask for FeatureTask {
     type Output = Result<ExtractedFeatures, EvalError>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Self::Output {
         let backbone = self
             .source
             .backbone::<B::InnerBackend>(self.arch, &device)?;
@@ -112,7 +113,7 @@ pub struct ExtractedFeatures {
 
 /// Extracts pooled layer4 features of `images` with `backbone` (an inference
 /// backend, so BatchNorm uses its running statistics), as `extraction` says.
-pub fn extract<B: Backend>(
+pub fn extract<B: VisionBackend>(
     backbone: &ResNet<B>,
     images: &[PathBuf],
     extraction: &Extraction,

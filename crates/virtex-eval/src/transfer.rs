@@ -5,7 +5,6 @@
 
 use std::path::Path;
 
-use burn::tensor::backend::AutodiffBackend;
 use virtex_train::config::Config;
 use virtex_train::device::BackendTask;
 use virtex_train::source::WeightsSource;
@@ -13,6 +12,7 @@ use virtex_vision::ResNetArch;
 
 use crate::classification::{ClassificationResult, ImageFolder, train_classifier};
 use crate::error::EvalError;
+use virtex_vision::AutodiffVisionBackend;
 
 /// Which protocol a transfer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,7 +55,7 @@ pub struct TransferTask {
 impl BackendTask for TransferTask {
     type Output = Result<ClassificationResult, EvalError>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Self::Output {
         let root = &self.config.data.root;
         let train = ImageFolder::load(&root.join("train"))?;
         let val = ImageFolder::load_matching(&root.join("val"), &train)?;

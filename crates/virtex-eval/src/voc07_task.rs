@@ -4,7 +4,6 @@
 
 use std::path::PathBuf;
 
-use burn::tensor::backend::AutodiffBackend;
 use serde::Serialize;
 use virtex_train::device::BackendTask;
 use virtex_train::source::WeightsSource;
@@ -13,6 +12,7 @@ use virtex_vision::ResNetArch;
 use crate::error::EvalError;
 use crate::features::{Extraction, FeatureTask};
 use crate::voc07::{ClassResult, LabelledFeatures, Voc07Protocol, Voc07Split, VocError, mean_ap};
+use virtex_vision::AutodiffVisionBackend;
 
 /// VOC07 SVMs on a devkit, features extracted on the backend it is
 /// dispatched to (the SVMs run on the CPU).
@@ -47,7 +47,7 @@ pub struct Voc07Report {
 impl BackendTask for Voc07Task {
     type Output = Result<Voc07Report, EvalError>;
 
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Self::Output {
         let trainval = Voc07Split::load(&self.voc_root, "trainval")?;
         let test = Voc07Split::load(&self.voc_root, "test")?;
         if trainval.classes != test.classes {

@@ -6,8 +6,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use burn::tensor::backend::AutodiffBackend;
-use virtex_vision::Precision;
+use virtex_vision::{AutodiffVisionBackend, Precision};
 
 /// The CPU backend: burn's pure-Rust `Flex` (see docs/stack.md for the
 /// measured comparison with `NdArray`).
@@ -61,7 +60,7 @@ pub trait BackendTask {
     /// What the work returns.
     type Output;
     /// Runs the work on backend `B`.
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output;
+    fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Self::Output;
 }
 
 /// `--device cuda:0,cuda:1`: one or more devices of one kind. A list of
@@ -267,7 +266,7 @@ mod tests {
     struct Sum;
     impl BackendTask for Sum {
         type Output = f32;
-        fn run<B: AutodiffBackend>(self, device: B::Device) -> f32 {
+        fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> f32 {
             burn::tensor::Tensor::<B, 1>::from_floats([1.0, 2.0, 3.5], &device)
                 .sum()
                 .into_scalar()

@@ -10,6 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use virtex_data::loader::PretrainingBatch;
 use virtex_text::PretrainingModel;
 use virtex_text::models::TargetsMismatch;
+use virtex_vision::AutodiffVisionBackend;
 use virtex_vision::FrozenResNet;
 
 /// The outcome of one forward + backward. The loss and its terms stay on the
@@ -27,7 +28,7 @@ pub struct StepGradients<B: AutodiffBackend> {
 /// Forward and backward of `batch` on `device`. With `frozen_visual`
 /// (`MODEL.VISUAL.FROZEN`) the backbone runs in inference mode and only the
 /// textual heads get gradients.
-pub fn forward_backward<B: AutodiffBackend>(
+pub fn forward_backward<B: AutodiffVisionBackend>(
     model: &PretrainingModel<B>,
     batch: &PretrainingBatch,
     device: &B::Device,

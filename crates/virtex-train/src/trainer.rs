@@ -13,7 +13,6 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::{AutodiffModule, Module};
-use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
@@ -42,6 +41,8 @@ use crate::progress::Progress;
 use crate::readings::{HostReadings, PendingReadings, StepReadings};
 use crate::source::WeightsSource;
 use crate::step::{StepGradients, forward_backward};
+use virtex_vision::AutodiffVisionBackend;
+use virtex_vision::VisionBackend;
 
 /// Validation images whose captions (by `MODEL.DECODER`) are logged, and
 /// shown with their references in the run's contact sheet.
@@ -138,7 +139,7 @@ struct Validation {
 
 /// Mean loss (and components) over the validation batches, in eval mode,
 /// plus captions of the first images for captioning models.
-fn validate<B: Backend>(
+fn validate<B: VisionBackend>(
     model: &PretrainingModel<B>,
     data: &Data,
     config: &Config,
@@ -195,7 +196,7 @@ impl BackendTask for Pretraining {
 
     /// Trains on `device`, data-parallel with the other processes of
     /// [`Pretraining::world`].
-    fn run<B: AutodiffBackend>(self, device: B::Device) -> Self::Output {
+    fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Self::Output {
         let mut replicas = Replicas::join(self.world.as_ref())?;
         let result = self.train::<B>(device, &mut replicas);
         if let Err(err) = &result {
@@ -206,7 +207,7 @@ impl BackendTask for Pretraining {
 }
 
 impl Pretraining {
-    fn train<B: AutodiffBackend>(
+    fn train<B: AutodiffVisionBackend>(
         self,
         device: B::Device,
         replicas: &mut Replicas,

@@ -2,7 +2,9 @@
 //!
 //! VirTex's visual backbones on [burn](https://burn.dev): the torchvision ResNet
 //! family (ResNet-18/34/50/101/152, wide ResNet-50-2/101-2), exactly torchvision's
-//! architecture and initialisation, generic over any burn `Backend`.
+//! architecture and initialisation, generic over any burn backend that
+//! implements [`VisionBackend`] (a training BatchNorm op: Flex, NdArray, CUDA
+//! and `Autodiff` of each, by feature).
 //!
 //! - [`ResNet::forward`] returns the layer4 grid `[batch, C, H/32, W/32]`
 //!   (`[batch, 2048, 7, 7]` for ResNet-50 at 224²), what VirTex's textual heads read;
@@ -50,6 +52,7 @@
 //! ```
 
 pub mod atomic;
+pub mod backend;
 mod error;
 pub mod precision;
 #[cfg(feature = "pytorch")]
@@ -57,6 +60,7 @@ pub mod pytorch;
 pub mod resnet;
 pub mod weights;
 
+pub use backend::{AutodiffVisionBackend, VisionBackend};
 pub use error::{VisionError, check_applied};
 pub use precision::Precision;
 pub use resnet::{

@@ -25,6 +25,7 @@ pub use task::PretrainingTask;
 use crate::decoder::TransformerDecoder;
 use crate::head::{LinearTextualHead, TransformerTextualHead};
 use crate::losses::{cross_entropy_ignoring_padding, label_set_loss, next_token_loss};
+use virtex_vision::VisionBackend;
 
 /// A textual head of either kind.
 // One per model, so the variants' size difference costs nothing.
@@ -60,7 +61,7 @@ pub struct PretrainingModel<B: Backend> {
     pub task: PretrainingTask,
 }
 
-impl<B: Backend> PretrainingModel<B> {
+impl<B: VisionBackend> PretrainingModel<B> {
     /// Runs the convolutions and the Transformer's matrix products in
     /// `precision` ([`Precision::Bf16`]: the reference's `AMP: true`); norms,
     /// softmax, the losses and the parameters stay f32, and so does the

@@ -7,6 +7,7 @@ use crate::precision::Precision;
 use burn::nn::{BatchNorm, PaddingConfig2d};
 
 use super::batch_norm::{batch_norm, batch_norm_2d};
+use crate::backend::VisionBackend;
 use burn::tensor::Tensor;
 use burn::tensor::activation::relu;
 use burn::tensor::backend::Backend;
@@ -56,7 +57,9 @@ impl<B: Backend> Downsample<B> {
             bn: batch_norm(out_channels, false, device),
         })
     }
+}
 
+impl<B: VisionBackend> Downsample<B> {
     /// The residual branch's partner: `x` itself, or its projection.
     fn shortcut(downsample: Option<&Self>, x: &Tensor<B, 4>, precision: Precision) -> Tensor<B, 4> {
         match downsample {
@@ -107,7 +110,9 @@ impl<B: Backend> BasicBlock<B> {
             downsample: Downsample::for_block(&spec, out, device),
         }
     }
+}
 
+impl<B: VisionBackend> BasicBlock<B> {
     /// Convolutions in `precision`, the rest in f32.
     ///
     /// # Shapes
@@ -153,7 +158,9 @@ impl<B: Backend> Bottleneck<B> {
             downsample: Downsample::for_block(&spec, out, device),
         }
     }
+}
 
+impl<B: VisionBackend> Bottleneck<B> {
     /// Convolutions in `precision`, the rest in f32.
     ///
     /// # Shapes
@@ -181,7 +188,7 @@ pub enum ResidualBlock<B: Backend> {
     Bottleneck(Bottleneck<B>),
 }
 
-impl<B: Backend> ResidualBlock<B> {
+impl<B: VisionBackend> ResidualBlock<B> {
     /// Convolutions in `precision`, the rest in f32.
     ///
     /// # Shapes

@@ -23,6 +23,7 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::module::max_pool2d;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::{AutodiffVisionBackend, VisionBackend};
 use crate::precision::Precision;
 
 /// How to build a [`ResNet`].
@@ -171,7 +172,9 @@ impl<B: Backend> ResNet<B> {
             ResidualBlock::Bottleneck(b) => b.conv3.weight.dims()[0],
         }
     }
+}
 
+impl<B: VisionBackend> ResNet<B> {
     /// conv1 → bn1 → relu → 3×3 max-pool, stride 2.
     ///
     /// # Shapes
@@ -287,7 +290,7 @@ pub struct FrozenResNet<B: AutodiffBackend> {
     pub inner: ResNet<B::InnerBackend>,
 }
 
-impl<B: AutodiffBackend> FrozenResNet<B> {
+impl<B: AutodiffVisionBackend> FrozenResNet<B> {
     /// Freezes a trainable backbone.
     pub fn new(resnet: ResNet<B>) -> Self {
         Self {
