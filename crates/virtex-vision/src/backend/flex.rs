@@ -94,7 +94,8 @@ impl VisionBackend for Flex {
         let mut grad_gamma = Vec::with_capacity(planes.channels);
         let mut grad_beta = Vec::with_capacity(planes.channels);
         // ∂x = k·(g − Σg/n − x̂·Σ(g·x̂)/n) with k = γ/σ and x̂ = (x − μ)/σ,
-        // per channel a·g + b·x + offset.
+        // per channel k·g + b·(x − μ) + offset (centred before scaling, so
+        // a large mean does not cancel).
         let coefficients: Vec<(f32, f32, f32)> = sums
             .iter()
             .enumerate()
@@ -104,14 +105,15 @@ impl VisionBackend for Flex {
                 grad_gamma.push((sum_g_dev * inv_std) as f32);
                 let k = f64::from(gamma[c]) * inv_std;
                 let b = -k * sum_g_dev * inv_std * inv_std / n;
-                let offset = -k * sum_g / n - b * f64::from(mean[c]);
+                let offset = -k * sum_g / n;
                 (k as f32, b as f32, offset as f32)
             })
             .collect();
         let grad_x = planes.map(xs, Some(gs), |c, x_plane, g_plane, out| {
-            let (a, b, offset) = coefficients[c];
+            let (k, b, offset) = coefficients[c];
+            let mean = mean[c];
             for ((o, &x), &g) in out.iter_mut().zip(x_plane).zip(g_plane) {
-                *o = a * g + b * x + offset;
+                *o = k * g + b * (x - mean) + offset;
             }
         });
         BatchNormGradients {
