@@ -11,6 +11,10 @@
 //!   [`ResNet::forward_stages`] returns every stage, [`ResNet::forward_pooled`] the
 //!   global-average-pooled `[batch, C]` features.
 //! - [`FrozenResNet`] runs a backbone with BN statistics frozen and no gradients.
+//! - [`backend`]: [`VisionBackend`], training BatchNorm as one backend op
+//!   each way: fused kernels on Flex (feature `flex`, default), its own
+//!   backward under `Autodiff`, tensor-op formulas on NdArray and CUDA
+//!   (features `ndarray`, `cuda`).
 //! - [`Precision`] runs the convolutions (and, in virtex-text, the matrix
 //!   products) in bf16 with everything else in f32: mixed precision.
 //! - [`weights`] saves and loads the native format (safetensors with the
