@@ -5,8 +5,7 @@ use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::{Distribution, ElementConversion, Int, Tensor};
 use virtex_train::device::{BackendTask, DeviceSpec};
-use virtex_vision::AutodiffVisionBackend;
-use virtex_vision::{ResNetArch, ResNetConfig};
+use virtex_vision::{AutodiffVisionBackend, ResNetArch, ResNetConfig};
 
 /// Fits a ResNet-18 with a 4-way classifier to one fixed batch.
 struct Overfit {

@@ -12,10 +12,9 @@ use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::{Distribution, Int, Tensor};
 use clap::ValueEnum;
 use virtex_train::device::{BackendTask, DeviceSpec};
-use virtex_vision::{ResNetArch, ResNetConfig};
+use virtex_vision::{AutodiffVisionBackend, ResNetArch, ResNetConfig};
 
 use crate::report::median;
-use virtex_vision::AutodiffVisionBackend;
 
 /// `bench backbone`.
 #[derive(Debug, clap::Args)]

@@ -6,11 +6,10 @@ use std::time::Instant;
 use burn::module::AutodiffModule;
 use burn::tensor::{Distribution, Tensor};
 use virtex_train::device::{BackendTask, DeviceSpec};
-use virtex_vision::{ResNetArch, ResNetConfig};
+use virtex_vision::{AutodiffVisionBackend, ResNetArch, ResNetConfig};
 
 use crate::report::median;
 use crate::{available_threads, pytorch};
-use virtex_vision::AutodiffVisionBackend;
 
 /// `bench extract`.
 #[derive(Debug, clap::Args)]

@@ -18,11 +18,10 @@ use virtex_text::models::{PretrainingInput, PretrainingTargets};
 use virtex_train::config::Config;
 use virtex_train::device::{BackendTask, DeviceSpec, on_worker_thread};
 use virtex_train::optim::{StepRates, VirtexOptimizer};
-use virtex_vision::Precision;
+use virtex_vision::{AutodiffVisionBackend, Precision};
 
 use crate::report::{StepReport, fmt_mb, last_json_line, measure_gpu, median, peak_rss_mb};
 use crate::{available_threads, pytorch, workspace_root};
-use virtex_vision::AutodiffVisionBackend;
 
 /// `bench train`.
 #[derive(Debug, clap::Args)]

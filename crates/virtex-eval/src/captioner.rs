@@ -47,10 +47,10 @@ use virtex_text::decoding::DecodedCaption;
 use virtex_train::config::{BeamPrefix, Config, ConfigError, DecoderName};
 use virtex_train::device::BackendTask;
 use virtex_train::source::WeightsSource;
+use virtex_vision::AutodiffVisionBackend;
 
 use crate::attention_maps::caption_strip;
 use crate::error::{EvalError, io};
-use virtex_vision::AutodiffVisionBackend;
 
 /// The images to caption, each with how its result names it.
 #[derive(Clone, Debug, Default)]

@@ -29,9 +29,7 @@ use virtex_train::config::Config;
 use virtex_train::optim::schedule::LrSchedule;
 use virtex_train::optim::{StepRates, VirtexOptimizer};
 use virtex_train::progress::Progress;
-use virtex_vision::AutodiffVisionBackend;
-use virtex_vision::ResNet;
-use virtex_vision::VisionBackend;
+use virtex_vision::{AutodiffVisionBackend, ResNet, VisionBackend};
 
 /// An ImageFolder split: `root/<class>/<image>`, classes sorted by name.
 #[derive(Clone, Debug, PartialEq)]

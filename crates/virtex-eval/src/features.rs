@@ -11,11 +11,9 @@ use virtex_data::images::{
 };
 use virtex_train::device::BackendTask;
 use virtex_train::source::WeightsSource;
-use virtex_vision::{ResNet, ResNetArch};
+use virtex_vision::{AutodiffVisionBackend, ResNet, ResNetArch, VisionBackend};
 
 use crate::error::{EvalError, io};
-use virtex_vision::AutodiffVisionBackend;
-use virtex_vision::VisionBackend;
 
 /// Pooled features of a list of images, row-major `[rows, dim]`.
 #[derive(Clone, Debug, PartialEq)]

@@ -8,11 +8,10 @@ use std::path::Path;
 use virtex_train::config::Config;
 use virtex_train::device::BackendTask;
 use virtex_train::source::WeightsSource;
-use virtex_vision::ResNetArch;
+use virtex_vision::{AutodiffVisionBackend, ResNetArch};
 
 use crate::classification::{ClassificationResult, ImageFolder, train_classifier};
 use crate::error::EvalError;
-use virtex_vision::AutodiffVisionBackend;
 
 /// Which protocol a transfer runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

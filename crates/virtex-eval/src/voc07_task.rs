@@ -7,12 +7,11 @@ use std::path::PathBuf;
 use serde::Serialize;
 use virtex_train::device::BackendTask;
 use virtex_train::source::WeightsSource;
-use virtex_vision::ResNetArch;
+use virtex_vision::{AutodiffVisionBackend, ResNetArch};
 
 use crate::error::EvalError;
 use crate::features::{Extraction, FeatureTask};
 use crate::voc07::{ClassResult, LabelledFeatures, Voc07Protocol, Voc07Split, VocError, mean_ap};
-use virtex_vision::AutodiffVisionBackend;
 
 /// VOC07 SVMs on a devkit, features extracted on the backend it is
 /// dispatched to (the SVMs run on the CPU).

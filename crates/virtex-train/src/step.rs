@@ -10,8 +10,7 @@ use burn::tensor::backend::AutodiffBackend;
 use virtex_data::loader::PretrainingBatch;
 use virtex_text::PretrainingModel;
 use virtex_text::models::TargetsMismatch;
-use virtex_vision::AutodiffVisionBackend;
-use virtex_vision::FrozenResNet;
+use virtex_vision::{AutodiffVisionBackend, FrozenResNet};
 
 /// The outcome of one forward + backward. The loss and its terms stay on the
 /// device (`[1]`, detached from the graph): reading them is left to the

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use virtex_data::coco::CocoCaptions;
 use virtex_data::shards::StreamPosition;
 use virtex_text::{PretrainingModel, PretrainingTask};
-use virtex_vision::Precision;
+use virtex_vision::{AutodiffVisionBackend, Precision, VisionBackend};
 
 use crate::batch::model_input;
 use crate::checkpoint::{
@@ -41,8 +41,6 @@ use crate::progress::Progress;
 use crate::readings::{HostReadings, PendingReadings, StepReadings};
 use crate::source::WeightsSource;
 use crate::step::{StepGradients, forward_backward};
-use virtex_vision::AutodiffVisionBackend;
-use virtex_vision::VisionBackend;
 
 /// Validation images whose captions (by `MODEL.DECODER`) are logged, and
 /// shown with their references in the run's contact sheet.

@@ -16,7 +16,7 @@ mod task;
 use burn::module::Module;
 use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use virtex_vision::{Precision, ResNet};
+use virtex_vision::{Precision, ResNet, VisionBackend};
 
 pub use init::{ModelConfigError, PretrainingModelConfig};
 pub use input::{PretrainingInput, PretrainingOutput, PretrainingTargets, TargetsMismatch};
@@ -25,7 +25,6 @@ pub use task::PretrainingTask;
 use crate::decoder::TransformerDecoder;
 use crate::head::{LinearTextualHead, TransformerTextualHead};
 use crate::losses::{cross_entropy_ignoring_padding, label_set_loss, next_token_loss};
-use virtex_vision::VisionBackend;
 
 /// A textual head of either kind.
 // One per model, so the variants' size difference costs nothing.

@@ -232,6 +232,11 @@ fn lane_sum(xs: &[f32], f: impl Fn(f32) -> f32) -> f64 {
             *lane += f(x);
         }
     }
+    total(lanes, tail)
+}
+
+/// The sum of partial sums and the tail's.
+fn total(lanes: [f32; LANES], tail: f32) -> f64 {
     lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + f64::from(tail)
 }
 
@@ -261,9 +266,6 @@ fn sum_and_dot_deviations(gs: &[f32], xs: &[f32], mean: f32) -> (f64, f64) {
             dots[i] += g_chunk[i] * (x_chunk[i] - mean);
         }
     }
-    let total = |lanes: [f32; LANES], tail: f32| {
-        lanes.iter().map(|&l| f64::from(l)).sum::<f64>() + f64::from(tail)
-    };
     (total(sums, sum_tail), total(dots, dot_tail))
 }
 
@@ -271,23 +273,12 @@ fn sum_and_dot_deviations(gs: &[f32], xs: &[f32], mean: f32) -> (f64, f64) {
 mod tests {
     use burn::backend::{Autodiff, Flex};
     use burn::nn::BatchNormConfig;
-    use burn::tensor::{Distribution, Tensor, TensorPrimitive, Tolerance};
+    use burn::tensor::{Distribution, Tensor, Tolerance};
 
+    use super::composed::{primitive, tensor};
     use super::*;
 
     type A = Autodiff<Flex>;
-
-    fn primitive<B: burn::tensor::backend::Backend, const D: usize>(
-        t: Tensor<B, D>,
-    ) -> FloatTensor<B> {
-        t.into_primitive().tensor()
-    }
-
-    fn tensor<B: burn::tensor::backend::Backend, const D: usize>(
-        t: FloatTensor<B>,
-    ) -> Tensor<B, D> {
-        Tensor::from_primitive(TensorPrimitive::Float(t))
-    }
 
     /// The fused op against burn's `BatchNorm` (tensor ops under autodiff):
     /// output and the gradients of input, γ and β, on an input with an

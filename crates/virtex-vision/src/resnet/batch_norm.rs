@@ -13,10 +13,11 @@
 
 use burn::module::Initializer;
 use burn::nn::{BatchNorm, BatchNormConfig};
+use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorPrimitive};
 
 use crate::backend::VisionBackend;
+use crate::backend::composed::{primitive, tensor};
 
 /// BatchNorm with torchvision's settings (eps 1e-5, momentum 0.1), γ = 1 (or 0), β = 0.
 pub(crate) fn batch_norm<B: Backend>(
@@ -57,12 +58,12 @@ fn batch_norm_train<B: VisionBackend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Ten
     let [batch, _, height, width] = x.dims();
     let values = (batch * height * width) as f64;
     let forward = B::batch_norm_train(
-        x.into_primitive().tensor(),
-        bn.gamma.val().into_primitive().tensor(),
-        bn.beta.val().into_primitive().tensor(),
+        primitive(x),
+        primitive(bn.gamma.val()),
+        primitive(bn.beta.val()),
         bn.epsilon,
     );
-    let statistic = |t| Tensor::<B, 1>::from_primitive(TensorPrimitive::Float(t)).detach();
+    let statistic = |t| tensor::<B, 1>(t).detach();
     let unbiased = if values > 1.0 {
         values / (values - 1.0)
     } else {
@@ -85,7 +86,7 @@ fn batch_norm_train<B: VisionBackend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Ten
         bn.running_var.value_sync(),
         statistic(forward.var).mul_scalar(unbiased),
     ));
-    Tensor::from_primitive(TensorPrimitive::Float(forward.output))
+    tensor(forward.output)
 }
 
 #[cfg(test)]
