@@ -119,6 +119,50 @@ mod tests {
             .assert_approx_eq::<f32>(&bn.forward(x).into_data(), Tolerance::absolute(1e-5));
     }
 
+    /// Under `Autodiff`, the training forward is one graph node whose
+    /// backward hands the input, γ and β the gradients burn's composed
+    /// `BatchNorm` gets.
+    #[test]
+    fn training_gradients_match_burns_batch_norm() {
+        use burn::backend::Autodiff;
+        type A = Autodiff<Flex>;
+        let device = Default::default();
+        let mut bn = bn::<A>(3, &device);
+        bn.gamma = bn.gamma.map(|gamma| gamma.require_grad());
+        bn.beta = bn.beta.map(|beta| beta.require_grad());
+        let x = Tensor::<A, 4>::random([2, 3, 4, 5], Distribution::Normal(0.5, 3.0), &device)
+            .require_grad();
+        let weights = Tensor::<A, 4>::random([2, 3, 4, 5], Distribution::Normal(0.0, 1.0), &device);
+        let ours = batch_norm_2d(&bn, x.clone());
+        let theirs = bn.forward(x.clone());
+        let tolerance = Tolerance::absolute(1e-4);
+        ours.clone()
+            .into_data()
+            .assert_approx_eq::<f32>(&theirs.clone().into_data(), tolerance);
+        let ours = (ours * weights.clone()).sum().backward();
+        let theirs = (theirs * weights).sum().backward();
+        for (name, ours, theirs) in [
+            ("x", x.grad(&ours), x.grad(&theirs)),
+            (
+                "gamma",
+                bn.gamma.val().grad(&ours).map(|g| g.reshape([1, 3, 1, 1])),
+                bn.gamma
+                    .val()
+                    .grad(&theirs)
+                    .map(|g| g.reshape([1, 3, 1, 1])),
+            ),
+            (
+                "beta",
+                bn.beta.val().grad(&ours).map(|g| g.reshape([1, 3, 1, 1])),
+                bn.beta.val().grad(&theirs).map(|g| g.reshape([1, 3, 1, 1])),
+            ),
+        ] {
+            let (ours, theirs) = (ours.expect(name), theirs.expect(name));
+            ours.into_data()
+                .assert_approx_eq::<f32>(&theirs.into_data(), tolerance);
+        }
+    }
+
     /// A training forward updates the running statistics as PyTorch's
     /// `BatchNorm2d` does: `r ← 0.9·r + 0.1·s`, the variance unbiased.
     #[test]
