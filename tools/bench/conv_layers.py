@@ -8,8 +8,10 @@ warm-up.
     python3 tools/bench/conv_layers.py          # ResNet-50 layers, batch 8, 224^2
     python3 tools/bench/conv_layers.py emoji    # ResNet-18 layers, batch 32, 64^2
     python3 tools/bench/conv_layers.py all      # every ResNet-50 convolution, summed
+    python3 tools/bench/conv_layers.py emoji-all  # every ResNet-18 convolution, b32, 64^2
 
-`all` times each distinct convolution of a ResNet-50 training step once and
+`all` (`emoji-all`) times each distinct convolution of a ResNet-50 (the emoji
+row's ResNet-18) training step once and
 ends with the step's sums (each shape times its count; no input gradient for
 the stem, whose input needs none).
 """
@@ -53,6 +55,20 @@ RESNET50_ALL = [
     (("l4 1x1 2048>512", 8, 2048, 7, 512, 1, 1, 0), 2),
     (("l4 down s2", 8, 1024, 14, 2048, 1, 2, 0), 1),
 ]
+# Every distinct ResNet-18 convolution at batch 32, 64^2, and its count (20).
+RESNET18_EMOJI_ALL = [
+    (("stem 7x7", 32, 3, 64, 64, 7, 2, 3), 1),
+    (("l1 3x3", 32, 64, 16, 64, 3, 1, 1), 4),
+    (("l2 3x3 s2", 32, 64, 16, 128, 3, 2, 1), 1),
+    (("l2 3x3", 32, 128, 8, 128, 3, 1, 1), 3),
+    (("l2 down s2", 32, 64, 16, 128, 1, 2, 0), 1),
+    (("l3 3x3 s2", 32, 128, 8, 256, 3, 2, 1), 1),
+    (("l3 3x3", 32, 256, 4, 256, 3, 1, 1), 3),
+    (("l3 down s2", 32, 128, 8, 256, 1, 2, 0), 1),
+    (("l4 3x3 s2", 32, 256, 4, 512, 3, 2, 1), 1),
+    (("l4 3x3", 32, 512, 2, 512, 3, 1, 1), 3),
+    (("l4 down s2", 32, 256, 4, 512, 1, 2, 0), 1),
+]
 RESNET18_EMOJI = [
     ("stem 7x7", 32, 3, 64, 64, 7, 2, 3),
     ("l1 3x3", 32, 64, 16, 64, 3, 1, 1),
@@ -74,13 +90,13 @@ def best_of_three(run):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("layers", nargs="?", choices=["emoji", "all"])
+    parser.add_argument("layers", nargs="?", choices=["emoji", "all", "emoji-all"])
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    whole_network = args.layers == "all"
+    whole_network = args.layers in ("all", "emoji-all")
     if whole_network:
-        layers = RESNET50_ALL
+        layers = RESNET50_ALL if args.layers == "all" else RESNET18_EMOJI_ALL
         print("| layer | count | forward ms | input grad ms | weight grad ms | forward GFLOP/s |")
         print("|---|---|---|---|---|---|")
     else:
@@ -112,7 +128,7 @@ def main():
             sums[2] += weight_grad * count
     if whole_network:
         print(
-            f"| **step sum** | 53 | {sums[0] * 1e3:.0f} | {sums[1] * 1e3:.0f} | "
+            f"| **step sum** | {sum(count for _, count in layers)} | {sums[0] * 1e3:.0f} | {sums[1] * 1e3:.0f} | "
             f"{sums[2] * 1e3:.0f} | total {sum(sums) * 1e3:.0f} ms |"
         )
 

@@ -7,12 +7,13 @@
 //! cargo run --release -p virtex-bench --example conv_layers            # ResNet-50 layers, batch 8, 224²
 //! cargo run --release -p virtex-bench --example conv_layers -- emoji   # ResNet-18 layers, batch 32, 64²
 //! cargo run --release -p virtex-bench --example conv_layers -- all     # every ResNet-50 convolution, summed
-//! python3 tools/bench/conv_layers.py [emoji|all]                # the same in PyTorch
+//! cargo run --release -p virtex-bench --example conv_layers -- emoji-all  # every ResNet-18 convolution, b32, 64²
+//! python3 tools/bench/conv_layers.py [emoji|all|emoji-all]      # the same in PyTorch
 //! ```
 //!
 //! Best of three after one warm-up; GFLOP/s counts the forward's FLOPs for
-//! all three. `all` times each distinct convolution of a ResNet-50 training
-//! step once (burn's defaults left out) and ends with the step's sums: each
+//! all three. `all` (`emoji-all`) times each distinct convolution of a
+//! ResNet-50 (the emoji row's ResNet-18) training step once (burn's defaults left out) and ends with the step's sums: each
 //! shape times the number of layers that have it, and no input gradient for
 //! the stem, whose input (the image) needs none.
 
@@ -77,6 +78,22 @@ const RESNET50_ALL: [(Layer, usize); 23] = [
     (("l4 down s2", 8, 1024, 14, 2048, 1, 2, 0), 1),
 ];
 
+/// Every distinct convolution of ResNet-18, batch 32 at 64² (`bench train`'s
+/// emoji row), and how many layers have it (20 in all).
+const RESNET18_EMOJI_ALL: [(Layer, usize); 11] = [
+    (("stem 7x7", 32, 3, 64, 64, 7, 2, 3), 1),
+    (("l1 3x3", 32, 64, 16, 64, 3, 1, 1), 4),
+    (("l2 3x3 s2", 32, 64, 16, 128, 3, 2, 1), 1),
+    (("l2 3x3", 32, 128, 8, 128, 3, 1, 1), 3),
+    (("l2 down s2", 32, 64, 16, 128, 1, 2, 0), 1),
+    (("l3 3x3 s2", 32, 128, 8, 256, 3, 2, 1), 1),
+    (("l3 3x3", 32, 256, 4, 256, 3, 1, 1), 3),
+    (("l3 down s2", 32, 128, 8, 256, 1, 2, 0), 1),
+    (("l4 3x3 s2", 32, 256, 4, 512, 3, 2, 1), 1),
+    (("l4 3x3", 32, 512, 2, 512, 3, 1, 1), 3),
+    (("l4 down s2", 32, 256, 4, 512, 1, 2, 0), 1),
+];
+
 const RESNET18_EMOJI: [Layer; 5] = [
     ("stem 7x7", 32, 3, 64, 64, 7, 2, 3),
     ("l1 3x3", 32, 64, 16, 64, 3, 1, 1),
@@ -104,6 +121,7 @@ fn main() {
     let (layers, whole_network): (Vec<(Layer, usize)>, bool) = match mode.as_deref() {
         Some("emoji") => (RESNET18_EMOJI.iter().map(|&l| (l, 1)).collect(), false),
         Some("all") => (RESNET50_ALL.to_vec(), true),
+        Some("emoji-all") => (RESNET18_EMOJI_ALL.to_vec(), true),
         _ => (RESNET50.iter().map(|&l| (l, 1)).collect(), false),
     };
     if whole_network {
@@ -185,7 +203,8 @@ fn main() {
     }
     if whole_network {
         println!(
-            "| **step sum** | 53 | {:.0} | {:.0} | {:.0} | total {:.0} ms |",
+            "| **step sum** | {} | {:.0} | {:.0} | {:.0} | total {:.0} ms |",
+            layers.iter().map(|&(_, count)| count).sum::<usize>(),
             sums[0] * 1e3,
             sums[1] * 1e3,
             sums[2] * 1e3,
