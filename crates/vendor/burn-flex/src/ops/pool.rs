@@ -223,143 +223,36 @@ where
     let out_w = pool_output_size(in_w, kernel_w, pad_w, stride_w, dilation_w, ceil_mode);
 
     let spatial_out = out_d * out_h * out_w;
+    let spatial_in = in_d * in_h * in_w;
     let x_data: &[T] = x.storage();
-
-    let (output, indices) = {
+    let mut output = vec![neg_inf; batch_size * channels * spatial_out];
+    let mut indices = vec![-1i64; batch_size * channels * spatial_out];
+    let pool = MaxPoolPlane {
+        input: [in_d, in_h, in_w],
+        output: [out_d, out_h, out_w],
+        kernel: kernel_size,
+        stride,
+        padding,
+        dilation,
+    };
+    if spatial_out > 0 {
+        // One task per `(batch, channel)` plane; rayon picks the granularity.
         #[cfg(feature = "rayon")]
         {
             use rayon::prelude::*;
-
-            let mut output = vec![neg_inf; batch_size * channels * spatial_out];
-            let mut indices = vec![-1i64; batch_size * channels * spatial_out];
-            let out_ptr = crate::ops::SendMutPtr::new(output.as_mut_ptr());
-            let idx_ptr = crate::ops::SendMutPtr::new(indices.as_mut_ptr());
-
-            // Flatten batch*channels into a single par_iter so rayon chooses
-            // the right granularity instead of creating one task per channel.
-            let bc_total = batch_size * channels;
-            (0..bc_total).into_par_iter().for_each(|bc| {
-                let b = bc / channels;
-                let c = bc % channels;
-                let x_offset = b * channels * in_d * in_h * in_w + c * in_d * in_h * in_w;
-                let out_offset = bc * spatial_out;
-
-                for od in 0..out_d {
-                    for oh in 0..out_h {
-                        for ow in 0..out_w {
-                            let out_idx = out_offset + od * out_h * out_w + oh * out_w + ow;
-                            let mut max_val = neg_inf;
-                            let mut max_idx: i64 = -1;
-
-                            for kd in 0..kernel_d {
-                                let id =
-                                    (od * stride_d + kd * dilation_d) as isize - pad_d as isize;
-                                if id < 0 || id >= in_d as isize {
-                                    continue;
-                                }
-                                let id = id as usize;
-
-                                for kh in 0..kernel_h {
-                                    let ih =
-                                        (oh * stride_h + kh * dilation_h) as isize - pad_h as isize;
-                                    if ih < 0 || ih >= in_h as isize {
-                                        continue;
-                                    }
-                                    let ih = ih as usize;
-
-                                    for kw in 0..kernel_w {
-                                        let iw = (ow * stride_w + kw * dilation_w) as isize
-                                            - pad_w as isize;
-                                        if iw < 0 || iw >= in_w as isize {
-                                            continue;
-                                        }
-                                        let iw = iw as usize;
-
-                                        let x_idx = x_offset + id * in_h * in_w + ih * in_w + iw;
-                                        let val = x_data[x_idx];
-
-                                        if max_idx < 0 || val > max_val {
-                                            max_val = val;
-                                            max_idx = (id * in_h * in_w + ih * in_w + iw) as i64;
-                                        }
-                                    }
-                                }
-                            }
-
-                            unsafe {
-                                out_ptr.write(out_idx, max_val);
-                                idx_ptr.write(out_idx, max_idx);
-                            }
-                        }
-                    }
-                }
-            });
-            (output, indices)
+            x_data
+                .par_chunks(spatial_in.max(1))
+                .zip(output.par_chunks_mut(spatial_out))
+                .zip(indices.par_chunks_mut(spatial_out))
+                .for_each(|((x, out), idx)| pool.run(x, out, idx));
         }
         #[cfg(not(feature = "rayon"))]
-        {
-            let mut output = vec![neg_inf; batch_size * channels * spatial_out];
-            let mut indices = vec![-1i64; batch_size * channels * spatial_out];
-
-            for b in 0..batch_size {
-                for c in 0..channels {
-                    let x_offset = b * channels * in_d * in_h * in_w + c * in_d * in_h * in_w;
-                    let out_offset = b * channels * spatial_out + c * spatial_out;
-
-                    for od in 0..out_d {
-                        for oh in 0..out_h {
-                            for ow in 0..out_w {
-                                let out_idx = out_offset + od * out_h * out_w + oh * out_w + ow;
-                                let mut max_val = neg_inf;
-                                let mut max_idx: i64 = -1;
-
-                                for kd in 0..kernel_d {
-                                    let id =
-                                        (od * stride_d + kd * dilation_d) as isize - pad_d as isize;
-                                    if id < 0 || id >= in_d as isize {
-                                        continue;
-                                    }
-                                    let id = id as usize;
-
-                                    for kh in 0..kernel_h {
-                                        let ih = (oh * stride_h + kh * dilation_h) as isize
-                                            - pad_h as isize;
-                                        if ih < 0 || ih >= in_h as isize {
-                                            continue;
-                                        }
-                                        let ih = ih as usize;
-
-                                        for kw in 0..kernel_w {
-                                            let iw = (ow * stride_w + kw * dilation_w) as isize
-                                                - pad_w as isize;
-                                            if iw < 0 || iw >= in_w as isize {
-                                                continue;
-                                            }
-                                            let iw = iw as usize;
-
-                                            let x_idx =
-                                                x_offset + id * in_h * in_w + ih * in_w + iw;
-                                            let val = x_data[x_idx];
-
-                                            if max_idx < 0 || val > max_val {
-                                                max_val = val;
-                                                max_idx =
-                                                    (id * in_h * in_w + ih * in_w + iw) as i64;
-                                            }
-                                        }
-                                    }
-                                }
-
-                                output[out_idx] = max_val;
-                                indices[out_idx] = max_idx;
-                            }
-                        }
-                    }
-                }
-            }
-            (output, indices)
-        }
-    };
+        x_data
+            .chunks(spatial_in.max(1))
+            .zip(output.chunks_mut(spatial_out))
+            .zip(indices.chunks_mut(spatial_out))
+            .for_each(|((x, out), idx)| pool.run(x, out, idx));
+    }
 
     let out_shape = Shape::from(vec![batch_size, channels, out_d, out_h, out_w]);
     let output_tensor = FlexTensor::new(
@@ -374,6 +267,119 @@ where
     );
 
     (output_tensor, indices_tensor)
+}
+
+/// Max pooling of one `[d, h, w]` plane.
+struct MaxPoolPlane {
+    input: [usize; 3],
+    output: [usize; 3],
+    kernel: [usize; 3],
+    stride: [usize; 3],
+    padding: [usize; 3],
+    dilation: [usize; 3],
+}
+
+impl MaxPoolPlane {
+    /// Input position along `axis` that kernel tap `k` reads for output
+    /// position `o`, `None` in the padding.
+    fn source(&self, axis: usize, o: usize, k: usize) -> Option<usize> {
+        (o * self.stride[axis] + k * self.dilation[axis])
+            .checked_sub(self.padding[axis])
+            .filter(|&i| i < self.input[axis])
+    }
+
+    /// The output columns `lo..hi` whose kernel tap `k` reads the input
+    /// rather than the padding, and the input column `lo` reads (when
+    /// `lo < hi`).
+    fn valid_columns(&self, k: usize) -> (usize, usize, usize) {
+        let (stride, pad) = (self.stride[2], self.padding[2]);
+        let reach = k * self.dilation[2];
+        let lo = pad.saturating_sub(reach).div_ceil(stride);
+        let hi = (self.input[2] + pad)
+            .checked_sub(reach + 1)
+            .map_or(0, |last| last / stride + 1)
+            .min(self.output[2]);
+        (lo, hi, (lo * stride + reach).saturating_sub(pad))
+    }
+
+    /// Fills `out` (`[out_d, out_h, out_w]`, `-inf`) with the maxima of
+    /// `x` (`[d, h, w]`) and `indices` (`-1`) with their flat positions in
+    /// the plane.
+    ///
+    /// For each output row, the kernel taps go in order (depth, row,
+    /// column), each over the whole row of outputs it reaches, so the
+    /// innermost loop is a branch-free compare and select along the row
+    /// (it vectorises) rather than a bounds-checked walk of one output's
+    /// window. Each output still sees its taps in window order and takes
+    /// the first valid one, then only strictly greater values: the first
+    /// maximum wins, as before.
+    fn run<T: Copy + PartialOrd>(&self, x: &[T], out: &mut [T], indices: &mut [i64]) {
+        let [_, in_h, in_w] = self.input;
+        let [_, out_h, out_w] = self.output;
+        let columns: Vec<(usize, usize, usize)> = (0..self.kernel[2])
+            .map(|k| self.valid_columns(k))
+            .filter(|&(lo, hi, _)| lo < hi)
+            .collect();
+        let rows = out.chunks_mut(out_w).zip(indices.chunks_mut(out_w));
+        for (row, (out_row, idx_row)) in rows.enumerate() {
+            let (od, oh) = (row / out_h, row % out_h);
+            for id in (0..self.kernel[0]).filter_map(|k| self.source(0, od, k)) {
+                for ih in (0..self.kernel[1]).filter_map(|k| self.source(1, oh, k)) {
+                    let base = (id * in_h + ih) * in_w;
+                    let x_row = &x[base..base + in_w];
+                    for &(lo, hi, first) in &columns {
+                        let (max, index) = (&mut out_row[lo..hi], &mut idx_row[lo..hi]);
+                        let source = &x_row[first..];
+                        let base = (base + first) as i64;
+                        match self.stride[2] {
+                            1 => max_along_row::<T, 1>(source, max, index, base),
+                            2 => max_along_row::<T, 2>(source, max, index, base),
+                            stride => max_along_row_strided(source, stride, max, index, base),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One kernel tap over a row of outputs: output `k` compares `source[k ·
+/// STRIDE]` (flat position `base + k · STRIDE`), taking it if it is the
+/// first valid value (`index < 0`) or strictly greater. The stride is a
+/// constant so that the loop vectorises (strided loads as shuffles).
+#[inline(always)]
+fn max_along_row<T: Copy + PartialOrd, const STRIDE: usize>(
+    source: &[T],
+    max: &mut [T],
+    index: &mut [i64],
+    base: i64,
+) {
+    let len = max.len().min(index.len());
+    let source = &source[..(len.max(1) - 1) * STRIDE + 1];
+    for k in 0..len {
+        let value = source[k * STRIDE];
+        let take = (index[k] < 0) | (value > max[k]);
+        let position = base + (k * STRIDE) as i64;
+        max[k] = if take { value } else { max[k] };
+        index[k] = if take { position } else { index[k] };
+    }
+}
+
+/// [`max_along_row`] for any other stride.
+fn max_along_row_strided<T: Copy + PartialOrd>(
+    source: &[T],
+    stride: usize,
+    max: &mut [T],
+    index: &mut [i64],
+    base: i64,
+) {
+    let sources = source.iter().step_by(stride);
+    for (k, ((max, index), &value)) in max.iter_mut().zip(index).zip(sources).enumerate() {
+        let take = (*index < 0) | (value > *max);
+        let position = base + (k * stride) as i64;
+        *max = if take { value } else { *max };
+        *index = if take { position } else { *index };
+    }
 }
 
 /// 3D max pooling (without returning indices) for f32.
@@ -1808,6 +1814,153 @@ mod tests {
 
         assert!((out[0].to_f32() - 6.0).abs() < 0.5);
         assert!((out[1].to_f32() - 8.0).abs() < 0.5);
+    }
+
+    /// Max pooling with indices by its definition: each output scans its
+    /// window in order and keeps the first valid value, then only strictly
+    /// greater ones.
+    fn max_pool3d_reference(
+        x: &[f32],
+        input: [usize; 3],
+        output: [usize; 3],
+        kernel: [usize; 3],
+        stride: [usize; 3],
+        padding: [usize; 3],
+        dilation: [usize; 3],
+    ) -> (Vec<f32>, Vec<i64>) {
+        let (mut values, mut indices) = (Vec::new(), Vec::new());
+        for plane in x.chunks(input.iter().product()) {
+            for o in 0..output.iter().product::<usize>() {
+                let out = [
+                    o / (output[1] * output[2]),
+                    o / output[2] % output[1],
+                    o % output[2],
+                ];
+                let (mut best, mut index) = (f32::NEG_INFINITY, -1i64);
+                for k in 0..kernel.iter().product::<usize>() {
+                    let k = [
+                        k / (kernel[1] * kernel[2]),
+                        k / kernel[2] % kernel[1],
+                        k % kernel[2],
+                    ];
+                    let i: Vec<isize> = (0..3)
+                        .map(|a| {
+                            (out[a] * stride[a] + k[a] * dilation[a]) as isize - padding[a] as isize
+                        })
+                        .collect();
+                    if (0..3).any(|a| i[a] < 0 || i[a] >= input[a] as isize) {
+                        continue;
+                    }
+                    let flat =
+                        ((i[0] as usize * input[1]) + i[1] as usize) * input[2] + i[2] as usize;
+                    if index < 0 || plane[flat] > best {
+                        (best, index) = (plane[flat], flat as i64);
+                    }
+                }
+                values.push(best);
+                indices.push(index);
+            }
+        }
+        (values, indices)
+    }
+
+    #[test]
+    fn max_pool_matches_the_definition() {
+        // (input [n, c, d, h, w], kernel, stride, padding, dilation, ceil_mode)
+        type Case = (
+            [usize; 5],
+            [usize; 3],
+            [usize; 3],
+            [usize; 3],
+            [usize; 3],
+            bool,
+        );
+        let cases: [Case; 7] = [
+            // ResNet's stem pool: 3×3, stride 2, padding 1.
+            (
+                [2, 3, 1, 9, 10],
+                [1, 3, 3],
+                [1, 2, 2],
+                [0, 1, 1],
+                [1, 1, 1],
+                false,
+            ),
+            (
+                [1, 2, 1, 8, 8],
+                [1, 2, 2],
+                [1, 2, 2],
+                [0, 0, 0],
+                [1, 1, 1],
+                false,
+            ),
+            // Dilated, strided, padded; ceil mode adds windows that start in
+            // the padding.
+            (
+                [1, 2, 1, 11, 9],
+                [1, 3, 2],
+                [1, 2, 3],
+                [0, 1, 1],
+                [1, 2, 2],
+                false,
+            ),
+            (
+                [1, 1, 1, 7, 7],
+                [1, 3, 3],
+                [1, 3, 3],
+                [0, 1, 1],
+                [1, 1, 1],
+                true,
+            ),
+            (
+                [1, 1, 1, 5, 5],
+                [1, 2, 2],
+                [1, 2, 2],
+                [0, 0, 0],
+                [1, 1, 1],
+                true,
+            ),
+            // Three dimensions.
+            (
+                [2, 2, 5, 6, 7],
+                [2, 3, 2],
+                [2, 2, 1],
+                [1, 1, 0],
+                [1, 1, 2],
+                false,
+            ),
+            // Wider kernel than stride, single column.
+            (
+                [1, 3, 1, 6, 1],
+                [1, 3, 1],
+                [1, 1, 1],
+                [0, 1, 0],
+                [1, 1, 1],
+                false,
+            ),
+        ];
+        for (case, (shape, kernel, stride, padding, dilation, ceil_mode)) in
+            cases.into_iter().enumerate()
+        {
+            // Few distinct values, so windows hold ties; some -inf.
+            let x: Vec<f32> = (0..shape.iter().product::<usize>())
+                .map(|i| match (i * 7 + case) % 11 {
+                    0 => f32::NEG_INFINITY,
+                    v => (v % 5) as f32 - 2.0,
+                })
+                .collect();
+            let tensor = FlexTensor::from_data(TensorData::new(x.clone(), shape.to_vec()));
+            let (values, indices) =
+                max_pool3d_with_indices_f32(tensor, kernel, stride, padding, dilation, ceil_mode);
+            let out = values.layout().shape().clone();
+            let output = [out[2], out[3], out[4]];
+            let input = [shape[2], shape[3], shape[4]];
+            let (expected, expected_indices) =
+                max_pool3d_reference(&x, input, output, kernel, stride, padding, dilation);
+            let values: Vec<f32> = values.into_data().to_vec().unwrap();
+            let indices: Vec<i64> = indices.into_data().to_vec().unwrap();
+            assert_eq!(values, expected, "case {case}: values");
+            assert_eq!(indices, expected_indices, "case {case}: indices");
+        }
     }
 
     #[test]
