@@ -267,7 +267,7 @@ impl Winograd3x3 {
                 }
             }
         };
-        for_each_index(pairs.div_ceil(WEIGHT_LANES), |block| {
+        for_each_index(pairs.div_ceil(WEIGHT_LANES), true, |block| {
             lanes(block * WEIGHT_LANES)
         });
         u
@@ -290,56 +290,69 @@ impl Winograd3x3 {
         let mut out = vec![0.0f32; self.n * self.c_out * self.out_h * self.out_w];
         let out_ptr = SendMutPtr::new(out.as_mut_ptr());
         let rows = self.n * self.tiles_h;
+        // SAFETY: `out` holds the whole output; the blocks' tile rows are
+        // disjoint, so are the outputs they write.
         match self.schedule() {
-            Schedule::Blocks(block) => for_each_index(rows.div_ceil(block), |index| {
+            Schedule::Blocks(block) => for_each_index(rows.div_ceil(block), true, |index| unsafe {
                 let rows = index * block..((index + 1) * block).min(rows);
-                let len = rows.len() * self.tiles_w;
-                let mut v = vec![0.0f32; self.c_in * TRANSFORMED * len];
-                for (c, v) in v.chunks_mut(TRANSFORMED * len).enumerate() {
-                    self.transform_input(x, rows.clone(), c, v);
-                }
-                let mut m = vec![0.0f32; self.c_out * TRANSFORMED * len];
-                let m_ptr = SendMutPtr::new(m.as_mut_ptr());
-                for xi in 0..TRANSFORMED {
-                    // SAFETY: `v` and `m` hold `len` tiles.
-                    unsafe { self.multiply(u, &v, &m_ptr, len, xi) };
-                }
-                for (k, m) in m.chunks(TRANSFORMED * len).enumerate() {
-                    // SAFETY: blocks hold disjoint tile rows, whose outputs
-                    // no other block writes.
-                    unsafe { self.transform_output(m, rows.clone(), k, &out_ptr) };
-                }
+                self.convolve_rows(x, u, rows, &out_ptr, false);
             }),
-            Schedule::Whole => {
-                let len = self.tiles();
-                let mut v = vec![0.0f32; self.c_in * TRANSFORMED * len];
-                let v_ptr = SendMutPtr::new(v.as_mut_ptr());
-                for_each_index(self.c_in, |c| {
-                    // SAFETY: channel `c`'s `16 · len` elements lie inside
-                    // `v`, and only this call writes them.
-                    let v = unsafe {
-                        core::slice::from_raw_parts_mut(
-                            v_ptr.ptr_add(c * TRANSFORMED * len),
-                            TRANSFORMED * len,
-                        )
-                    };
-                    self.transform_input(x, 0..rows, c, v);
-                });
-                let mut m = vec![0.0f32; self.c_out * TRANSFORMED * len];
-                let m_ptr = SendMutPtr::new(m.as_mut_ptr());
-                // SAFETY: `v` and `m` hold every tile; each `ξ` writes its
-                // own columns of `m`.
-                for_each_index(TRANSFORMED, |xi| unsafe {
-                    self.multiply(u, &v, &m_ptr, len, xi)
-                });
-                for_each_index(self.c_out, |k| {
-                    let m = &m[k * TRANSFORMED * len..][..TRANSFORMED * len];
-                    // SAFETY: only this call writes channel `k`.
-                    unsafe { self.transform_output(m, 0..rows, k, &out_ptr) };
-                });
-            }
+            Schedule::Whole => unsafe { self.convolve_rows(x, u, 0..rows, &out_ptr, true) },
         }
         out
+    }
+
+    /// Transforms the input of the tile rows `rows`, multiplies it by `u`
+    /// and writes the transformed-back result to its place in `out`; each
+    /// step split between threads when `threaded` (the transforms by
+    /// channel, the GEMMs by `ξ`), else all on this thread.
+    ///
+    /// # Safety
+    /// `out` points at `n · c_out · out_h · out_w` elements, and no other
+    /// thread writes the outputs of these tile rows.
+    unsafe fn convolve_rows(
+        &self,
+        x: &[f32],
+        u: &[f32],
+        rows: Range<usize>,
+        out: &SendMutPtr<f32>,
+        threaded: bool,
+    ) {
+        let len = rows.len() * self.tiles_w;
+        let per_channel = TRANSFORMED * len;
+        // Channels per task: one when threaded, else all of them, so the
+        // transforms' scratch rows are allocated once.
+        let group = |channels: usize| if threaded { 1 } else { channels.max(1) };
+        let mut v = vec![0.0f32; self.c_in * per_channel];
+        let v_ptr = SendMutPtr::new(v.as_mut_ptr());
+        let g = group(self.c_in);
+        for_each_index(self.c_in.div_ceil(g), threaded, |task| {
+            let channels = task * g..((task + 1) * g).min(self.c_in);
+            // SAFETY: these channels' elements lie inside `v`, and only this
+            // task writes them.
+            let v = unsafe {
+                core::slice::from_raw_parts_mut(
+                    v_ptr.ptr_add(channels.start * per_channel),
+                    channels.len() * per_channel,
+                )
+            };
+            self.transform_input(x, rows.clone(), channels, v);
+        });
+        let mut m = vec![0.0f32; self.c_out * per_channel];
+        let m_ptr = SendMutPtr::new(m.as_mut_ptr());
+        // SAFETY: `v` and `m` hold `len` tiles; each `ξ` writes its own
+        // columns of `m`.
+        for_each_index(TRANSFORMED, threaded, |xi| unsafe {
+            self.multiply(u, &v, &m_ptr, len, xi)
+        });
+        let g = group(self.c_out);
+        for_each_index(self.c_out.div_ceil(g), threaded, |task| {
+            let channels = task * g..((task + 1) * g).min(self.c_out);
+            let m = &m[channels.start * per_channel..][..channels.len() * per_channel];
+            // SAFETY: as the caller promises; only this task writes these
+            // channels.
+            unsafe { self.transform_output(m, rows.clone(), channels, out) };
+        });
     }
 
     /// `M_ξ = U_ξ · V_ξ` (single-threaded), with `u: [16, c_out, c_in]`,
@@ -371,66 +384,75 @@ impl Winograd3x3 {
         }
     }
 
-    /// `v: [16, len]` for input channel `c` and the tile rows `rows` (over
-    /// `[n, tiles_h]`, `len = rows.len() · tiles_w`): entry `ξ` of `Bᵀ d B`
-    /// for each tile's 4×4 input patch `d` (zero in the padding).
-    fn transform_input(&self, x: &[f32], rows: Range<usize>, c: usize, v: &mut [f32]) {
+    /// `v: [channels.len(), 16, len]` for the input channels `channels` and
+    /// the tile rows `rows` (over `[n, tiles_h]`, `len = rows.len() ·
+    /// tiles_w`): entry `ξ` of `Bᵀ d B` for each tile's 4×4 input patch `d`
+    /// (zero in the padding).
+    fn transform_input(
+        &self,
+        x: &[f32],
+        rows: Range<usize>,
+        channels: Range<usize>,
+        v: &mut [f32],
+    ) {
         let (tiles_w, len) = (self.tiles_w, rows.len() * self.tiles_w);
         // The four input rows under a tile row, padded, and Bᵀ d along them.
         let width = 2 * tiles_w + 2;
         let mut lines = vec![vec![0.0f32; width]; 4];
         let mut s = vec![vec![0.0f32; width]; 4];
-        for (i, row) in rows.enumerate() {
-            let (b, ty) = (row / self.tiles_h, row % self.tiles_h);
-            for (r, line) in lines.iter_mut().enumerate() {
-                let iy = (2 * ty + r).wrapping_sub(self.padding[0]);
-                if iy < self.h {
-                    let src = &x[((b * self.c_in + c) * self.h + iy) * self.w..][..self.w];
-                    line[self.padding[1]..][..self.w].copy_from_slice(src);
-                    line[..self.padding[1]].fill(0.0);
-                    line[self.padding[1] + self.w..].fill(0.0);
-                } else {
-                    line.fill(0.0);
+        for (c, v) in channels.zip(v.chunks_mut(TRANSFORMED * len)) {
+            for (i, row) in rows.clone().enumerate() {
+                let (b, ty) = (row / self.tiles_h, row % self.tiles_h);
+                for (r, line) in lines.iter_mut().enumerate() {
+                    let iy = (2 * ty + r).wrapping_sub(self.padding[0]);
+                    if iy < self.h {
+                        let src = &x[((b * self.c_in + c) * self.h + iy) * self.w..][..self.w];
+                        line[self.padding[1]..][..self.w].copy_from_slice(src);
+                        line[..self.padding[1]].fill(0.0);
+                        line[self.padding[1] + self.w..].fill(0.0);
+                    } else {
+                        line.fill(0.0);
+                    }
                 }
-            }
-            for q in 0..width {
-                let (d0, d1, d2, d3) = (lines[0][q], lines[1][q], lines[2][q], lines[3][q]);
-                s[0][q] = d0 - d2;
-                s[1][q] = d1 + d2;
-                s[2][q] = d2 - d1;
-                s[3][q] = d1 - d3;
-            }
-            for (r, s) in s.iter().enumerate() {
-                let block = &mut v[4 * r * len..][..4 * len];
-                let (v0, rest) = block.split_at_mut(len);
-                let (v1, rest) = rest.split_at_mut(len);
-                let (v2, v3) = rest.split_at_mut(len);
-                let at = i * tiles_w;
-                let (v0, v1) = (&mut v0[at..][..tiles_w], &mut v1[at..][..tiles_w]);
-                let (v2, v3) = (&mut v2[at..][..tiles_w], &mut v3[at..][..tiles_w]);
-                for tx in 0..tiles_w {
-                    let q = 2 * tx;
-                    v0[tx] = s[q] - s[q + 2];
-                    v1[tx] = s[q + 1] + s[q + 2];
-                    v2[tx] = s[q + 2] - s[q + 1];
-                    v3[tx] = s[q + 1] - s[q + 3];
+                for q in 0..width {
+                    let (d0, d1, d2, d3) = (lines[0][q], lines[1][q], lines[2][q], lines[3][q]);
+                    s[0][q] = d0 - d2;
+                    s[1][q] = d1 + d2;
+                    s[2][q] = d2 - d1;
+                    s[3][q] = d1 - d3;
+                }
+                for (r, s) in s.iter().enumerate() {
+                    let block = &mut v[4 * r * len..][..4 * len];
+                    let (v0, rest) = block.split_at_mut(len);
+                    let (v1, rest) = rest.split_at_mut(len);
+                    let (v2, v3) = rest.split_at_mut(len);
+                    let at = i * tiles_w;
+                    let (v0, v1) = (&mut v0[at..][..tiles_w], &mut v1[at..][..tiles_w]);
+                    let (v2, v3) = (&mut v2[at..][..tiles_w], &mut v3[at..][..tiles_w]);
+                    for tx in 0..tiles_w {
+                        let q = 2 * tx;
+                        v0[tx] = s[q] - s[q + 2];
+                        v1[tx] = s[q + 1] + s[q + 2];
+                        v2[tx] = s[q + 2] - s[q + 1];
+                        v3[tx] = s[q + 1] - s[q + 3];
+                    }
                 }
             }
         }
     }
 
-    /// Writes `Aᵀ M A` for each tile of `m: [16, len]` (output channel `k`,
-    /// the tile rows `rows`) to its 2×2 place in the `[n, c_out, out_h,
-    /// out_w]` output, cut at the output's edge.
+    /// Writes `Aᵀ M A` for each tile of `m: [channels.len(), 16, len]` (the
+    /// output channels `channels`, the tile rows `rows`) to its 2×2 place in
+    /// the `[n, c_out, out_h, out_w]` output, cut at the output's edge.
     ///
     /// # Safety
     /// `out` points at `n · c_out · out_h · out_w` elements, and no other
-    /// thread writes channel `k`'s outputs of these tile rows.
+    /// thread writes these channels' outputs of these tile rows.
     unsafe fn transform_output(
         &self,
         m: &[f32],
         rows: Range<usize>,
-        k: usize,
+        channels: Range<usize>,
         out: &SendMutPtr<f32>,
     ) {
         let (tiles_w, len) = (self.tiles_w, rows.len() * self.tiles_w);
@@ -441,31 +463,37 @@ impl Winograd3x3 {
             [(); 4].map(|_| vec![0.0f32; tiles_w]),
         ];
         let mut lines = [vec![0.0f32; 2 * tiles_w], vec![0.0f32; 2 * tiles_w]];
-        for (i, row) in rows.enumerate() {
-            let (b, ty) = (row / self.tiles_h, row % self.tiles_h);
-            let at = |xi: usize| &m[xi * len + i * tiles_w..][..tiles_w];
-            let [u0, u1] = &mut u;
-            for (j, (u0, u1)) in u0.iter_mut().zip(u1.iter_mut()).enumerate() {
-                let (m0, m1, m2, m3) = (at(j), at(4 + j), at(8 + j), at(12 + j));
-                for tx in 0..tiles_w {
-                    u0[tx] = m0[tx] + m1[tx] + m2[tx];
-                    u1[tx] = m1[tx] - m2[tx] - m3[tx];
+        for (k, m) in channels.zip(m.chunks(TRANSFORMED * len)) {
+            for (i, row) in rows.clone().enumerate() {
+                let (b, ty) = (row / self.tiles_h, row % self.tiles_h);
+                let at = |xi: usize| &m[xi * len + i * tiles_w..][..tiles_w];
+                let [u0, u1] = &mut u;
+                for (j, (u0, u1)) in u0.iter_mut().zip(u1.iter_mut()).enumerate() {
+                    let (m0, m1, m2, m3) = (at(j), at(4 + j), at(8 + j), at(12 + j));
+                    for tx in 0..tiles_w {
+                        u0[tx] = m0[tx] + m1[tx] + m2[tx];
+                        u1[tx] = m1[tx] - m2[tx] - m3[tx];
+                    }
                 }
-            }
-            for ([c0, c1, c2, c3], line) in u.iter().zip(lines.iter_mut()) {
-                for tx in 0..tiles_w {
-                    line[2 * tx] = c0[tx] + c1[tx] + c2[tx];
-                    line[2 * tx + 1] = c1[tx] - c2[tx] - c3[tx];
+                for ([c0, c1, c2, c3], line) in u.iter().zip(lines.iter_mut()) {
+                    for tx in 0..tiles_w {
+                        line[2 * tx] = c0[tx] + c1[tx] + c2[tx];
+                        line[2 * tx + 1] = c1[tx] - c2[tx] - c3[tx];
+                    }
                 }
-            }
-            for (r, line) in lines.iter().enumerate() {
-                let oy = 2 * ty + r;
-                if oy < self.out_h {
-                    let dst = ((b * self.c_out + k) * self.out_h + oy) * self.out_w;
-                    // SAFETY: row `oy` of channel `k` of image `b` lies
-                    // inside `out`, and only this call writes it.
-                    unsafe {
-                        core::ptr::copy_nonoverlapping(line.as_ptr(), out.ptr_add(dst), self.out_w);
+                for (r, line) in lines.iter().enumerate() {
+                    let oy = 2 * ty + r;
+                    if oy < self.out_h {
+                        let dst = ((b * self.c_out + k) * self.out_h + oy) * self.out_w;
+                        // SAFETY: row `oy` of channel `k` of image `b` lies
+                        // inside `out`, and only this call writes it.
+                        unsafe {
+                            core::ptr::copy_nonoverlapping(
+                                line.as_ptr(),
+                                out.ptr_add(dst),
+                                self.out_w,
+                            );
+                        }
                     }
                 }
             }
@@ -483,17 +511,25 @@ enum Schedule {
     /// split between threads (the input transform by channel, the GEMMs by
     /// `ξ`, the output transform by channel), so the transformed weight is
     /// packed once rather than once per block.
+    #[cfg_attr(not(feature = "rayon"), allow(dead_code))]
     Whole,
 }
 
-/// `f(0), …, f(count − 1)`, on the thread pool when there is one.
-fn for_each_index(count: usize, f: impl Fn(usize) + Send + Sync) {
-    #[cfg(feature = "rayon")]
-    {
-        use rayon::prelude::*;
+/// `f(0), …, f(count − 1)`: on the thread pool when `threaded`, else in
+/// order on this thread.
+#[cfg(feature = "rayon")]
+fn for_each_index(count: usize, threaded: bool, f: impl Fn(usize) + Send + Sync) {
+    use rayon::prelude::*;
+    if threaded {
         (0..count).into_par_iter().for_each(f);
+    } else {
+        (0..count).for_each(f);
     }
-    #[cfg(not(feature = "rayon"))]
+}
+
+/// `f(0), …, f(count − 1)`, in order on this thread (no thread pool).
+#[cfg(not(feature = "rayon"))]
+fn for_each_index(count: usize, _threaded: bool, f: impl Fn(usize)) {
     (0..count).for_each(f);
 }
 
