@@ -250,9 +250,7 @@ impl FlexTensor {
 
     /// Create an empty tensor with given shape and dtype.
     pub fn empty(shape: Shape, dtype: DType) -> Self {
-        let num_elements = shape.num_elements();
-        let elem_size = dtype_size(dtype);
-        let bytes = Bytes::from_bytes_vec(alloc::vec![0u8; num_elements * elem_size]);
+        let bytes = zeroed_bytes(shape.num_elements(), dtype_size(dtype));
         let layout = Layout::contiguous(shape);
         Self {
             data: Arc::new(bytes),
@@ -775,6 +773,21 @@ fn copy_2d_tiled<E: Copy>(
 /// empty allocations in `FlexTensor::empty`, truncated buffers in `into_data`,
 /// and zero-byte memcpys in `repeat_dim`. The panic turns all three into a
 /// loud, actionable failure at the dispatch boundary.
+/// `len` zeroed elements of `size` bytes each, allocated as elements of
+/// that size. `Bytes::from_bytes_vec` re-allocates and copies a buffer whose
+/// allocation is aligned below 16 bytes, which a `Vec<u8>`'s always is, so
+/// building every new tensor from one cost an extra allocation and a full
+/// copy; `Bytes::from_elems` keeps the allocation.
+fn zeroed_bytes(len: usize, size: usize) -> Bytes {
+    match size {
+        1 => Bytes::from_elems(alloc::vec![0u8; len]),
+        2 => Bytes::from_elems(alloc::vec![0u16; len]),
+        4 => Bytes::from_elems(alloc::vec![0u32; len]),
+        8 => Bytes::from_elems(alloc::vec![0u64; len]),
+        _ => Bytes::from_bytes_vec(alloc::vec![0u8; len * size]),
+    }
+}
+
 pub(crate) fn dtype_size(dtype: DType) -> usize {
     // Delegate to burn-std's canonical size to stay in sync.
     let size = dtype.size();
@@ -799,6 +812,26 @@ mod tests {
         let result = tensor.into_data();
         assert_eq!(data.shape, result.shape);
         assert_eq!(data.dtype, result.dtype);
+    }
+
+    #[test]
+    fn empty_is_zeroed_and_sized_for_every_element_width() {
+        for dtype in [
+            DType::F64,
+            DType::F32,
+            DType::F16,
+            DType::Bool(burn_std::BoolStore::Native),
+            DType::I64,
+            DType::U8,
+        ] {
+            let tensor = FlexTensor::empty(Shape::new([3, 5]), dtype);
+            assert_eq!(tensor.data.len(), 15 * dtype_size(dtype), "{dtype:?}");
+            assert!(tensor.data.iter().all(|&b| b == 0), "{dtype:?}");
+            // Allocated with the element's alignment, not copied up to 16.
+            assert_eq!(tensor.data.align(), dtype_size(dtype), "{dtype:?}");
+        }
+        let floats = FlexTensor::zeros(Shape::new([7]), DType::F32);
+        assert_eq!(floats.storage::<f32>(), &[0.0f32; 7][..]);
     }
 
     #[test]
