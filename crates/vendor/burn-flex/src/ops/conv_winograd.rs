@@ -336,7 +336,7 @@ impl Winograd3x3 {
                     channels.len() * per_channel,
                 )
             };
-            self.transform_input(x, rows.clone(), channels, v);
+            transform_input_vectorized(self, x, rows.clone(), channels, v);
         });
         let mut m = vec![0.0f32; self.c_out * per_channel];
         let m_ptr = SendMutPtr::new(m.as_mut_ptr());
@@ -351,7 +351,7 @@ impl Winograd3x3 {
             let m = &m[channels.start * per_channel..][..channels.len() * per_channel];
             // SAFETY: as the caller promises; only this task writes these
             // channels.
-            unsafe { self.transform_output(m, rows.clone(), channels, out) };
+            unsafe { transform_output_vectorized(self, m, rows.clone(), channels, out) };
         });
     }
 
@@ -388,6 +388,12 @@ impl Winograd3x3 {
     /// the tile rows `rows` (over `[n, tiles_h]`, `len = rows.len() ·
     /// tiles_w`): entry `ξ` of `Bᵀ d B` for each tile's 4×4 input patch `d`
     /// (zero in the padding).
+    ///
+    /// Each entry of the patches is first gathered into its row of `v` (a
+    /// row per entry, a lane per tile), so the transform itself runs along
+    /// whole rows of `len` tiles, in vectors as wide as the CPU has when
+    /// called through [`transform_input_vectorized`].
+    #[inline(always)]
     fn transform_input(
         &self,
         x: &[f32],
@@ -396,14 +402,14 @@ impl Winograd3x3 {
         v: &mut [f32],
     ) {
         let (tiles_w, len) = (self.tiles_w, rows.len() * self.tiles_w);
-        // The four input rows under a tile row, padded, and Bᵀ d along them.
+        // One input row under a tile row, padded.
         let width = 2 * tiles_w + 2;
-        let mut lines = vec![vec![0.0f32; width]; 4];
-        let mut s = vec![vec![0.0f32; width]; 4];
-        for (c, v) in channels.zip(v.chunks_mut(TRANSFORMED * len)) {
+        let mut line = vec![0.0f32; width];
+        for (c, v) in channels.zip(v.chunks_exact_mut(TRANSFORMED * len)) {
             for (i, row) in rows.clone().enumerate() {
                 let (b, ty) = (row / self.tiles_h, row % self.tiles_h);
-                for (r, line) in lines.iter_mut().enumerate() {
+                let at = i * tiles_w;
+                for r in 0..4 {
                     let iy = (2 * ty + r).wrapping_sub(self.padding[0]);
                     if iy < self.h {
                         let src = &x[((b * self.c_in + c) * self.h + iy) * self.w..][..self.w];
@@ -413,41 +419,36 @@ impl Winograd3x3 {
                     } else {
                         line.fill(0.0);
                     }
-                }
-                for q in 0..width {
-                    let (d0, d1, d2, d3) = (lines[0][q], lines[1][q], lines[2][q], lines[3][q]);
-                    s[0][q] = d0 - d2;
-                    s[1][q] = d1 + d2;
-                    s[2][q] = d2 - d1;
-                    s[3][q] = d1 - d3;
-                }
-                for (r, s) in s.iter().enumerate() {
-                    let block = &mut v[4 * r * len..][..4 * len];
-                    let (v0, rest) = block.split_at_mut(len);
-                    let (v1, rest) = rest.split_at_mut(len);
-                    let (v2, v3) = rest.split_at_mut(len);
-                    let at = i * tiles_w;
-                    let (v0, v1) = (&mut v0[at..][..tiles_w], &mut v1[at..][..tiles_w]);
-                    let (v2, v3) = (&mut v2[at..][..tiles_w], &mut v3[at..][..tiles_w]);
+                    // Row r of each patch: entries 4r … 4r + 3.
+                    let [d0, d1, d2, d3] = four_rows(&mut v[4 * r * len..], len, len);
+                    let (d0, d1) = (&mut d0[at..][..tiles_w], &mut d1[at..][..tiles_w]);
+                    let (d2, d3) = (&mut d2[at..][..tiles_w], &mut d3[at..][..tiles_w]);
                     for tx in 0..tiles_w {
-                        let q = 2 * tx;
-                        v0[tx] = s[q] - s[q + 2];
-                        v1[tx] = s[q + 1] + s[q + 2];
-                        v2[tx] = s[q + 2] - s[q + 1];
-                        v3[tx] = s[q + 1] - s[q + 3];
+                        let q = &line[2 * tx..][..4];
+                        (d0[tx], d1[tx], d2[tx], d3[tx]) = (q[0], q[1], q[2], q[3]);
                     }
                 }
+            }
+            // Bᵀ down each column of the patches, then B along each row.
+            for j in 0..4 {
+                input_butterfly(four_rows(&mut v[j * len..], 4 * len, len));
+            }
+            for r in 0..4 {
+                input_butterfly(four_rows(&mut v[4 * r * len..], len, len));
             }
         }
     }
 
     /// Writes `Aᵀ M A` for each tile of `m: [channels.len(), 16, len]` (the
     /// output channels `channels`, the tile rows `rows`) to its 2×2 place in
-    /// the `[n, c_out, out_h, out_w]` output, cut at the output's edge.
+    /// the `[n, c_out, out_h, out_w]` output, cut at the output's edge. As
+    /// the input's, the transform runs along rows of `len` tiles (see
+    /// [`transform_output_vectorized`]).
     ///
     /// # Safety
     /// `out` points at `n · c_out · out_h · out_w` elements, and no other
     /// thread writes these channels' outputs of these tile rows.
+    #[inline(always)]
     unsafe fn transform_output(
         &self,
         m: &[f32],
@@ -456,48 +457,143 @@ impl Winograd3x3 {
         out: &SendMutPtr<f32>,
     ) {
         let (tiles_w, len) = (self.tiles_w, rows.len() * self.tiles_w);
-        // Aᵀ M for the tiles of one tile row: `u[r][j][tx]`, row `r` and
-        // column `j` of tile `tx`.
-        let mut u = [
-            [(); 4].map(|_| vec![0.0f32; tiles_w]),
-            [(); 4].map(|_| vec![0.0f32; tiles_w]),
-        ];
-        let mut lines = [vec![0.0f32; 2 * tiles_w], vec![0.0f32; 2 * tiles_w]];
-        for (k, m) in channels.zip(m.chunks(TRANSFORMED * len)) {
+        // Aᵀ M: `[2, 4, len]`, row r and column j of each tile at 4r + j.
+        let mut u = vec![0.0f32; 8 * len];
+        // Aᵀ M A: `[4, len]`, the output at row r and column s of each
+        // tile's 2×2 at 2r + s.
+        let mut y = vec![0.0f32; 4 * len];
+        let mut line = vec![0.0f32; 2 * tiles_w];
+        for (k, m) in channels.zip(m.chunks_exact(TRANSFORMED * len)) {
+            for j in 0..4 {
+                let [u0, rest] = two_rows(&mut u[j * len..], 4 * len, len);
+                output_butterfly(m, j * len, 4 * len, [u0, rest]);
+            }
+            for r in 0..2 {
+                let [y0, y1] = two_rows(&mut y[2 * r * len..], len, len);
+                output_butterfly(&u, 4 * r * len, len, [y0, y1]);
+            }
             for (i, row) in rows.clone().enumerate() {
                 let (b, ty) = (row / self.tiles_h, row % self.tiles_h);
-                let at = |xi: usize| &m[xi * len + i * tiles_w..][..tiles_w];
-                let [u0, u1] = &mut u;
-                for (j, (u0, u1)) in u0.iter_mut().zip(u1.iter_mut()).enumerate() {
-                    let (m0, m1, m2, m3) = (at(j), at(4 + j), at(8 + j), at(12 + j));
-                    for tx in 0..tiles_w {
-                        u0[tx] = m0[tx] + m1[tx] + m2[tx];
-                        u1[tx] = m1[tx] - m2[tx] - m3[tx];
-                    }
-                }
-                for ([c0, c1, c2, c3], line) in u.iter().zip(lines.iter_mut()) {
-                    for tx in 0..tiles_w {
-                        line[2 * tx] = c0[tx] + c1[tx] + c2[tx];
-                        line[2 * tx + 1] = c1[tx] - c2[tx] - c3[tx];
-                    }
-                }
-                for (r, line) in lines.iter().enumerate() {
+                let at = i * tiles_w;
+                for r in 0..2 {
                     let oy = 2 * ty + r;
-                    if oy < self.out_h {
-                        let dst = ((b * self.c_out + k) * self.out_h + oy) * self.out_w;
-                        // SAFETY: row `oy` of channel `k` of image `b` lies
-                        // inside `out`, and only this call writes it.
-                        unsafe {
-                            core::ptr::copy_nonoverlapping(
-                                line.as_ptr(),
-                                out.ptr_add(dst),
-                                self.out_w,
-                            );
-                        }
+                    if oy >= self.out_h {
+                        continue;
+                    }
+                    let y0 = &y[2 * r * len + at..][..tiles_w];
+                    let y1 = &y[(2 * r + 1) * len + at..][..tiles_w];
+                    for ((pair, &y0), &y1) in line.chunks_exact_mut(2).zip(y0).zip(y1) {
+                        (pair[0], pair[1]) = (y0, y1);
+                    }
+                    let dst = ((b * self.c_out + k) * self.out_h + oy) * self.out_w;
+                    // SAFETY: row `oy` of channel `k` of image `b` lies
+                    // inside `out`, and only this call writes it.
+                    unsafe {
+                        core::ptr::copy_nonoverlapping(line.as_ptr(), out.ptr_add(dst), self.out_w);
                     }
                 }
             }
         }
+    }
+}
+
+/// Four rows of `len` elements, `stride` apart, from the start of `buf`.
+#[inline(always)]
+fn four_rows(buf: &mut [f32], stride: usize, len: usize) -> [&mut [f32]; 4] {
+    let (r0, rest) = buf.split_at_mut(stride);
+    let (r1, rest) = rest.split_at_mut(stride);
+    let (r2, r3) = rest.split_at_mut(stride);
+    [
+        &mut r0[..len],
+        &mut r1[..len],
+        &mut r2[..len],
+        &mut r3[..len],
+    ]
+}
+
+/// Two rows of `len` elements, `stride` apart, from the start of `buf`.
+#[inline(always)]
+fn two_rows(buf: &mut [f32], stride: usize, len: usize) -> [&mut [f32]; 2] {
+    let (r0, r1) = buf.split_at_mut(stride);
+    [&mut r0[..len], &mut r1[..len]]
+}
+
+/// `Bᵀ` along one axis of the 4×4 patches, lane by lane, in place:
+/// `(d0, d1, d2, d3) → (d0 − d2, d1 + d2, d2 − d1, d1 − d3)`.
+#[inline(always)]
+fn input_butterfly([r0, r1, r2, r3]: [&mut [f32]; 4]) {
+    for (((d0, d1), d2), d3) in r0.iter_mut().zip(r1).zip(r2).zip(r3) {
+        (*d0, *d1, *d2, *d3) = (*d0 - *d2, *d1 + *d2, *d2 - *d1, *d1 - *d3);
+    }
+}
+
+/// `Aᵀ` along one axis: the four rows of `len` lanes at `offset`, `offset
+/// + stride`, … of `src`, `(m0, m1, m2, m3) → (m0 + m1 + m2, m1 − m2 − m3)`
+/// into `dst`.
+#[inline(always)]
+fn output_butterfly(src: &[f32], offset: usize, stride: usize, [y0, y1]: [&mut [f32]; 2]) {
+    let len = y0.len();
+    let row = |k: usize| &src[offset + k * stride..][..len];
+    let (m0, m1, m2, m3) = (row(0), row(1), row(2), row(3));
+    for (t, (y0, y1)) in y0.iter_mut().zip(y1.iter_mut()).enumerate() {
+        *y0 = m0[t] + m1[t] + m2[t];
+        *y1 = m1[t] - m2[t] - m3[t];
+    }
+}
+
+/// Defines a function that runs `$body` compiled for the widest vector
+/// instructions this CPU has (AVX-512, AVX2, NEON, …, chosen at run time by
+/// macerator), so the plain loops that `$body` inlines are vectorised at
+/// that width rather than at the build target's baseline (SSE2 on
+/// x86-64); without the `simd` feature, as compiled. A closure cannot do
+/// this: it is one function shared by every width, which the compiler
+/// does not inline into each.
+macro_rules! vectorized {
+    ($(#[$meta:meta])* unsafe fn $($rest:tt)*) => {
+        vectorized!(@[unsafe] $(#[$meta])* $($rest)*);
+    };
+    ($(#[$meta:meta])* fn $($rest:tt)*) => {
+        vectorized!(@[] $(#[$meta])* $($rest)*);
+    };
+    (@[$($qualifier:tt)*] $(#[$meta:meta])* $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        #[cfg(feature = "simd")]
+        #[macerator::with_simd]
+        $($qualifier)* fn $name<S: macerator::Simd>($($arg: $ty),*) $body
+
+        $(#[$meta])*
+        #[cfg(not(feature = "simd"))]
+        $($qualifier)* fn $name($($arg: $ty),*) $body
+    };
+}
+
+vectorized! {
+    /// [`Winograd3x3::transform_input`] in the CPU's widest vectors.
+    fn transform_input_vectorized(
+        geometry: &Winograd3x3,
+        x: &[f32],
+        rows: Range<usize>,
+        channels: Range<usize>,
+        v: &mut [f32],
+    ) {
+        geometry.transform_input(x, rows, channels, v)
+    }
+}
+
+vectorized! {
+    /// [`Winograd3x3::transform_output`] in the CPU's widest vectors.
+    ///
+    /// # Safety
+    /// As [`Winograd3x3::transform_output`]'s.
+    unsafe fn transform_output_vectorized(
+        geometry: &Winograd3x3,
+        m: &[f32],
+        rows: Range<usize>,
+        channels: Range<usize>,
+        out: &SendMutPtr<f32>,
+    ) {
+        // SAFETY: as the caller promises.
+        unsafe { geometry.transform_output(m, rows, channels, out) }
     }
 }
 
