@@ -758,21 +758,6 @@ fn copy_2d_tiled<E: Copy>(
     }
 }
 
-/// Get the size in bytes for a dtype element.
-///
-/// Matches `burn_std::DType::size()` semantics: Bool(Native) and Bool(U8) are
-/// 1 byte, Bool(U32) is 4 bytes. This makes buffer-size validation correct
-/// regardless of which BoolStore variant the dtype carries.
-///
-/// # Panics
-///
-/// Panics if the dtype has a zero-byte element size. `burn_std::DType::size()`
-/// returns 0 for sub-byte quantized dtypes (Q4F, Q4S, Q2F, Q2S, and most
-/// `QuantStore::PackedNative` variants). burn-flex does not yet support these
-/// packed quantization formats; passing them here would silently produce
-/// empty allocations in `FlexTensor::empty`, truncated buffers in `into_data`,
-/// and zero-byte memcpys in `repeat_dim`. The panic turns all three into a
-/// loud, actionable failure at the dispatch boundary.
 /// `len` zeroed elements of `size` bytes each, allocated as elements of
 /// that size. `Bytes::from_bytes_vec` re-allocates and copies a buffer whose
 /// allocation is aligned below 16 bytes, which a `Vec<u8>`'s always is, so
@@ -788,6 +773,21 @@ fn zeroed_bytes(len: usize, size: usize) -> Bytes {
     }
 }
 
+/// Get the size in bytes for a dtype element.
+///
+/// Matches `burn_std::DType::size()` semantics: Bool(Native) and Bool(U8) are
+/// 1 byte, Bool(U32) is 4 bytes. This makes buffer-size validation correct
+/// regardless of which BoolStore variant the dtype carries.
+///
+/// # Panics
+///
+/// Panics if the dtype has a zero-byte element size. `burn_std::DType::size()`
+/// returns 0 for sub-byte quantized dtypes (Q4F, Q4S, Q2F, Q2S, and most
+/// `QuantStore::PackedNative` variants). burn-flex does not yet support these
+/// packed quantization formats; passing them here would silently produce
+/// empty allocations in `FlexTensor::empty`, truncated buffers in `into_data`,
+/// and zero-byte memcpys in `repeat_dim`. The panic turns all three into a
+/// loud, actionable failure at the dispatch boundary.
 pub(crate) fn dtype_size(dtype: DType) -> usize {
     // Delegate to burn-std's canonical size to stay in sync.
     let size = dtype.size();

@@ -465,12 +465,20 @@ impl Winograd3x3 {
         let mut line = vec![0.0f32; 2 * tiles_w];
         for (k, m) in channels.zip(m.chunks_exact(TRANSFORMED * len)) {
             for j in 0..4 {
-                let [u0, rest] = two_rows(&mut u[j * len..], 4 * len, len);
-                output_butterfly(m, j * len, 4 * len, [u0, rest]);
+                output_butterfly(
+                    m,
+                    j * len,
+                    4 * len,
+                    two_rows(&mut u[j * len..], 4 * len, len),
+                );
             }
             for r in 0..2 {
-                let [y0, y1] = two_rows(&mut y[2 * r * len..], len, len);
-                output_butterfly(&u, 4 * r * len, len, [y0, y1]);
+                output_butterfly(
+                    &u,
+                    4 * r * len,
+                    len,
+                    two_rows(&mut y[2 * r * len..], len, len),
+                );
             }
             for (i, row) in rows.clone().enumerate() {
                 let (b, ty) = (row / self.tiles_h, row % self.tiles_h);
