@@ -22,7 +22,10 @@
 //!
 //! 3×3 convolutions at stride 1 in f32 over enough positions take the
 //! Winograd path instead, forward and input gradient
-//! ([`super::conv_winograd`]).
+//! ([`super::conv_winograd`]); stride-1 convolutions on planes small enough
+//! that a quarter of their taps read padding (ResNet-18's 4×4 and 2×2 at
+//! 64²) take per-tap GEMMs that skip it, all three passes
+//! ([`super::conv_small_plane`]).
 //!
 //! The batch is split between threads, each unfolding and multiplying
 //! its own images; gemm's own threading splits only the result, and ran
@@ -37,6 +40,7 @@ use burn_backend::{DType, ops::ConvOptions};
 use burn_std::{Bytes, Shape, bf16, f16};
 
 use crate::ops::conv_common::add_bias;
+use crate::ops::conv_small_plane::SmallPlaneConv;
 use crate::ops::conv_winograd::Winograd3x3;
 use crate::ops::matmul::{GemmScalar, gemm_call, get_parallelism};
 use crate::ops::module::{cast_from_f32, cast_to_f32};
@@ -157,6 +161,9 @@ fn forward<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
     bias: Option<FlexTensor>,
     options: &ConvOptions<2>,
 ) -> FlexTensor {
+    if let Some(conv) = SmallPlaneConv::new(x.layout().shape(), weight.layout().shape(), options) {
+        return conv.conv2d::<T>(x, weight, bias);
+    }
     let x = x.to_contiguous();
     let weight = weight.to_contiguous();
     let (x_shape, w_shape) = (x.layout().shape(), weight.layout().shape());
@@ -859,6 +866,9 @@ fn weight_grad<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
     output_grad: FlexTensor,
     options: &ConvOptions<2>,
 ) -> FlexTensor {
+    if let Some(conv) = SmallPlaneConv::new(x.layout().shape(), &weight_shape, options) {
+        return conv.weight_grad::<T>(x, output_grad);
+    }
     let x = x.to_contiguous();
     let output_grad = output_grad.to_contiguous();
     let geometry = Geometry::new(
@@ -926,6 +936,9 @@ fn input_grad<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
     output_grad: FlexTensor,
     options: &ConvOptions<2>,
 ) -> FlexTensor {
+    if let Some(conv) = SmallPlaneConv::new(&x_shape, weight.layout().shape(), options) {
+        return conv.input_grad::<T>(weight, output_grad);
+    }
     let weight = weight.to_contiguous();
     let output_grad = output_grad.to_contiguous();
     let geometry = Geometry::new(
@@ -971,7 +984,7 @@ fn input_grad<T: GemmScalar + core::ops::Add<Output = T> + Send + Sync>(
 /// # Safety
 /// As [`gemm_call`]: every pointer addresses its whole strided block.
 #[allow(clippy::too_many_arguments)]
-unsafe fn gemm_accumulate<T: GemmScalar>(
+pub(crate) unsafe fn gemm_accumulate<T: GemmScalar>(
     accumulate: bool,
     m: usize,
     n: usize,

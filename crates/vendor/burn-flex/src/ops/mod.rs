@@ -96,6 +96,7 @@ pub mod comparison;
 mod conv_common;
 pub mod conv;
 mod conv_gemm;
+mod conv_small_plane;
 mod conv_winograd;
 pub mod conv_transpose;
 pub mod cumulative;
