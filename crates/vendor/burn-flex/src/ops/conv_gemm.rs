@@ -862,16 +862,7 @@ impl Geometry {
                 let dst = &mut dx[((b * self.c_in + c) * h + iy) * w..][..w];
                 let seg = &src[offset + from - ox0..][..to - from];
                 let first = from * self.stride[1] + j * self.dilation[1] - self.padding[1];
-                if self.stride[1] == 1 {
-                    for (d, &v) in dst[first..][..to - from].iter_mut().zip(seg) {
-                        *d = *d + v;
-                    }
-                } else {
-                    for (k, &v) in seg.iter().enumerate() {
-                        let d = &mut dst[first + k * self.stride[1]];
-                        *d = *d + v;
-                    }
-                }
+                scatter_add_strided(&mut dst[first..], seg, self.stride[1]);
             }
         }
     }
@@ -1084,6 +1075,37 @@ fn gather_strided<T: Copy>(dst: &mut [T], src: &[T], stride: usize) {
     }
 }
 
+/// `dst[k · stride] += src[k]` for every `k < src.len()`, the adjoint of
+/// [`gather_strided`]; stride 2 goes by pairs, as there.
+fn scatter_add_strided<T: Copy + core::ops::Add<Output = T>>(
+    dst: &mut [T],
+    src: &[T],
+    stride: usize,
+) {
+    match stride {
+        1 => {
+            for (d, &v) in dst[..src.len()].iter_mut().zip(src) {
+                *d = *d + v;
+            }
+        }
+        2 => {
+            let pairs = dst.chunks_exact(2).len().min(src.len());
+            for (pair, &v) in dst.chunks_exact_mut(2).zip(src) {
+                pair[0] = pair[0] + v;
+            }
+            // `dst` may end on the last element written, one short of a pair.
+            if let Some(&v) = src.get(pairs) {
+                dst[2 * pairs] = dst[2 * pairs] + v;
+            }
+        }
+        _ => {
+            for (k, &v) in src.iter().enumerate() {
+                dst[k * stride] = dst[k * stride] + v;
+            }
+        }
+    }
+}
+
 /// `[n, c, plane]` → `[n·plane, c]`.
 fn positions_first<T: GemmScalar>(data: &[T], n: usize, c: usize, plane: usize) -> Vec<T> {
     let mut out: Vec<T> = vec![T::zero(); c * n * plane];
@@ -1193,6 +1215,25 @@ mod tests {
                 let mut dst = vec![-1.0f32; len];
                 gather_strided(&mut dst, &src, stride);
                 let expected: Vec<f32> = (0..len).map(|k| src[k * stride]).collect();
+                assert_eq!(dst, expected, "stride {stride}, {len} elements");
+            }
+        }
+    }
+
+    #[test]
+    fn scatters_every_stride_to_the_end_of_the_destination() {
+        for stride in 1..4 {
+            // Ending on the destination's last element, and short of it.
+            for len in [(11 - 1) / stride + 1, (11 - 1) / stride] {
+                let src: Vec<f32> = (0..len).map(|k| 100.0 + k as f32).collect();
+                let mut dst: Vec<f32> = (0..11).map(|v| v as f32).collect();
+                scatter_add_strided(&mut dst, &src, stride);
+                let expected: Vec<f32> = (0..11)
+                    .map(|i| {
+                        let hit = i % stride == 0 && i / stride < len;
+                        i as f32 + if hit { src[i / stride] } else { 0.0 }
+                    })
+                    .collect();
                 assert_eq!(dst, expected, "stride {stride}, {len} elements");
             }
         }
