@@ -705,7 +705,7 @@ fn copy_inner_contiguous_run<E: Copy>(
 /// source stride is smaller, which keeps the hot loop in cache even
 /// for transpose-like layouts.
 #[inline]
-fn copy_2d_tiled<E: Copy>(
+pub(crate) fn copy_2d_tiled<E: Copy>(
     dst: &mut [E],
     src: &[E],
     offset: isize,

@@ -1116,43 +1116,18 @@ fn positions_first<T: GemmScalar>(data: &[T], n: usize, c: usize, plane: usize) 
 }
 
 /// `dst[j · rows + i] = src[i · stride + j]` for `i < rows`, `j < cols`:
-/// the `[rows, cols]` block of `src` at row stride `stride`, transposed.
-/// Whole 16×16 tiles go through a local array, read and written a row at a
-/// time with constant bounds, which the compiler unrolls without bounds
-/// checks; the edges go element by element.
-fn transpose_into<T: Copy + Default>(
-    src: &[T],
-    rows: usize,
-    cols: usize,
-    stride: usize,
-    dst: &mut [T],
-) {
-    const TILE: usize = 16;
-    for i0 in (0..rows).step_by(TILE) {
-        for j0 in (0..cols).step_by(TILE) {
-            if i0 + TILE <= rows && j0 + TILE <= cols {
-                let mut tile = [[T::default(); TILE]; TILE];
-                for (i, row) in tile.iter_mut().enumerate() {
-                    row.copy_from_slice(&src[(i0 + i) * stride + j0..][..TILE]);
-                }
-                for j in 0..TILE {
-                    let out: &mut [T; TILE] = (&mut dst[(j0 + j) * rows + i0..][..TILE])
-                        .try_into()
-                        .expect("a tile row");
-                    for (i, value) in out.iter_mut().enumerate() {
-                        *value = tile[i][j];
-                    }
-                }
-                continue;
-            }
-            for i in i0..(i0 + TILE).min(rows) {
-                let row = &src[i * stride..];
-                for j in j0..(j0 + TILE).min(cols) {
-                    dst[j * rows + i] = row[j];
-                }
-            }
-        }
-    }
+/// the `[rows, cols]` block of `src` at row stride `stride`, transposed,
+/// by the tiled copy that `to_contiguous` uses for permuted tensors.
+fn transpose_into<T: Copy>(src: &[T], rows: usize, cols: usize, stride: usize, dst: &mut [T]) {
+    crate::tensor::copy_2d_tiled(
+        &mut dst[..rows * cols],
+        src,
+        0,
+        cols,
+        rows,
+        1,
+        stride as isize,
+    );
 }
 
 /// Splits the flat positions `range` where they cross a multiple of

@@ -127,7 +127,7 @@ impl SmallPlaneConv {
         weight: FlexTensor,
         bias: Option<FlexTensor>,
     ) -> FlexTensor {
-        let (x, weight) = (x.to_contiguous(), weight.to_contiguous());
+        let weight = weight.to_contiguous();
         let taps = self.k_h * self.k_w;
         let source = Plane::new(self.h, self.w, self.c_in, self.n);
         let target = Plane::new(self.out_h, self.out_w, self.c_out, self.n);
@@ -140,13 +140,14 @@ impl SmallPlaneConv {
             tap_offset: |i, j| i * self.k_w + j,
             tap_strides: ((self.c_in * taps) as isize, taps as isize),
         };
-        let xt = source.rearrange_nchw(x.storage::<T>());
-        let mut out = target.back_to_nchw(&sum.run(&xt, weight.storage::<T>()));
+        let xt = to_planes(&x);
+        let sum = sum.run(xt.storage::<T>(), weight.storage::<T>());
+        let mut out = target.into_nchw(sum);
         if let Some(bias) = bias {
             let bias = bias.to_contiguous();
             let plane = self.out_h * self.out_w;
             add_bias(
-                &mut out,
+                out.storage_mut::<T>(),
                 bias.storage::<T>(),
                 self.n,
                 self.c_out,
@@ -154,12 +155,7 @@ impl SmallPlaneConv {
                 |a, b| a + b,
             );
         }
-        let shape = Shape::from(vec![self.n, self.c_out, self.out_h, self.out_w]);
-        FlexTensor::new(
-            Bytes::from_elems(out),
-            Layout::contiguous(shape),
-            T::dtype(),
-        )
+        out
     }
 
     /// The input gradient of `conv2d(x, weight)`: `weight: [c_out, c_in,
@@ -170,7 +166,7 @@ impl SmallPlaneConv {
         weight: FlexTensor,
         output_grad: FlexTensor,
     ) -> FlexTensor {
-        let (weight, grad) = (weight.to_contiguous(), output_grad.to_contiguous());
+        let weight = weight.to_contiguous();
         let taps = self.k_h * self.k_w;
         let source = Plane::new(self.out_h, self.out_w, self.c_out, self.n);
         let target = Plane::new(self.h, self.w, self.c_in, self.n);
@@ -186,11 +182,10 @@ impl SmallPlaneConv {
             tap_offset: |i, j| (self.k_h - 1 - i) * self.k_w + (self.k_w - 1 - j),
             tap_strides: (taps as isize, (self.c_in * taps) as isize),
         };
-        let gt = source.rearrange_nchw(grad.storage::<T>());
-        let dx = target.back_to_nchw(&sum.run(&gt, weight.storage::<T>()));
-        let shape = Shape::from(vec![self.n, self.c_in, self.h, self.w]);
-        FlexTensor::new(Bytes::from_elems(dx), Layout::contiguous(shape), T::dtype())
+        let gt = to_planes(&output_grad);
+        target.into_nchw(sum.run(gt.storage::<T>(), weight.storage::<T>()))
     }
+
     /// The weight gradient of `conv2d(x, weight)`: `x: [n, c_in, h, w]`
     /// and `output_grad: [n, c_out, out_h, out_w]` → `[c_out, c_in, k_h,
     /// k_w]`.
@@ -205,11 +200,10 @@ impl SmallPlaneConv {
         x: FlexTensor,
         output_grad: FlexTensor,
     ) -> FlexTensor {
-        let (x, grad) = (x.to_contiguous(), output_grad.to_contiguous());
         let source = Plane::new(self.h, self.w, self.c_in, self.n);
         let target = Plane::new(self.out_h, self.out_w, self.c_out, self.n);
-        let xt = source.rearrange_nchw(x.storage::<T>());
-        let gt = target.rearrange_nchw(grad.storage::<T>());
+        let (xt, gt) = (to_planes(&x), to_planes(&output_grad));
+        let (xt, gt) = (xt.storage::<T>(), gt.storage::<T>());
         let (taps, n) = (self.k_h * self.k_w, self.n);
         let per_channel = self.c_in * taps;
         let block = self.weight_grad_block();
@@ -307,41 +301,24 @@ impl Plane {
         self.channels * self.cols * self.n
     }
 
-    /// `[n, channels, rows, cols]` → `[rows, channels, cols, n]`.
-    fn rearrange_nchw<T: GemmScalar>(&self, nchw: &[T]) -> Vec<T> {
-        let (rows, cols, channels, n) = (self.rows, self.cols, self.channels, self.n);
-        let mut out = vec![T::zero(); nchw.len()];
-        let fill = |(r, row): (usize, &mut [T])| {
-            for (c, channel) in row.chunks_mut(cols * n).enumerate() {
-                for (b, image) in nchw.chunks(channels * rows * cols).enumerate() {
-                    let src = &image[(c * rows + r) * cols..][..cols];
-                    for (col, &v) in src.iter().enumerate() {
-                        channel[col * n + b] = v;
-                    }
-                }
-            }
-        };
-        for_each_chunk(&mut out, self.row_len(), fill);
-        out
+    /// The planes `[rows, channels, cols, n]` back as the tensor `[n,
+    /// channels, rows, cols]`.
+    fn into_nchw<T: GemmScalar>(self, planes: Vec<T>) -> FlexTensor {
+        let shape = Shape::from(vec![self.rows, self.channels, self.cols, self.n]);
+        FlexTensor::new(
+            Bytes::from_elems(planes),
+            Layout::contiguous(shape),
+            T::dtype(),
+        )
+        .permute(&[3, 1, 0, 2])
+        .to_contiguous()
     }
+}
 
-    /// `[rows, channels, cols, n]` → `[n, channels, rows, cols]`.
-    fn back_to_nchw<T: GemmScalar>(&self, planes: &[T]) -> Vec<T> {
-        let (rows, cols, channels, n) = (self.rows, self.cols, self.channels, self.n);
-        let mut out = vec![T::zero(); planes.len()];
-        let fill = |(b, image): (usize, &mut [T])| {
-            for (c, channel) in image.chunks_mut(rows * cols).enumerate() {
-                for (r, dst) in channel.chunks_mut(cols).enumerate() {
-                    let src = &planes[(r * channels + c) * cols * n..][..cols * n];
-                    for (col, v) in dst.iter_mut().enumerate() {
-                        *v = src[col * n + b];
-                    }
-                }
-            }
-        };
-        for_each_chunk(&mut out, channels * rows * cols, fill);
-        out
-    }
+/// `[n, channels, rows, cols]` → `[rows, channels, cols, n]`, the layout
+/// of a [`Plane`], as one permuted copy.
+fn to_planes(nchw: &FlexTensor) -> FlexTensor {
+    nchw.permute(&[2, 1, 3, 0]).to_contiguous()
 }
 
 /// Runs `f` on each `(index, chunk)` of `data`, in parallel under `rayon`.
