@@ -111,16 +111,17 @@ class Lookahead:
                 p.data.copy_(slow)
 
 
-def synthetic_batch(args, device):
+def synthetic_batch(args):
     g = torch.Generator().manual_seed(0)
     images = torch.randn(args.batch, 3, args.size, args.size, generator=g)
     words = torch.randint(4, args.vocab, (args.batch, 20), generator=g)
     sos = torch.full((args.batch, 1), 1)
     eos = torch.full((args.batch, 1), 2)
     forward = torch.cat([sos, words, eos], 1)
-    backward = torch.cat([sos, words.flip(1), eos], 1)
+    # As the loader frames it: the forward caption reversed, [EOS] ... [SOS].
+    backward = forward.flip(1)
     lengths = torch.full((args.batch,), forward.size(1))
-    return [t.to(device) for t in (images, forward, backward, lengths)]
+    return [images, forward, backward, lengths]
 
 
 def sync(device):
@@ -160,9 +161,12 @@ def train(args):
         optimizer = torch.optim.AdamW(groups, lr=args.lr)
     stepper = Lookahead(optimizer) if args.lookahead else optimizer
     scaler = torch.amp.GradScaler(enabled=args.amp)
-    batch = synthetic_batch(args, device)
+    host_batch = synthetic_batch(args)
 
     def step():
+        # As the reference's loop (and virtex-rs's step) does: the batch
+        # comes from the host each iteration.
+        batch = [t.to(device) for t in host_batch]
         optimizer.zero_grad(set_to_none=True)
         with torch.autocast(device.type, dtype=torch.float16, enabled=args.amp):
             loss = model(*batch)

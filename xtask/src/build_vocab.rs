@@ -39,13 +39,12 @@ impl BuildVocab {
 
 #[cfg(test)]
 mod tests {
-    use std::path::Path;
-
     use super::*;
+    use crate::project_root;
 
     #[test]
     fn rebuilding_the_bundled_vocabulary_is_byte_identical() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = project_root();
         let output =
             std::env::temp_dir().join(format!("virtex-vocab-{}/emoji_1k", std::process::id()));
         BuildVocab {
@@ -65,7 +64,7 @@ mod tests {
 
     #[test]
     fn a_malformed_captions_file_is_named() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let root = project_root();
         let bad = root.join("data/fixtures/resnet18_state_dict_shapes.txt");
         let err = BuildVocab {
             captions: vec![bad],

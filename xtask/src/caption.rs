@@ -1,23 +1,15 @@
-//! `cargo xtask caption`: [`virtex_eval::captioner`] over a folder or a COCO split.
+//! `cargo xtask caption`: [`virtex_eval::captioning`] over a folder or a COCO split.
 
 use std::path::{Path, PathBuf};
 
 use virtex_data::images::{BadImagePolicy, DEFAULT_MAX_PIXELS, ImageError};
-use virtex_eval::captioner::{CaptionTask, ImageSet};
+use virtex_eval::captioning::{CaptionTask, ImageSet};
 use virtex_train::source::{PthLayout, WeightsSource};
 
-use crate::flags::{BadImages, Caption, Captioner, OnBadImage};
+use crate::flags::{BadImages, Caption, Captioner};
 use crate::{load_config, write_json};
 
 impl BadImages {
-    /// The policy these flags choose.
-    pub(crate) fn policy(&self) -> BadImagePolicy {
-        match self.on_bad_image {
-            OnBadImage::Skip => BadImagePolicy::Skip,
-            OnBadImage::Error => BadImagePolicy::Error,
-        }
-    }
-
     /// Says on stderr which files were left out and why, and lists them in
     /// `<output>.skipped.json` (`[{"file", "reason"}]`); returns that path.
     pub(crate) fn report(
@@ -60,7 +52,7 @@ impl Captioner {
             images,
             batch: self.batch,
             attention_dir,
-            on_bad_image: bad_images.map_or(BadImagePolicy::Error, BadImages::policy),
+            on_bad_image: bad_images.map_or(BadImagePolicy::Error, |b| b.on_bad_image),
             max_image_pixels: bad_images.map_or(DEFAULT_MAX_PIXELS, |b| b.max_image_pixels),
         })
     }

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::ensure;
 use virtex_data::coco::{read_references, read_results};
-use virtex_eval::captioner::ImageSet;
-use virtex_eval::captioning::{pair_with_references, score_captions};
+use virtex_eval::caption_metrics::{pair_with_references, score_captions};
+use virtex_eval::captioning::ImageSet;
 use virtex_eval::emoji::{EmojiExperiment, EmojiRow};
 use virtex_eval::features::{Extraction, FeatureTask, image_list};
-use virtex_eval::transfer::{Protocol, TransferTask};
-use virtex_eval::voc07_task::Voc07Task;
+use virtex_eval::transfer::{TransferMode, TransferTask};
+use virtex_eval::voc07::Voc07Task;
 use virtex_train::source::WeightsSource;
 use virtex_vision::pytorch::ExportNaming;
 
@@ -26,8 +26,8 @@ impl Evaluate {
             None => EmojiProbe::default().run(),
             Some(Evaluation::Features(cmd)) => cmd.run(),
             Some(Evaluation::Voc07(cmd)) => cmd.run(),
-            Some(Evaluation::Linear(cmd)) => cmd.run(Protocol::Linear),
-            Some(Evaluation::Finetune(cmd)) => cmd.run(Protocol::Finetune),
+            Some(Evaluation::Linear(cmd)) => cmd.run(TransferMode::LinearProbe),
+            Some(Evaluation::Finetune(cmd)) => cmd.run(TransferMode::FineTune),
             Some(Evaluation::Emoji(cmd)) => cmd.run(),
             Some(Evaluation::Captioning(cmd)) => cmd.run(),
             Some(Evaluation::Detectron2Export(cmd)) => cmd.run(),
@@ -53,7 +53,7 @@ impl ExtractFeatures {
             extraction: Extraction {
                 batch: self.batch,
                 l2_normalize: self.l2_normalize,
-                on_bad_image: self.bad_images.policy(),
+                on_bad_image: self.bad_images.on_bad_image,
                 max_image_pixels: self.bad_images.max_image_pixels,
                 ..Extraction::new(self.size)
             },
@@ -125,12 +125,12 @@ impl Voc07 {
 }
 
 impl Transfer {
-    fn run(self, protocol: Protocol) -> anyhow::Result<()> {
+    fn run(self, mode: TransferMode) -> anyhow::Result<()> {
         let path = self
             .config
             .clone()
-            .unwrap_or_else(|| protocol.default_config().into());
-        let config = protocol.config(&project_file(&path), &self.overrides)?;
+            .unwrap_or_else(|| mode.default_config().into());
+        let config = mode.config(&project_file(&path), &self.overrides)?;
         let root = config.data.root.display().to_string();
         let result = self.device.dispatch(TransferTask {
             source: self.backbone.source(),
@@ -250,24 +250,6 @@ impl Detectron2Export {
         source.export_backbone(self.backbone.arch, &self.output, ExportNaming::Detectron2)?;
         println!(
             "wrote the backbone of {source} under Detectron2 names to {}",
-            self.output.display()
-        );
-        Ok(())
-    }
-}
-
-/// `cargo xtask export-backbone`: the same export, either naming.
-impl crate::flags::ExportBackbone {
-    pub(crate) fn run(self) -> anyhow::Result<()> {
-        let source = match &self.checkpoint {
-            Some(path) => WeightsSource::from_arg(path, self.layout),
-            None => WeightsSource::Random,
-        };
-        source.export_backbone(self.arch, &self.output, self.to)?;
-        println!(
-            "wrote {} ({:?} names) to {}",
-            self.arch,
-            self.to,
             self.output.display()
         );
         Ok(())

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use virtex_data::images::DEFAULT_MAX_PIXELS;
+use virtex_data::images::{BadImagePolicy, DEFAULT_MAX_PIXELS};
 use virtex_train::config::{BeamPrefix, DecoderName};
 use virtex_train::device::{DeviceList, DeviceSpec};
 use virtex_train::source::PthLayout;
@@ -331,21 +331,12 @@ pub struct Captioner {
 pub struct BadImages {
     /// `skip`: leave it out, say why on stderr, list it in the output
     /// (`<output>.skipped.json`) and go on; `error`: stop at the first, naming it.
-    #[arg(long, value_enum, default_value_t = OnBadImage::Skip)]
-    pub on_bad_image: OnBadImage,
+    #[arg(long, default_value_t = BadImagePolicy::Skip)]
+    pub on_bad_image: BadImagePolicy,
     /// Images with more pixels are refused unread, as possible decompression
     /// bombs (default: PIL's `MAX_IMAGE_PIXELS`).
     #[arg(long, default_value_t = DEFAULT_MAX_PIXELS)]
     pub max_image_pixels: u64,
-}
-
-/// `--on-bad-image`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum OnBadImage {
-    /// Leave the file out and list it.
-    Skip,
-    /// Stop at the first bad file.
-    Error,
 }
 
 /// `cargo xtask caption`.

@@ -5,6 +5,7 @@
 mod build_vocab;
 mod caption;
 mod evaluate;
+mod export_backbone;
 mod flags;
 mod prepare_data;
 mod pretrain;
@@ -32,8 +33,8 @@ impl Command {
             Command::BuildVocab(cmd) => cmd.run(),
             Command::PrepareData(cmd) => cmd.run(),
             Command::ExportBackbone(cmd) => cmd.run(),
-            Command::Bench(cmd) => cmd.run(),
-            Command::GpuCheck(cmd) => cmd.run(),
+            Command::Bench(cmd) => cmd.run(&project_root()),
+            Command::GpuCheck(cmd) => cmd.run(&project_root()),
         }
     }
 }
@@ -45,13 +46,24 @@ fn write_json(path: &Path, value: &impl serde::Serialize) -> anyhow::Result<()> 
 
 /// Writes `bytes` beside `path` and renames, so a crash never leaves half a file.
 fn write_file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    virtex_vision::atomic::write_bytes(path, bytes)
+    virtex_data::atomic::write_bytes(path, bytes)
         .with_context(|| format!("writing {}", path.display()))
 }
 
-/// The repository root, where bundled configs and data are found.
+/// The repository root, where the bundled configs and data (`data/`) and
+/// the benchmarks' PyTorch twins (`tools/bench/`) are: the checkout xtask
+/// was built in, or, for a release binary copied to another machine beside
+/// a checkout (the GPU check), the current directory.
 fn project_root() -> PathBuf {
-    virtex_bench::workspace_root()
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask/ is inside the workspace")
+        .to_path_buf();
+    if built_in.join("data/configs").is_dir() {
+        built_in
+    } else {
+        std::env::current_dir().unwrap_or(built_in)
+    }
 }
 
 /// A path given on the command line, made absolute: relative to where the

@@ -37,10 +37,7 @@ impl Pretrain {
         };
         let leader = world.as_ref().is_none_or(|spec| spec.rank == 0);
         if let Some(spec) = &mut world {
-            // A GPU rank all-reduces its gradients over NCCL on its device.
-            if let DeviceSpec::Cuda(ordinal) = device {
-                spec.nccl_device = Some(ordinal);
-            }
+            spec.set_device(device);
             println!(
                 "rank {} of {} (local rank {}) on {device}, meeting at {}; gradients averaged over {}",
                 spec.rank,
@@ -183,11 +180,7 @@ impl Pretrain {
             world.master_addr.clone(),
             master_port,
         )?;
-        if self.device.0[0] == DeviceSpec::Cpu {
-            // CPU ranks share the cores.
-            let cores = std::thread::available_parallelism().map_or(1, usize::from);
-            launch.threads_per_rank = Some((cores / nproc).max(1));
-        }
+        launch.share_cores(self.device.0[0]);
         let ranks = launch.ranks();
         println!(
             "starting ranks {}..{} of {} on {} (one process per device), meeting at {}:{}",

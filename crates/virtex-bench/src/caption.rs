@@ -1,6 +1,7 @@
 //! `bench caption`: caption latency per image (backbone forward and
 //! incremental decoding), beside the reference's beam search in PyTorch.
 
+use std::path::Path;
 use std::time::Instant;
 
 use burn::backend::Flex;
@@ -44,7 +45,7 @@ pub struct CaptionBench {
 impl CaptionBench {
     /// Random weights never say `[EOS]` early, so every caption runs the full
     /// 30 steps: an upper bound on a trained model's latency.
-    pub fn run(self) -> anyhow::Result<()> {
+    pub fn run(self, root: &Path) -> anyhow::Result<()> {
         let device = Default::default();
         let model = PretrainingModelConfig {
             task: PretrainingTask::Bicaptioning,
@@ -132,7 +133,7 @@ impl CaptionBench {
             device: DeviceSpec::Cpu,
             threads: available_threads(),
         };
-        match pytorch::script("caption", &args, &workload) {
+        match pytorch::script(root, "caption", &args, &workload) {
             Ok(torch) => {
                 let torch_per_image = 1.0 / torch.images_per_s;
                 println!(

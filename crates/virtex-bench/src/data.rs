@@ -9,13 +9,15 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use virtex_data::augment::TrainAugmentation;
+use virtex_data::batch::PretrainingBatch;
 use virtex_data::coco::CocoCaptions;
-use virtex_data::loader::{Preprocessing, PretrainingBatch, PretrainingLoader, SamplePipeline};
+use virtex_data::loader::PretrainingLoader;
+use virtex_data::pipeline::{Preprocessing, SamplePipeline};
 use virtex_data::shards::{ShardStream, StreamPosition, write_shards};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 
 use crate::photos::{COCO_SIZE, photos_in, skimage_photos, write_coco_sized_split};
-use crate::{available_threads, pytorch, workspace_root};
+use crate::{available_threads, pytorch};
 
 /// The images `bench data` decodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -56,8 +58,7 @@ pub struct DataBench {
 
 impl DataBench {
     /// Prints virtex-rs's and Python's images/s and their per-thread ratio.
-    pub fn run(self) -> anyhow::Result<()> {
-        let root = workspace_root();
+    pub fn run(self, root: &Path) -> anyhow::Result<()> {
         let scratch =
             std::env::temp_dir().join(format!("virtex-bench-data-{}", std::process::id()));
         let (split_root, description) = match self.images {
@@ -80,7 +81,7 @@ impl DataBench {
                 (scratch.clone(), description)
             }
         };
-        let result = self.run_on(&split_root, &description);
+        let result = self.run_on(root, &split_root, &description);
         if self.images == BenchImages::Photos {
             let _ = std::fs::remove_dir_all(&scratch);
         }
@@ -88,8 +89,7 @@ impl DataBench {
     }
 
     /// The measurements on the COCO-format split at `split_root`.
-    fn run_on(&self, split_root: &Path, description: &str) -> anyhow::Result<()> {
-        let root = workspace_root();
+    fn run_on(&self, root: &Path, split_root: &Path, description: &str) -> anyhow::Result<()> {
         let dataset = CocoCaptions::load(split_root, "train")?;
         let tokenizer = SentencePieceTokenizer::from_file(
             root.join("data/fixtures/tokenizer/emoji_bpe.model"),
@@ -125,7 +125,7 @@ impl DataBench {
             images / elapsed
         );
         // The Python twin (PIL + torchvision + SentencePiece), one thread.
-        match pytorch::data_pipeline(split_root, self.size, self.batch, self.batches) {
+        match pytorch::data_pipeline(root, split_root, self.size, self.batch, self.batches) {
             Ok(python) => println!(
                 "Python (tools/bench/data_pipeline.py, 1 thread): {python:.0} images/s; \
                  virtex-rs per thread ÷ Python: {:.2}",

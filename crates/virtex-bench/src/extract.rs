@@ -1,6 +1,7 @@
 //! `bench extract`: frozen-backbone feature extraction (eval
 //! forward, global average pool, L2 normalisation), beside PyTorch's.
 
+use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
@@ -33,7 +34,7 @@ pub struct ExtractBench {
 
 impl ExtractBench {
     /// Prints virtex-rs's and PyTorch's images/s and their ratio.
-    pub fn run(self) -> anyhow::Result<()> {
+    pub fn run(self, root: &Path) -> anyhow::Result<()> {
         let threads = available_threads();
         let rust_s = median(self.device.dispatch(Extraction {
             config: ResNetConfig::virtex(self.arch),
@@ -43,6 +44,7 @@ impl ExtractBench {
         })?);
         let rust = self.batch as f64 / rust_s;
         let torch = pytorch::extract_row(
+            root,
             self.arch.name(),
             &pytorch::Workload {
                 batch: self.batch,

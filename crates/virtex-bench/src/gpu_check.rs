@@ -2,6 +2,8 @@
 //! reference's base config (R-50 + L1_H1024 bicaptioning) at 224², beside
 //! PyTorch f32 and AMP; images/s and peak GPU memory.
 
+use std::path::Path;
+
 use virtex_train::device::DeviceSpec;
 
 use crate::train::{STANDARD_ROWS, TrainBench};
@@ -21,8 +23,9 @@ pub struct GpuCheck {
 }
 
 impl GpuCheck {
-    /// Prints the rows of [`TrainBench`] for this GPU.
-    pub fn run(self) -> anyhow::Result<()> {
+    /// Prints the rows of [`TrainBench`] for this GPU, with the configs and
+    /// PyTorch twin of the checkout at `root`.
+    pub fn run(self, root: &Path) -> anyhow::Result<()> {
         println!(
             "GPU check: {} steps of {} at batch {}, 224², on {}",
             self.steps, STANDARD_ROWS[0].0, self.batch, self.device
@@ -35,6 +38,6 @@ impl GpuCheck {
             steps: self.steps,
             device: self.device,
         }
-        .run()
+        .run(root)
     }
 }

@@ -16,9 +16,14 @@
 //! - [`pytorch`]: the driver of the PyTorch twins; [`report`] what a row is.
 //!
 //! The option structs are `clap` arguments, so a command line embeds them as
-//! they are (`cargo xtask bench …`). A program calls them directly:
+//! they are (`cargo xtask bench …`). Each benchmark runs against a checkout of
+//! virtex-rs, whose root its caller passes: the PyTorch twins are its
+//! `tools/bench/*.py`, and the configs and the bundled data its `data/`. A
+//! program calls them directly:
 //!
 //! ```no_run
+//! use std::path::Path;
+//!
 //! use virtex_bench::extract::ExtractBench;
 //! use virtex_vision::ResNetArch;
 //!
@@ -29,11 +34,11 @@
 //!     steps: 2,
 //!     device: virtex_train::device::DeviceSpec::Cpu,
 //! }
-//! .run()?;
+//! .run(Path::new("path/to/virtex-rs"))?;
 //! # Ok::<(), anyhow::Error>(())
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::{Parser, Subcommand};
 
@@ -90,42 +95,31 @@ struct BenchLine {
 }
 
 impl Bench {
-    /// Runs the chosen benchmark, or every comparison with PyTorch in turn.
-    pub fn run(self) -> anyhow::Result<()> {
+    /// Runs the chosen benchmark, or every comparison with PyTorch in turn,
+    /// in the checkout at `root`.
+    pub fn run(self, root: &Path) -> anyhow::Result<()> {
         let Some(what) = self.what else {
             for name in ALL_COMPARISONS {
                 println!("\n## bench {name}\n");
-                BenchLine::try_parse_from(["bench", name])?.kind.run()?;
+                BenchLine::try_parse_from(["bench", name])?.kind.run(root)?;
             }
             return Ok(());
         };
-        what.run()
+        what.run(root)
     }
 }
 
 impl BenchKind {
-    /// Runs this benchmark.
-    pub fn run(self) -> anyhow::Result<()> {
+    /// Runs this benchmark in the checkout at `root`.
+    pub fn run(self, root: &Path) -> anyhow::Result<()> {
         match self {
             BenchKind::Backbone(bench) => bench.run(),
-            BenchKind::Data(bench) => bench.run(),
-            BenchKind::Caption(bench) => bench.run(),
-            BenchKind::Train(bench) => bench.run(),
-            BenchKind::TrainRow(bench) => bench.run(),
-            BenchKind::Extract(bench) => bench.run(),
+            BenchKind::Data(bench) => bench.run(root),
+            BenchKind::Caption(bench) => bench.run(root),
+            BenchKind::Train(bench) => bench.run(root),
+            BenchKind::TrainRow(bench) => bench.run(root),
+            BenchKind::Extract(bench) => bench.run(root),
         }
-    }
-}
-
-/// The checkout this crate was built in, where `tools/bench/` and `data/`
-/// are; for a release binary copied to another machine beside a checkout
-/// (the GPU check), the current directory.
-pub fn workspace_root() -> PathBuf {
-    let built_in = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    if built_in.join("data/configs").is_dir() {
-        built_in.canonicalize().unwrap_or(built_in)
-    } else {
-        std::env::current_dir().unwrap_or(built_in)
     }
 }
 

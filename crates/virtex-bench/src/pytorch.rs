@@ -1,5 +1,6 @@
-//! The PyTorch twin of each workload: `tools/bench/train_step.py`, run with
-//! `python3` on the same machine and thread count, one JSON line back.
+//! The PyTorch twin of each workload: `tools/bench/train_step.py` in the
+//! checkout at `root`, run with `python3` on the same machine and thread
+//! count, one JSON line back.
 
 use std::path::Path;
 use std::process::Command;
@@ -10,7 +11,6 @@ use virtex_train::config::{Config, OptimizerName};
 use virtex_train::device::DeviceSpec;
 
 use crate::report::{StepReport, last_json_line};
-use crate::workspace_root;
 
 /// The shape of one measured workload, shared by both implementations.
 #[derive(Clone, Copy, Debug)]
@@ -44,11 +44,16 @@ impl Workload {
     }
 }
 
-/// Runs `tools/bench/train_step.py <name> <args>` for `workload` and reads
-/// its report.
-pub fn script(name: &str, args: &[String], workload: &Workload) -> anyhow::Result<StepReport> {
+/// Runs `tools/bench/train_step.py <name> <args>` of the checkout at `root`
+/// for `workload` and reads its report.
+pub fn script(
+    root: &Path,
+    name: &str,
+    args: &[String],
+    workload: &Workload,
+) -> anyhow::Result<StepReport> {
     let output = Command::new("python3")
-        .arg(workspace_root().join("tools/bench/train_step.py"))
+        .arg(root.join("tools/bench/train_step.py"))
         .arg(name)
         .args(args)
         .args(workload.args())
@@ -71,13 +76,13 @@ fn device_arg(device: DeviceSpec) -> String {
 }
 
 /// Measured fp32 GEMM GFLOP/s (2048³), or `None` without a working PyTorch.
-pub fn gemm_gflops(threads: usize) -> Option<f64> {
+pub fn gemm_gflops(root: &Path, threads: usize) -> Option<f64> {
     #[derive(serde::Deserialize)]
     struct Gemm {
         gemm_gflops: f64,
     }
     let output = Command::new("python3")
-        .arg(workspace_root().join("tools/bench/train_step.py"))
+        .arg(root.join("tools/bench/train_step.py"))
         .args(["gemm", "--threads", &threads.to_string()])
         .output()
         .ok()?;
@@ -89,29 +94,40 @@ pub fn gemm_gflops(threads: usize) -> Option<f64> {
 }
 
 /// The PyTorch pretraining step for `config` (with fp16 autocast if `amp`).
-pub fn train_row(config: &Config, workload: &Workload, amp: bool) -> anyhow::Result<StepReport> {
+pub fn train_row(
+    root: &Path,
+    config: &Config,
+    workload: &Workload,
+    amp: bool,
+) -> anyhow::Result<StepReport> {
     let mut args = pytorch_train_args(config)?;
     if amp {
         args.push("--amp".into());
     }
-    script("train", &args, workload)
+    script(root, "train", &args, workload)
 }
 
 /// PyTorch's frozen-backbone feature extraction.
-pub fn extract_row(arch: &str, workload: &Workload) -> anyhow::Result<StepReport> {
-    script("extract", &["--arch".into(), arch.to_string()], workload)
+pub fn extract_row(root: &Path, arch: &str, workload: &Workload) -> anyhow::Result<StepReport> {
+    script(
+        root,
+        "extract",
+        &["--arch".into(), arch.to_string()],
+        workload,
+    )
 }
 
 /// Images/s of the Python data pipeline (`tools/bench/data_pipeline.py`,
 /// one thread), read from its last line (`…: N images/s`).
 pub fn data_pipeline(
+    root: &Path,
     split_root: &Path,
     size: u32,
     batch: usize,
     batches: usize,
 ) -> anyhow::Result<f64> {
     let output = Command::new("python3")
-        .arg(workspace_root().join("tools/bench/data_pipeline.py"))
+        .arg(root.join("tools/bench/data_pipeline.py"))
         .arg("--root")
         .arg(split_root)
         .args(["--size", &size.to_string()])

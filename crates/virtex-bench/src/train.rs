@@ -1,5 +1,6 @@
-//! `bench train`: the pretraining step (forward + backward + optimiser
-//! step) of a config, beside the same step in PyTorch
+//! `bench train`: the pretraining step of a config as the trainer runs it
+//! ([`virtex_train::step::forward_backward`] on a loader-shaped batch, then
+//! the optimiser's step), beside the same step in PyTorch
 //! (`tools/bench/train_step.py`), measured in the same run.
 //!
 //! Each row runs in a child process of its own (`bench train-row`, through
@@ -11,17 +12,21 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, bail};
-use burn::optim::GradientsParams;
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Distribution, Int, Tensor, TensorData};
-use virtex_text::models::{PretrainingInput, PretrainingTargets};
+use burn::module::Module;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Distribution, Tensor};
+use virtex_data::batch::PretrainingBatch;
+use virtex_data::caption::CaptionTokens;
+use virtex_data::tasks::{TaskTargets, pad_batch};
 use virtex_train::config::Config;
-use virtex_train::device::{BackendTask, DeviceSpec, on_worker_thread};
+use virtex_train::device::{BackendTask, DeviceSpec};
 use virtex_train::optim::{StepRates, VirtexOptimizer};
+use virtex_train::step::forward_backward;
+use virtex_train::worker::on_worker_thread;
 use virtex_vision::{AutodiffVisionBackend, Precision};
 
 use crate::report::{StepReport, fmt_mb, last_json_line, measure_gpu, median, peak_rss_mb};
-use crate::{available_threads, pytorch, workspace_root};
+use crate::{available_threads, pytorch};
 
 /// `bench train`.
 #[derive(Debug, clap::Args)]
@@ -85,8 +90,9 @@ pub(crate) const STANDARD_ROWS: [(&str, usize, usize); 2] = [
 ];
 
 impl TrainBench {
-    /// Prints virtex-rs's row and PyTorch's (f32, and AMP on a GPU) per config.
-    pub fn run(self) -> anyhow::Result<()> {
+    /// Prints virtex-rs's row and PyTorch's (f32, and AMP on a GPU) per
+    /// config, the configs and the PyTorch twin read from the checkout at `root`.
+    pub fn run(self, root: &Path) -> anyhow::Result<()> {
         let rows: Vec<(String, usize, usize)> = match &self.config {
             Some(config) => vec![(config.clone(), self.batch, self.size)],
             None => STANDARD_ROWS
@@ -95,7 +101,7 @@ impl TrainBench {
                 .collect(),
         };
         let threads = available_threads();
-        let gemm = pytorch::gemm_gflops(threads);
+        let gemm = pytorch::gemm_gflops(root, threads);
         match gemm {
             Some(g) => println!(
                 "ceiling: fp32 GEMM 2048³ through PyTorch, {threads} threads: {g:.0} GFLOP/s"
@@ -107,7 +113,7 @@ impl TrainBench {
         );
         println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
         for (config, batch, size) in rows {
-            let loaded = Config::load(Some(&workspace_root().join(&config)), &self.overrides)?;
+            let loaded = Config::load(Some(&root.join(&config)), &self.overrides)?;
             // f32, and on a GPU mixed precision too, for both implementations;
             // a row that fails is reported and left out.
             let mut twins = vec![false];
@@ -133,7 +139,9 @@ impl TrainBench {
                 .map(|(amp, r)| (*amp, r.images_per_s))
                 .collect();
             for &amp in &twins {
-                match measure_gpu(self.device, || pytorch::train_row(&loaded, &workload, amp)) {
+                match measure_gpu(self.device, || {
+                    pytorch::train_row(root, &loaded, &workload, amp)
+                }) {
                     Ok(row) => reports.push((amp, row)),
                     Err(e) => eprintln!("PyTorch row (AMP {amp}) failed: {e:#}"),
                 }
@@ -218,9 +226,9 @@ impl TrainBench {
 }
 
 impl TrainRowBench {
-    /// Prints this process's [`StepReport`] as one JSON line.
-    pub fn run(self) -> anyhow::Result<()> {
-        let root = workspace_root();
+    /// Prints this process's [`StepReport`] as one JSON line (the config
+    /// relative to the checkout at `root`).
+    pub fn run(self, root: &Path) -> anyhow::Result<()> {
         let config = Config::load(Some(&root.join(&self.config)), &self.overrides)?;
         let device = self.device;
         let step = TrainStep {
@@ -246,50 +254,54 @@ struct TrainStep {
 }
 
 impl TrainStep {
-    /// Normal images and captions of random word pieces, `[SOS] w… [EOS]`.
-    fn input<B: AutodiffBackend>(&self, device: &B::Device) -> PretrainingInput<B> {
-        let words = CAPTION_TOKENS - 2;
-        let vocab = self.config.data.vocab_size as i64;
+    /// A batch as the loader makes one: normal images (drawn on `device`)
+    /// and captions of random word pieces, framed by the loader's
+    /// [`CaptionTokens`] (`[SOS] w… [EOS]`, the backward one reversed) and
+    /// padded by its [`pad_batch`].
+    fn batch<B: Backend>(&self, device: &B::Device) -> anyhow::Result<PretrainingBatch> {
+        let vocab = self.config.data.vocab_size as u64;
         // A fixed LCG: the same captions on every backend and every run.
         let mut state = 0x2545_f491_4f6c_dd1d_u64;
         let mut next = || {
             state = state
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1);
-            4 + ((state >> 33) as i64 % (vocab - 4))
+            (4 + (state >> 33) % (vocab - 4)) as u32
         };
-        let (sos, eos) = (
-            i64::from(self.config.data.sos_index),
-            i64::from(self.config.data.eos_index),
-        );
-        let mut forward = Vec::with_capacity(self.batch * CAPTION_TOKENS);
-        let mut backward = Vec::with_capacity(self.batch * CAPTION_TOKENS);
-        for _ in 0..self.batch {
-            let caption: Vec<i64> = (0..words).map(|_| next()).collect();
-            forward.push(sos);
-            forward.extend(&caption);
-            forward.push(eos);
-            backward.push(sos);
-            backward.extend(caption.iter().rev());
-            backward.push(eos);
-        }
-        let tokens = |values: Vec<i64>| {
-            Tensor::<B, 2, Int>::from_data(
-                TensorData::new(values, [self.batch, CAPTION_TOKENS]),
-                device,
-            )
+        let captions: Vec<CaptionTokens> = (0..self.batch)
+            .map(|_| {
+                let pieces: Vec<u32> = (0..CAPTION_TOKENS - 2).map(|_| next()).collect();
+                CaptionTokens::from_pieces(
+                    self.config.data.sos_index,
+                    pieces,
+                    self.config.data.eos_index,
+                    self.config.data.max_caption_length,
+                )
+            })
+            .collect();
+        let rows = |pick: fn(&CaptionTokens) -> &[u32]| -> Vec<&[u32]> {
+            captions.iter().map(pick).collect()
         };
-        PretrainingInput {
-            images: Tensor::random(
-                [self.batch, 3, self.size, self.size],
-                Distribution::Normal(0.0, 1.0),
-                device,
-            ),
-            forward: tokens(forward),
-            backward: tokens(backward),
-            lengths: vec![CAPTION_TOKENS; self.batch],
-            targets: PretrainingTargets::Captions,
-        }
+        let (forward, max_len, lengths) = pad_batch(&rows(|c| &c.forward));
+        let (backward, _, _) = pad_batch(&rows(|c| &c.backward));
+        let images = Tensor::<B, 4>::random(
+            [self.batch, 3, self.size, self.size],
+            Distribution::Normal(0.0, 1.0),
+            device,
+        )
+        .into_data()
+        .to_vec::<f32>()
+        .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        Ok(PretrainingBatch {
+            image_ids: (0..self.batch as u64).collect(),
+            images,
+            size: self.size,
+            forward,
+            backward,
+            max_len,
+            lengths,
+            targets: TaskTargets::Captioning,
+        })
     }
 }
 
@@ -297,14 +309,16 @@ impl BackendTask for TrainStep {
     type Output = anyhow::Result<StepReport>;
 
     fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Self::Output {
+        // Set up as the trainer sets up a fresh run.
         B::seed(&device, self.config.random_seed);
-        let mut model = self
-            .config
-            .model_config()
-            .init::<B>(&device)?
-            .with_precision(self.precision);
+        let mut model = self.config.model_config().init::<B>(&device)?;
+        let frozen = self.config.model.visual.frozen;
+        if frozen {
+            model.visual = model.visual.no_grad();
+        }
         let mut optimizer = VirtexOptimizer::new(&model, &self.config.optim)?;
-        let input = self.input::<B>(&device);
+        let mut model = model.with_precision(self.precision);
+        let batch = self.batch::<B::InnerBackend>(&device)?;
         let rates = StepRates {
             cnn_lr: self.config.optim.cnn_lr,
             lr: self.config.optim.lr,
@@ -314,12 +328,11 @@ impl BackendTask for TrainStep {
         // One untimed warm-up step (kernel autotuning on GPU, allocator on CPU).
         for step in 0..=self.steps {
             let start = Instant::now();
-            // As the trainer runs it: on one of rayon's threads.
-            model = on_worker_thread(|| -> anyhow::Result<_> {
-                let out = model.forward(&input)?;
-                let grads = GradientsParams::from_grads(out.loss.backward(), &model);
-                Ok(optimizer.step(model, grads, rates).0)
-            })?;
+            // The trainer's step, on one of rayon's threads as it runs it:
+            // the batch to the device, forward and backward, then the
+            // optimiser's step.
+            let gradients = on_worker_thread(|| forward_backward(&model, &batch, &device, frozen))?;
+            model = on_worker_thread(|| optimizer.step(model, gradients.grads, rates)).0;
             B::sync(&device)?;
             match step {
                 0 => first_step_s = Some(start.elapsed().as_secs_f64()),

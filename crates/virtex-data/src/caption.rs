@@ -70,13 +70,30 @@ impl CaptionTokens {
     ) -> Option<Self> {
         let sos = tokenizer.piece_to_id("[SOS]")?;
         let eos = tokenizer.piece_to_id("[EOS]")?;
+        Some(Self::from_pieces(
+            sos,
+            tokenizer.encode(caption),
+            eos,
+            max_length,
+        ))
+    }
+
+    /// Tokens of a caption already encoded as word-piece ids `pieces`:
+    /// `[sos] pieces… [eos]` truncated to `max_length`, and that reversed,
+    /// as [`Self::new`] frames a tokenizer's pieces.
+    pub fn from_pieces(
+        sos: u32,
+        pieces: impl IntoIterator<Item = u32>,
+        eos: u32,
+        max_length: usize,
+    ) -> Self {
         let mut forward = Vec::with_capacity(max_length);
         forward.push(sos);
-        forward.extend(tokenizer.encode(caption));
+        forward.extend(pieces);
         forward.push(eos);
         forward.truncate(max_length);
         let backward = forward.iter().rev().copied().collect();
-        Some(Self { forward, backward })
+        Self { forward, backward }
     }
 
     /// Number of tokens (the reference's `caption_lengths`).
@@ -108,6 +125,17 @@ mod tests {
         );
         assert_eq!(swap_left_right("leftover rights"), "leftover rights");
         assert_eq!(swap_left_right("left"), "right");
+    }
+
+    #[test]
+    fn pieces_are_framed_and_reversed() {
+        let tokens = CaptionTokens::from_pieces(1, [7, 8, 9], 2, MAX_CAPTION_LENGTH);
+        assert_eq!(tokens.forward, [1, 7, 8, 9, 2]);
+        assert_eq!(tokens.backward, [2, 9, 8, 7, 1]);
+        assert_eq!(
+            CaptionTokens::from_pieces(1, [7, 8, 9], 2, 3).forward,
+            [1, 7, 8]
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! Reading images as 8-bit RGB, whatever their layout, and the evaluation
 //! preprocessing (`virtex/factories.py::ImageTransformsFactory`, val branch).
 
+use std::fmt;
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
 use image::{ImageFormat, ImageReader, Limits, RgbImage};
+use serde::{Deserialize, Serialize};
 
 /// ImageNet channel means (RGB, on 0–1 values), the reference's `Normalize`.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -17,14 +19,40 @@ pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
 /// gigabytes) unless the caller raises the limit.
 pub const DEFAULT_MAX_PIXELS: u64 = 89_478_485;
 
-/// What to do with an image that cannot be used.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// What to do with an image that cannot be used: `error` or `skip`, as the
+/// config's `DATA.ON_BAD_IMAGE` and the command line's `--on-bad-image`
+/// spell it (serde, [`FromStr`](std::str::FromStr) and [`Display`](fmt::Display)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BadImagePolicy {
     /// Stop with an error naming the file (the default).
     #[default]
     Error,
     /// Leave the image out, and count or list it.
     Skip,
+}
+
+impl std::str::FromStr for BadImagePolicy {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, String> {
+        match name {
+            "error" => Ok(Self::Error),
+            "skip" => Ok(Self::Skip),
+            other => Err(format!(
+                "unknown bad-image policy '{other}': expected error or skip"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for BadImagePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Error => "error",
+            Self::Skip => "skip",
+        })
+    }
 }
 
 /// An image that cannot be used.
@@ -297,6 +325,28 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../data/fixtures/images")
             .join(name)
+    }
+
+    #[test]
+    fn the_bad_image_policy_has_one_spelling_everywhere() {
+        for (policy, name) in [
+            (BadImagePolicy::Error, "error"),
+            (BadImagePolicy::Skip, "skip"),
+        ] {
+            assert_eq!(policy.to_string(), name);
+            assert_eq!(name.parse::<BadImagePolicy>(), Ok(policy));
+            let json = serde_json::to_string(&policy).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(
+                serde_json::from_str::<BadImagePolicy>(&json).unwrap(),
+                policy
+            );
+        }
+        let err = "Skip".parse::<BadImagePolicy>().unwrap_err();
+        assert!(
+            err.contains("'Skip'") && err.contains("error or skip"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -8,12 +8,18 @@
 //! It holds the tokenizer ([`tokenizer`]) and caption preparation
 //! ([`caption`]: normalisation, the flip's word swap, `[SOS]`/`[EOS]` framing
 //! and backward tokens), the COCO captions index ([`coco`]) and image decoding
-//! with the evaluation preprocessing ([`images`]) and caption-aware training
-//! augmentation ([`augment`]), the instance categories of multilabel
-//! classification ([`instances`]), the five tasks' targets ([`tasks`]), a
-//! parallel prefetching loader that produces them ([`loader`]), and
-//! WebDataset tar shards for datasets past COCO's size, streamed with the
-//! same sample pipeline ([`shards`]).
+//! with the evaluation preprocessing and the bad-image policy ([`images`]),
+//! caption-aware training augmentation ([`augment`]), the instance categories
+//! of multilabel classification ([`instances`]) and the five tasks' targets
+//! ([`tasks`]). Batches are made of them by the sample pipeline
+//! ([`pipeline`]: caption choice, preprocessing, tokenisation, targets) into
+//! a [`batch::PretrainingBatch`] ([`batch`], with the ranks' shares of it),
+//! each sample's randomness derived by the seed rules of [`seed`]; a parallel
+//! prefetching loader produces them from a COCO-format dataset ([`loader`]),
+//! and WebDataset tar shards, for datasets past COCO's size, are written and
+//! streamed with the same pipeline ([`shards`]). [`atomic`] writes files that
+//! a crash never leaves half-written (shards here; weights, checkpoints and
+//! metrics in the crates above).
 //!
 //! ```
 //! use virtex_data::tokenizer::SentencePieceTokenizer;
@@ -26,7 +32,9 @@
 //! # Ok::<(), virtex_data::tokenizer::TokenizerError>(())
 //! ```
 
+pub mod atomic;
 pub mod augment;
+pub mod batch;
 pub mod caption;
 pub mod coco;
 #[cfg(feature = "emoji")]
@@ -34,6 +42,9 @@ pub mod emoji;
 pub mod images;
 pub mod instances;
 pub mod loader;
+pub mod pipeline;
+mod prefetch;
+pub mod seed;
 pub mod shards;
 pub mod tasks;
 pub mod tokenizer;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use rand::Rng;
 use rand::seq::index::sample;
+use serde::{Deserialize, Serialize};
 
 use crate::instances::CocoInstances;
 
@@ -71,8 +72,11 @@ pub fn token_bag(tokens: &[u32]) -> Vec<u32> {
     bag
 }
 
-/// The reference's masked-LM settings (`MASKED_LM.*`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// The reference's masked-LM settings, the config's `DATA.MASKED_LM.*`
+/// (`MASK_PROPORTION`, `MASK_PROBABILITY`, `REPLACE_PROBABILITY`; a key left
+/// out keeps its default).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default, rename_all = "SCREAMING_SNAKE_CASE")]
 pub struct MaskedLmConfig {
     /// Fraction of non-boundary tokens chosen, 0.15.
     pub mask_proportion: f64,

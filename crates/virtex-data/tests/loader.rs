@@ -4,9 +4,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use virtex_data::augment::TrainAugmentation;
+use virtex_data::batch::{LoaderError, rank_share};
 use virtex_data::coco::CocoCaptions;
+use virtex_data::images::BadImagePolicy;
 use virtex_data::instances::CocoInstances;
-use virtex_data::loader::{BadImagePolicy, LoaderError, Preprocessing, PretrainingLoader};
+use virtex_data::loader::PretrainingLoader;
+use virtex_data::pipeline::{Preprocessing, SamplePipeline};
 use virtex_data::tasks::{MaskedLmConfig, TaskTargets, TaskView, token_bag};
 use virtex_data::tokenizer::SentencePieceTokenizer;
 
@@ -14,17 +17,27 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-fn loader(dataset: CocoCaptions, batch: usize) -> PretrainingLoader {
-    let tokenizer =
+fn tokenizer() -> Arc<SentencePieceTokenizer> {
+    Arc::new(
         SentencePieceTokenizer::from_file(root().join("data/fixtures/tokenizer/emoji_bpe.model"))
-            .unwrap();
-    PretrainingLoader::new(
-        Arc::new(dataset),
-        Arc::new(tokenizer),
-        Preprocessing::Train(TrainAugmentation::new(32)),
-        batch,
-        42,
+            .unwrap(),
     )
+}
+
+/// Captioning samples with the training augmentation at 32².
+fn pipeline() -> SamplePipeline {
+    SamplePipeline::new(
+        tokenizer(),
+        Preprocessing::Train(TrainAugmentation::new(32)),
+    )
+}
+
+fn loader_with(dataset: CocoCaptions, pipeline: SamplePipeline, batch: usize) -> PretrainingLoader {
+    PretrainingLoader::with_pipeline(Arc::new(dataset), pipeline, batch, 42)
+}
+
+fn loader(dataset: CocoCaptions, batch: usize) -> PretrainingLoader {
+    loader_with(dataset, pipeline(), batch)
 }
 
 fn emoji_val() -> CocoCaptions {
@@ -79,6 +92,45 @@ fn the_prefetching_epoch_yields_every_batch_in_order() {
 }
 
 #[test]
+fn batches_from_an_iteration_continue_into_the_next_epochs() {
+    let loader = loader(emoji_val(), 64);
+    let per_epoch = loader.batches_per_epoch() as u64;
+    assert_eq!(per_epoch, 5);
+    // Resume at the last batch of epoch 1: then all of epoch 2.
+    let mut batches = loader.batches_from(2 * per_epoch - 1, 2);
+    assert_eq!(batches.epoch(), 1);
+    assert_eq!(batches.recv().unwrap(), loader.batch(1, 4).unwrap());
+    assert_eq!(batches.recv().unwrap(), loader.batch(2, 0).unwrap());
+    assert_eq!(batches.epoch(), 2);
+    let rest: Vec<_> = batches.take(4).map(Result::unwrap).collect();
+    assert_eq!(rest[3], loader.batch(2, 4).unwrap());
+}
+
+#[test]
+fn ranks_share_each_global_batch_in_rank_order() {
+    assert_eq!(rank_share(12, 2, 3).unwrap(), 4);
+    for (batch_size, rank, world) in [(12, 0, 5), (12, 3, 3), (12, 0, 0)] {
+        match rank_share(batch_size, rank, world) {
+            Err(LoaderError::RankShare { .. }) => {}
+            other => panic!("({batch_size}, {rank}, {world}): expected RankShare, got {other:?}"),
+        }
+    }
+    let whole = loader(emoji_val(), 6).batch(1, 2).unwrap();
+    let mut ids = Vec::new();
+    for rank in 0..3 {
+        let part = loader(emoji_val(), 6)
+            .for_rank(rank, 3)
+            .unwrap()
+            .batch(1, 2)
+            .unwrap();
+        assert_eq!(part.len(), 2);
+        ids.extend(part.image_ids);
+    }
+    assert_eq!(ids, whole.image_ids);
+    assert!(loader(emoji_val(), 6).for_rank(0, 4).is_err());
+}
+
+#[test]
 fn a_corrupt_image_is_an_error_or_skipped_by_policy() {
     let mut dataset = emoji_val();
     dataset.images.truncate(4);
@@ -88,7 +140,11 @@ fn a_corrupt_image_is_an_error_or_skipped_by_policy() {
         LoaderError::Image(err) => assert!(err.to_string().contains("truncated.jpg"), "{err}"),
         other => panic!("expected an image error, got {other}"),
     }
-    let lenient = loader(dataset, 4).with_bad_image_policy(BadImagePolicy::Skip);
+    let lenient = loader_with(
+        dataset,
+        pipeline().with_bad_image_policy(BadImagePolicy::Skip),
+        4,
+    );
     let batch = lenient.batch(0, 0).unwrap();
     assert_eq!(batch.len(), 3);
     assert_eq!(lenient.skipped(), 1);
@@ -96,21 +152,13 @@ fn a_corrupt_image_is_an_error_or_skipped_by_policy() {
 
 #[test]
 fn evaluation_preprocessing_is_not_random() {
-    let tokenizer = Arc::new(
-        SentencePieceTokenizer::from_file(root().join("data/fixtures/tokenizer/emoji_bpe.model"))
-            .unwrap(),
-    );
+    let tokenizer = tokenizer();
     let mut dataset = emoji_val();
     dataset.images.truncate(2);
     let dataset = Arc::new(dataset);
     let eval = |seed| {
-        let loader = PretrainingLoader::new(
-            dataset.clone(),
-            tokenizer.clone(),
-            Preprocessing::Eval { size: 48 },
-            2,
-            seed,
-        );
+        let pipeline = SamplePipeline::new(tokenizer.clone(), Preprocessing::Eval { size: 48 });
+        let loader = PretrainingLoader::with_pipeline(dataset.clone(), pipeline, 2, seed);
         let batch = loader.batch(0, 0).unwrap();
         let pixels = 3 * 48 * 48;
         let mut by_id: Vec<(u64, Vec<f32>)> = batch
@@ -127,7 +175,11 @@ fn evaluation_preprocessing_is_not_random() {
 
 #[test]
 fn token_classification_targets_are_each_captions_word_ids() {
-    let loader = loader(emoji_val(), 8).with_task(TaskView::TokenClassification);
+    let loader = loader_with(
+        emoji_val(),
+        pipeline().with_task(TaskView::TokenClassification),
+        8,
+    );
     let batch = loader.batch(0, 1).unwrap();
     let TaskTargets::Labels { labels, width } = &batch.targets else {
         panic!("expected labels, got {:?}", batch.targets);
@@ -156,8 +208,8 @@ fn multilabel_targets_come_from_instances_and_skip_unlabelled_images() {
         instances.labels.remove(id);
     }
     let expected = instances.clone();
-    let loader =
-        loader(emoji_val(), 5).with_task(TaskView::MultilabelClassification(Arc::new(instances)));
+    let task = TaskView::MultilabelClassification(Arc::new(instances));
+    let loader = loader_with(emoji_val(), pipeline().with_task(task), 5);
     assert_eq!(loader.len(), 371 - unlabelled.len());
     let mut seen = 0;
     for batch in loader.epoch(0, 2) {
@@ -177,15 +229,12 @@ fn multilabel_targets_come_from_instances_and_skip_unlabelled_images() {
 
 #[test]
 fn masked_lm_targets_label_only_masked_positions_deterministically() {
-    let tokenizer =
-        SentencePieceTokenizer::from_file(root().join("data/fixtures/tokenizer/emoji_bpe.model"))
-            .unwrap();
     let task = TaskView::MaskedLm {
         config: MaskedLmConfig::default(),
         mask_id: 3,
-        vocab_size: tokenizer.vocab_size() as u32,
+        vocab_size: tokenizer().vocab_size() as u32,
     };
-    let loader = loader(emoji_val(), 16).with_task(task);
+    let loader = loader_with(emoji_val(), pipeline().with_task(task), 16);
     let batch = loader.batch(2, 0).unwrap();
     assert_eq!(batch, loader.batch(2, 0).unwrap());
     let TaskTargets::MaskedLm { tokens, labels } = &batch.targets else {

@@ -5,8 +5,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use virtex_data::batch::PretrainingBatch;
 use virtex_data::coco::CocoCaptions;
-use virtex_data::loader::{BadImagePolicy, Preprocessing, PretrainingBatch, SamplePipeline};
+use virtex_data::images::BadImagePolicy;
+use virtex_data::pipeline::{Preprocessing, SamplePipeline};
 use virtex_data::shards::{
     ShardStream, StreamPosition, expand_shard_pattern, index_shard, write_shards,
 };

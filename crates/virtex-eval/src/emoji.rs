@@ -15,9 +15,9 @@ use virtex_train::device::{BackendTask, CpuBackend};
 use virtex_train::source::WeightsSource;
 use virtex_vision::ResNetArch;
 
-use crate::classification::ClassificationResult;
 use crate::error::{EvalError, io};
-use crate::transfer::{Protocol, TransferTask};
+use crate::transfer::classifier::ClassificationResult;
+use crate::transfer::{TransferMode, TransferTask};
 
 /// Label granularities, as folder names under the ImageFolder root.
 pub const LEVELS: [&str; 2] = ["subcategory", "category"];
@@ -161,7 +161,7 @@ impl EmojiExperiment {
                 let mut overrides =
                     vec![format!("DATA.ROOT={}", self.folders.join(level).display())];
                 overrides.extend(self.overrides.iter().cloned());
-                let config: Config = Protocol::Linear.config(&self.config, &overrides)?;
+                let config: Config = TransferMode::LinearProbe.config(&self.config, &overrides)?;
                 let result = TransferTask {
                     source: source.clone(),
                     arch,

@@ -10,9 +10,9 @@ use virtex_train::checkpoint::CheckpointError;
 use virtex_train::config::ConfigError;
 use virtex_train::source::SourceError;
 
-use crate::captioning::MetricsError;
-use crate::classification::ClassificationError;
-use crate::voc07::VocError;
+use crate::caption_metrics::MetricsError;
+use crate::transfer::ClassificationError;
+use crate::voc07::devkit::VocError;
 
 /// An evaluation that cannot go on.
 #[derive(Debug, thiserror::Error)]

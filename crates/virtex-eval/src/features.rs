@@ -175,7 +175,7 @@ impl Features {
 
     /// Writes the `.npy` to `path` atomically.
     pub fn save_npy(&self, path: &Path) -> std::io::Result<()> {
-        virtex_vision::atomic::write_bytes(path, &self.to_npy())
+        virtex_data::atomic::write_bytes(path, &self.to_npy())
     }
 
     /// Reads a 2-D little-endian float32 or float16 (`'<f4'`/`'<f2'`),

@@ -1,20 +1,31 @@
 //! # virtex-eval
 //!
-//! Evaluating VirTex backbones and captioners, as the reference's scripts do:
-//! frozen features ([`features`]), VOC07 linear SVMs ([`voc07`],
-//! [`voc07_task`]), linear probes and fine-tuning on ImageFolder data
-//! ([`classification`], [`transfer`]), captioning a set of images
-//! ([`captioner`]) and scoring captions with BLEU-1..4, ROUGE-L and CIDEr-D
-//! as pycocoevalcap does ([`captioning`]), attention maps
-//! ([`attention_maps`]) and the miniature VirTex experiment on the bundled
-//! emoji data ([`emoji`]). Weights come from any [`WeightsSource`].
+//! Evaluating VirTex backbones and captioners, as the reference's scripts do.
+//! Each evaluation is a task run on the backend it is dispatched to, its
+//! weights from any [`WeightsSource`]:
+//!
+//! - [`features`]: pooled features of a frozen backbone ([`features::FeatureTask`]).
+//! - [`voc07`]: the VOC07 evaluation ([`voc07::Voc07Task`]): features, then
+//!   the reference's per-class linear SVMs ([`voc07::protocol`]) on a
+//!   devkit's splits ([`voc07::devkit`]); [`svm`] is the SVM solver and
+//!   [`average_precision`] the AP it is scored by.
+//! - [`transfer`]: the linear probe and fine-tuning on an ImageFolder
+//!   dataset ([`transfer::TransferTask`]), with the classifier and its
+//!   training loop in [`transfer::classifier`].
+//! - [`emoji`]: the miniature VirTex experiment on the bundled emoji data
+//!   (linear probes of pretrained and random backbones).
+//! - [`captioning`]: captioning a set of images ([`captioning::CaptionTask`]),
+//!   with per-word [`attention_maps`].
+//! - [`caption_metrics`]: scoring captions against references with
+//!   BLEU-1..4, ROUGE-L and CIDEr-D as pycocoevalcap does.
+//! - [`error`]: [`EvalError`], what stops a task.
 //!
 //! Caption a folder with a virtex-rs checkpoint:
 //!
 //! ```no_run
 //! use std::path::Path;
 //! use virtex_data::images::{BadImagePolicy, DEFAULT_MAX_PIXELS};
-//! use virtex_eval::captioner::{CaptionTask, ImageSet};
+//! use virtex_eval::captioning::{CaptionTask, ImageSet};
 //! use virtex_train::{config::Config, device::DeviceSpec, source::WeightsSource};
 //!
 //! let task = CaptionTask {
@@ -40,15 +51,13 @@
 
 pub mod attention_maps;
 pub mod average_precision;
-pub mod captioner;
+pub mod caption_metrics;
 pub mod captioning;
-pub mod classification;
 pub mod emoji;
 pub mod error;
 pub mod features;
 pub mod svm;
 pub mod transfer;
 pub mod voc07;
-pub mod voc07_task;
 
 pub use error::EvalError;

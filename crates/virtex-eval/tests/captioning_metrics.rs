@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde_json::Value;
-use virtex_eval::captioning::{CaptionPair, MetricsError, ptb, score_captions};
+use virtex_eval::caption_metrics::{CaptionPair, MetricsError, ptb, score_captions};
 
 fn fixture(name: &str) -> Value {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,6 +1,7 @@
 //! The evaluation pipelines end to end on real images: a freshly trained
 //! checkpoint captions a COCO split and a folder (with attention maps), gives
-//! its backbone to feature extraction and the Detectron2 export; captions are
+//! its backbone to feature extraction and to the backbone export (Detectron2
+//! names, and torchvision names read back as the same backbone); captions are
 //! scored against the emoji references; VOC07 SVMs run on a small devkit.
 
 use std::path::{Path, PathBuf};
@@ -8,10 +9,10 @@ use std::path::{Path, PathBuf};
 use serde_json::json;
 use virtex_data::coco::{CaptionResult, CocoCaptions, ImageRef, read_references};
 use virtex_data::images::{BadImagePolicy, DEFAULT_MAX_PIXELS, image_files};
-use virtex_eval::captioner::{CaptionTask, ImageSet};
-use virtex_eval::captioning::{pair_with_references, score_captions};
+use virtex_eval::caption_metrics::{pair_with_references, score_captions};
+use virtex_eval::captioning::{CaptionTask, ImageSet};
 use virtex_eval::features::{Extraction, FeatureTask};
-use virtex_eval::voc07_task::Voc07Task;
+use virtex_eval::voc07::Voc07Task;
 use virtex_train::config::{Config, DecoderName};
 use virtex_train::device::{BackendTask, CpuBackend};
 use virtex_train::source::WeightsSource;
@@ -244,12 +245,39 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
     // The Detectron2 export writes the same backbone under Detectron2's names.
     let pth = output.join("detectron2.pth");
     checkpoint
-        .export_backbone(ResNetArch::Resnet50, &pth, ExportNaming::Detectron2)
+        .export_backbone(ResNetArch::Resnet18, &pth, ExportNaming::Detectron2)
         .unwrap();
     let reader = burn_store::pytorch::PytorchReader::with_top_level_key(&pth, "model").unwrap();
     let keys = reader.keys();
     assert_eq!(keys.len(), 120, "ResNet-18 without fc: {keys:?}");
     assert!(keys.contains(&"res5.1.conv2.norm.running_var".to_string()));
+    // Under torchvision's names (`export-backbone --to torchvision`), the
+    // export reads back as the same backbone: the same features.
+    let torchvision = output.join("torchvision.pth");
+    checkpoint
+        .export_backbone(
+            ResNetArch::Resnet18,
+            &torchvision,
+            ExportNaming::Torchvision,
+        )
+        .unwrap();
+    let reread = FeatureTask {
+        source: WeightsSource::Torchvision(torchvision),
+        arch: ResNetArch::Resnet18,
+        images: image_files(&output.join("tiny2017")).unwrap(),
+        extraction,
+    }
+    .run::<CpuBackend>(Default::default())
+    .unwrap()
+    .features;
+    assert_eq!((reread.rows, reread.dim), (features.rows, features.dim));
+    let diff = reread
+        .values
+        .iter()
+        .zip(&features.values)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f32::max);
+    assert!(diff < 1e-6, "{diff}");
     std::fs::remove_dir_all(output).unwrap();
 }
 

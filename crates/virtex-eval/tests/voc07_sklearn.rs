@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 use virtex_eval::features::Features;
-use virtex_eval::voc07::{LabelledFeatures, Voc07Protocol, VocLabel, mean_ap};
+use virtex_eval::voc07::devkit::VocLabel;
+use virtex_eval::voc07::protocol::{LabelledFeatures, Voc07Protocol, mean_ap};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/fixtures/voc07")

@@ -12,7 +12,7 @@ use burn::tensor::{Int, Tensor};
 use virtex_vision::Precision;
 
 use crate::attention::{BiasInit, KeysValues, MultiHeadAttention, reference_linear};
-use crate::config::{NormPosition, TransformerSize};
+use crate::head_name::{NormPosition, TransformerSize};
 
 /// LayerNorm epsilon inside the Transformer (PyTorch's default).
 const TRANSFORMER_LAYER_NORM_EPS: f64 = 1e-5;

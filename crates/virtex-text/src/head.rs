@@ -8,9 +8,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use virtex_vision::{Precision, global_average_pool};
 
 use crate::attention::{BiasInit, reference_linear};
-use crate::config::{NormPosition, TransformerSize};
 use crate::decoder::{DecoderCache, TransformerDecoder};
 use crate::embedding::WordAndPositionalEmbedding;
+use crate::head_name::{NormPosition, TransformerSize};
 
 /// The output layer tied to the word embedding: only its bias is its own.
 #[derive(Module, Debug)]

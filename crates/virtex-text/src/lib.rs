@@ -6,9 +6,18 @@
 //! beam search / nucleus sampling / greedy decoding, and loading official
 //! VirTex checkpoints.
 //!
+//! - [`head_name`]: `MODEL.TEXTUAL.NAME` parsed ([`TextualHeadName`]).
+//! - [`embedding`], [`attention`], [`decoder`]: the layers of a head;
+//!   [`head`] the heads themselves.
+//! - [`models`]: the pretraining models ([`PretrainingModelConfig`],
+//!   [`PretrainingModel`]) and [`losses`] their losses.
+//! - [`decoding`]: caption decoding with the forward head.
+//! - `pytorch` (feature `pytorch`, default): the reference's layout, official
+//!   `.pth` checkpoints into a model and its parameter names.
+//!
 //! Built on `virtex-vision` (the backbone) alone: the model takes tensors
 //! (`models::PretrainingInput`); turning loader batches into them is
-//! virtex-train's job. Official checkpoints load with the `pytorch` feature (default).
+//! virtex-train's job.
 //!
 //! ```
 //! use burn::backend::Flex;
@@ -37,18 +46,16 @@
 //! ```
 
 pub mod attention;
-#[cfg(feature = "pytorch")]
-pub mod checkpoint;
-pub mod config;
 pub mod decoder;
 pub mod decoding;
 pub mod embedding;
 pub mod head;
+pub mod head_name;
 pub mod losses;
 pub mod models;
 #[cfg(feature = "pytorch")]
-pub mod names;
+pub mod pytorch;
 
-pub use config::{NormPosition, TextualHeadName, TransformerSize};
 pub use head::{LinearTextualHead, TransformerTextualHead};
+pub use head_name::{NormPosition, TextualHeadName, TransformerSize};
 pub use models::{PretrainingModel, PretrainingModelConfig, PretrainingTask};

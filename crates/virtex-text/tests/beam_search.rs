@@ -12,9 +12,9 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Deserialize;
-use virtex_text::checkpoint::{CheckpointParts, load_virtex_checkpoint};
 use virtex_text::decoding::{BeamPrefix, CaptionDecoder, DecodingStrategy};
 use virtex_text::models::TextualHead;
+use virtex_text::pytorch::{CheckpointParts, load_virtex_checkpoint};
 use virtex_text::{PretrainingModel, PretrainingTask, TextualHeadName, TransformerTextualHead};
 use virtex_vision::{ResNetArch, ResNetConfig};
 

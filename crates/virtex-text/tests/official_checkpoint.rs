@@ -9,10 +9,10 @@ use burn::tensor::{Int, Tensor, TensorData};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Deserialize;
-use virtex_text::checkpoint::{CheckpointError, CheckpointParts, load_virtex_checkpoint};
 use virtex_text::decoder::TransformerDecoder;
 use virtex_text::decoding::{BeamPrefix, CaptionDecoder, DecodingStrategy};
 use virtex_text::models::{BackwardTextualHead, PretrainingInput, PretrainingTargets, TextualHead};
+use virtex_text::pytorch::{CheckpointError, CheckpointParts, load_virtex_checkpoint};
 use virtex_text::{PretrainingModel, PretrainingTask, TextualHeadName, TransformerTextualHead};
 use virtex_vision::{ResNetArch, ResNetConfig};
 

@@ -171,7 +171,7 @@ pub fn save_checkpoint<B: AutodiffBackend, M: AutodiffModule<B>>(
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    virtex_vision::atomic::write_bytes(path, &bytes).map_err(|source| CheckpointError::Io {
+    virtex_data::atomic::write_bytes(path, &bytes).map_err(|source| CheckpointError::Io {
         path: path.to_path_buf(),
         source,
     })

@@ -68,7 +68,7 @@ pub fn write_contact_sheet(
     entries: &[SheetEntry],
 ) -> std::io::Result<()> {
     let html = contact_sheet_html(title, entries)?;
-    virtex_vision::atomic::write_bytes(path, html.as_bytes())
+    virtex_data::atomic::write_bytes(path, html.as_bytes())
 }
 
 fn escape(text: &str) -> String {

@@ -5,17 +5,17 @@
 use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
+use virtex_data::batch::{LoaderError, PretrainingBatch, rank_share};
 use virtex_data::coco::{CocoCaptions, CocoError};
 use virtex_data::instances::CocoInstances;
-use virtex_data::loader::{
-    BadImagePolicy, LoaderError, Preprocessing, PretrainingBatch, PretrainingLoader, SamplePipeline,
-};
+use virtex_data::loader::{CocoBatches, PretrainingLoader};
+use virtex_data::pipeline::{Preprocessing, SamplePipeline};
 use virtex_data::shards::{ShardStream, StreamPosition, expand_shard_pattern};
-use virtex_data::tasks::{MaskedLmConfig, TaskView};
+use virtex_data::tasks::TaskView;
 use virtex_data::tokenizer::SentencePieceTokenizer;
 use virtex_text::PretrainingTask;
 
-use crate::config::{BadImage, Config};
+use crate::config::Config;
 use crate::error::TrainError;
 
 /// Where the training batches come from.
@@ -29,7 +29,9 @@ pub(crate) enum TrainSource {
 
 /// The datasets, tokenizer and loaders a config names.
 pub(crate) struct Data {
+    /// `DATA.TOKENIZER_MODEL`.
     pub tokenizer: Arc<SentencePieceTokenizer>,
+    /// This rank's training batches.
     pub train: TrainSource,
     /// The `val` split of `DATA.ROOT` (shards or not).
     pub val: PretrainingLoader,
@@ -69,11 +71,7 @@ fn task_view(config: &Config, split: &str, vocab_size: u32) -> Result<TaskView, 
             TaskView::MultilabelClassification(Arc::new(instances))
         }
         PretrainingTask::MaskedLm => TaskView::MaskedLm {
-            config: MaskedLmConfig {
-                mask_proportion: config.data.masked_lm.mask_proportion,
-                mask_probability: config.data.masked_lm.mask_probability,
-                replace_probability: config.data.masked_lm.replace_probability,
-            },
+            config: config.data.masked_lm,
             mask_id: config.data.mask_index,
             vocab_size,
         },
@@ -88,13 +86,9 @@ impl Data {
         config.check_tokenizer(&tokenizer, &config.data.tokenizer_model)?;
         let vocab = tokenizer.vocab_size() as u32;
         let tokenizer = Arc::new(tokenizer);
-        let policy = match config.data.on_bad_image {
-            BadImage::Error => BadImagePolicy::Error,
-            BadImage::Skip => BadImagePolicy::Skip,
-        };
         let pipeline = |split: &str, preprocessing| -> Result<SamplePipeline, TrainError> {
             Ok(SamplePipeline::new(tokenizer.clone(), preprocessing)
-                .with_bad_image_policy(policy)
+                .with_bad_image_policy(config.data.on_bad_image)
                 .with_max_caption_length(config.data.max_caption_length)
                 .with_first_caption_only(config.data.use_single_caption)
                 .with_task(task_view(config, split, vocab)?))
@@ -130,20 +124,12 @@ impl Data {
                     pattern: pattern.clone(),
                     source,
                 };
-                let batch_size = config.optim.batch_size;
-                if !batch_size.is_multiple_of(world) {
-                    return Err(LoaderError::RankShare {
-                        batch_size,
-                        rank,
-                        world,
-                    }
-                    .into());
-                }
+                let share = rank_share(config.optim.batch_size, rank, world)?;
                 let shards = expand_shard_pattern(pattern).map_err(shard_error)?;
                 let stream = ShardStream::new(
                     shards,
                     pipeline("train", augmentation)?,
-                    batch_size / world,
+                    share,
                     config.random_seed,
                 )
                 .and_then(|stream| stream.for_rank(rank, world))
@@ -173,12 +159,7 @@ impl Data {
 /// Training batches from an iteration on, across epochs.
 pub(crate) enum Batches {
     /// A COCO-format split: the position follows from the iteration.
-    Coco {
-        loader: Box<PretrainingLoader>,
-        prefetch: usize,
-        epoch: u64,
-        receiver: Receiver<Result<PretrainingBatch, LoaderError>>,
-    },
+    Coco(CocoBatches),
     /// Shards: the position after the last batch taken.
     Shards {
         receiver: Receiver<Result<(PretrainingBatch, StreamPosition), LoaderError>>,
@@ -196,17 +177,7 @@ impl Batches {
         prefetch: usize,
     ) -> Self {
         match source {
-            TrainSource::Coco(loader) => {
-                let per_epoch = loader.batches_per_epoch() as u64;
-                let epoch = iteration / per_epoch;
-                let first = (iteration % per_epoch) as usize;
-                Self::Coco {
-                    receiver: loader.epoch_from(epoch, first, prefetch),
-                    loader: Box::new(loader.clone()),
-                    prefetch,
-                    epoch,
-                }
-            }
+            TrainSource::Coco(loader) => Self::Coco(loader.batches_from(iteration, prefetch)),
             TrainSource::Shards(stream) => Self::Shards {
                 receiver: stream.batches_from(position, prefetch),
                 position,
@@ -214,22 +185,10 @@ impl Batches {
         }
     }
 
+    /// The next training batch.
     pub fn next(&mut self) -> Result<PretrainingBatch, LoaderError> {
         match self {
-            Self::Coco {
-                loader,
-                prefetch,
-                epoch,
-                receiver,
-            } => loop {
-                match receiver.recv() {
-                    Ok(batch) => return batch,
-                    Err(_) => {
-                        *epoch += 1;
-                        *receiver = loader.epoch(*epoch, *prefetch);
-                    }
-                }
-            },
+            Self::Coco(batches) => batches.recv(),
             Self::Shards { receiver, position } => {
                 let (batch, after) = receiver
                     .recv()
@@ -244,7 +203,7 @@ impl Batches {
     /// (nothing for a COCO-format split, whose position is the iteration's).
     pub fn position(&self) -> Option<StreamPosition> {
         match self {
-            Self::Coco { .. } => None,
+            Self::Coco(_) => None,
             Self::Shards { position, .. } => Some(*position),
         }
     }

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use virtex_data::batch::LoaderError;
 use virtex_data::coco::CocoError;
-use virtex_data::loader::LoaderError;
 use virtex_data::tokenizer::TokenizerError;
 use virtex_text::models::{ModelConfigError, TargetsMismatch};
 

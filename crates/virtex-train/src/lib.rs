@@ -10,13 +10,16 @@
 //!   Lookahead; [`optim::schedule`] the warm-up + decay multipliers.
 //! - [`source`]: weights from a virtex-rs checkpoint, an official VirTex or
 //!   torchvision `.pth`, or fresh ones, for a backbone or a whole model;
-//!   [`init`] starts a different model from what fits of them.
+//!   [`init_from`] starts a different model from what fits of them
+//!   (`--init-from`).
 //! - [`trainer`]: [`trainer::Pretraining`], the loop, run on a backend chosen
-//!   by [`device`], taking a [`step`] per iteration; [`checkpoint`], [`metrics`], [`progress`] (plain lines
-//!   or, feature `dashboard`, burn-train's terminal dashboard) and
-//!   [`contact_sheet`] serve it, and [`readings`] keeps each step's loss on the
-//!   device until it is logged;
-//!   [`TrainError`] says why a run could not start or stopped.
+//!   by [`device`]. Each iteration takes a [`step`] (its loader batch made
+//!   tensors by [`model_input`], on the thread [`worker`] picks);
+//!   [`readings`] keeps each step's loss on the device until it is logged;
+//!   [`checkpoint`], [`metrics`], [`progress`] (plain lines or, feature
+//!   `dashboard`, burn-train's terminal dashboard) and [`contact_sheet`]
+//!   serve it; a private `data` module builds its datasets and loaders;
+//!   [`error`]'s [`TrainError`] says why a run could not start or stopped.
 //! - [`distributed`]: one process per rank, launched with torchrun's
 //!   variables or by [`distributed::Launch`] (one per device); the ranks meet
 //!   over TCP and average every step's gradients (over NCCL on GPUs).
@@ -38,7 +41,6 @@
 //! # Ok::<(), virtex_train::config::ConfigError>(())
 //! ```
 
-pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod contact_sheet;
@@ -46,13 +48,15 @@ mod data;
 pub mod device;
 pub mod distributed;
 pub mod error;
-pub mod init;
+pub mod init_from;
 pub mod metrics;
+pub mod model_input;
 pub mod optim;
 pub mod progress;
 pub mod readings;
 pub mod source;
 pub mod step;
 pub mod trainer;
+pub mod worker;
 
 pub use error::TrainError;

@@ -84,7 +84,7 @@ impl MetricsLog {
             text.push_str(&record.to_string());
             text.push('\n');
         }
-        virtex_vision::atomic::write_bytes(path, text.as_bytes()).map_err(io_error(path))?;
+        virtex_data::atomic::write_bytes(path, text.as_bytes()).map_err(io_error(path))?;
         let file = OpenOptions::new()
             .append(true)
             .open(path)
@@ -181,7 +181,7 @@ fn line_chart(
         message,
     })?;
     match png {
-        Some(png) => virtex_vision::atomic::write_bytes(path, &png).map_err(io_error(path)),
+        Some(png) => virtex_data::atomic::write_bytes(path, &png).map_err(io_error(path)),
         None => Ok(()),
     }
 }

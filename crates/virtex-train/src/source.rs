@@ -8,7 +8,7 @@ use std::str::FromStr;
 
 use burn::tensor::backend::Backend;
 use virtex_text::PretrainingModel;
-use virtex_text::checkpoint::{CheckpointParts, load_virtex_checkpoint};
+use virtex_text::pytorch::{CheckpointParts, load_virtex_checkpoint};
 use virtex_vision::pytorch::{ExportNaming, TorchvisionWeights, export};
 use virtex_vision::{ResNet, ResNetArch, ResNetConfig, VisionError};
 
@@ -73,7 +73,7 @@ pub enum SourceError {
     Checkpoint(#[from] CheckpointError),
     /// An official VirTex checkpoint that does not fit the model.
     #[error(transparent)]
-    Official(#[from] virtex_text::checkpoint::CheckpointError),
+    Official(#[from] virtex_text::pytorch::CheckpointError),
     /// A torchvision file that does not fit the backbone.
     #[error(transparent)]
     Backbone(#[from] VisionError),

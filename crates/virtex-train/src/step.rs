@@ -3,11 +3,11 @@
 //! step on its share of the global batch and the ranks then average the
 //! gradients, as the reference's DDP does.
 
-use crate::batch::model_input;
+use crate::model_input::model_input;
 use burn::optim::GradientsParams;
 use burn::tensor::Tensor;
 use burn::tensor::backend::AutodiffBackend;
-use virtex_data::loader::PretrainingBatch;
+use virtex_data::batch::PretrainingBatch;
 use virtex_text::PretrainingModel;
 use virtex_text::models::TargetsMismatch;
 use virtex_vision::{AutodiffVisionBackend, FrozenResNet};

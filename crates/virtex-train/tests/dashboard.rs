@@ -8,18 +8,24 @@
 use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustix::pty::{OpenptFlags, grantpt, openpt, ptsname, unlockpt};
 use rustix::termios::{Winsize, tcsetwinsize};
 use virtex_train::progress::{Progress, enable_dashboard};
 
-/// Set in the child: it drives the dashboard instead of spawning.
+/// Set in the child: the file whose appearance ends its loop.
 const CHILD: &str = "VIRTEX_DASHBOARD_CHILD";
 
-/// A short loop: ten iterations with their readings, a validation, the end.
-fn drive_a_loop() {
+/// What the dashboard draws of [`drive_a_loop`]'s readings.
+const DRAWN: [&str; 3] = ["loss", "images/s", "Iteration"];
+
+/// A short loop: ten iterations with their readings, a validation; then,
+/// the dashboard redrawing on its own, the end once `release` exists (the
+/// test creates it when it has seen the readings drawn).
+fn drive_a_loop(release: &Path) {
     let mut progress = Progress::new("iteration", 0, 10, 5);
     for done in 1..=10 {
         let loss = 10.0 / done as f64;
@@ -31,24 +37,28 @@ fn drive_a_loop() {
                 ("images/s", 42.0 + done as f64),
             ],
         );
-        std::thread::sleep(Duration::from_millis(60));
     }
     progress.validation(
         10,
         &[("loss", 1.5)],
         &["image 7: an emoji of a face".into()],
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Bounded only so that a dashboard that never draws fails the test
+    // (its screen lacks the readings) instead of hanging it.
+    let given_up = Instant::now() + Duration::from_secs(120);
+    while !release.exists() && Instant::now() < given_up {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert!(!progress.stop_requested());
     progress.finish();
 }
 
 #[test]
+#[ignore = "the dashboard's loop: the_dashboard_draws_on_a_terminal runs it in a child process"]
 fn dashboard_child() {
-    // Only meaningful as the child of the test below.
-    if std::env::var_os(CHILD).is_some() {
+    if let Some(release) = std::env::var_os(CHILD) {
         enable_dashboard();
-        drive_a_loop();
+        drive_a_loop(&PathBuf::from(release));
     }
 }
 
@@ -73,21 +83,26 @@ fn the_dashboard_draws_on_a_terminal() {
         .write(true)
         .open(slave_path.to_str().unwrap())
         .unwrap();
+    let release = std::env::temp_dir().join(format!("virtex-dashboard-{}", std::process::id()));
+    let _ = std::fs::remove_file(&release);
     let child = Command::new(std::env::current_exe().unwrap())
         .args([
+            "--ignored",
             "--exact",
             "dashboard_child",
             "--nocapture",
             "--test-threads=1",
         ])
-        .env(CHILD, "1")
+        .env(CHILD, &release)
         .stdin(Stdio::from(slave.try_clone().unwrap()))
         .stdout(Stdio::from(slave))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Read the terminal until the child is gone (the master then reads EIO).
+    // Read the terminal until the child is gone (the master then reads EIO),
+    // releasing the child once the readings have been drawn.
     let mut master = File::from(master);
+    let released = release.clone();
     let reader = std::thread::spawn(move || {
         let mut screen = Vec::new();
         let mut buffer = [0u8; 4096];
@@ -96,6 +111,10 @@ fn the_dashboard_draws_on_a_terminal() {
                 break;
             }
             screen.extend_from_slice(&buffer[..n]);
+            let drawn = String::from_utf8_lossy(&screen);
+            if !released.exists() && DRAWN.iter().all(|text| drawn.contains(text)) {
+                File::create(&released).unwrap();
+            }
         }
         String::from_utf8_lossy(&screen).into_owned()
     });
@@ -110,10 +129,11 @@ fn the_dashboard_draws_on_a_terminal() {
         "no alternate screen: {screen:?}"
     );
     assert!(screen.contains("\x1b[?1049l"), "terminal not restored");
-    for drawn in ["loss", "images/s", "Iteration"] {
+    for drawn in DRAWN {
         assert!(screen.contains(drawn), "{drawn:?} not drawn: {screen:?}");
     }
     assert!(!stderr.contains("iteration 5/10"), "{stderr}");
+    std::fs::remove_file(release).unwrap();
 }
 
 #[test]

@@ -1,7 +1,12 @@
 //! Multi-process data parallelism on the CPU: ranks are child processes of
 //! this test binary, launched with torchrun's variables, that meet over TCP
 //! on localhost.
+//!
+//! A rank plays a scenario, one of the `*_child` functions: ignored tests,
+//! so that `cargo test` lists them as ignored rather than passing; the tests
+//! start them with `--ignored --exact <name>` and [`CHILD`] set.
 
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
@@ -28,7 +33,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// Starts rank `rank` of `world` playing `scenario` (a child test below).
+/// This test binary, set to play `scenario` (a child test below).
+fn scenario_command(scenario: &str) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command
+        .args([
+            "--ignored",
+            "--exact",
+            scenario,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD, scenario);
+    command
+}
+
+/// Starts rank `rank` of `world` playing `scenario` (a child test below),
+/// its stdin a pipe held by the returned child (closed when waited for).
 fn spawn_rank(
     scenario: &str,
     rank: usize,
@@ -36,15 +57,14 @@ fn spawn_rank(
     port: u16,
     extra: &[(&str, String)],
 ) -> Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
+    let mut command = scenario_command(scenario);
     command
-        .args(["--exact", scenario, "--nocapture", "--test-threads=1"])
-        .env(CHILD, scenario)
         .env("RANK", rank.to_string())
         .env("WORLD_SIZE", world.to_string())
         .env("MASTER_ADDR", "127.0.0.1")
         .env("MASTER_PORT", port.to_string())
         .env("RAYON_NUM_THREADS", "1")
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (key, value) in extra {
@@ -66,18 +86,43 @@ fn is_child(scenario: &str) -> bool {
     std::env::var(CHILD).is_ok_and(|s| s == scenario)
 }
 
+/// How long a rank waits where no test means it to time out: far longer
+/// than any of them takes, so only the timeout under test can end a wait.
+const PATIENT: Duration = Duration::from_secs(120);
+
+/// The place the launch variables give, waiting `timeout` for the others.
 fn spec(timeout: Duration) -> WorldSpec {
     WorldSpec::from_env(timeout)
         .unwrap()
         .expect("WORLD_SIZE is set")
 }
 
+/// Reads `child`'s output up to the end of the first line containing
+/// `marker`, leaving the rest for [`Child::wait_with_output`].
+fn wait_for_line(child: &mut Child, marker: &str) {
+    let stdout = child.stdout.as_mut().expect("stdout is piped");
+    let mut line = Vec::new();
+    let mut byte = [0u8];
+    loop {
+        let read = stdout.read(&mut byte).unwrap();
+        assert_eq!(read, 1, "the child ended before saying {marker}");
+        if byte[0] != b'\n' {
+            line.push(byte[0]);
+        } else if String::from_utf8_lossy(&line).contains(marker) {
+            return;
+        } else {
+            line.clear();
+        }
+    }
+}
+
 #[test]
+#[ignore = "a rank's part: the tests start it in a child process"]
 fn collective_child() {
     if !is_child("collective_child") {
         return;
     }
-    let spec = spec(Duration::from_secs(20));
+    let spec = spec(PATIENT);
     let (mut group, payload) = rendezvous(&spec, || Ok(b"communicator-42".to_vec())).unwrap();
     let mut values = [spec.rank as f32, 1.0, -(spec.rank as f32) * 0.5];
     group.all_reduce_mean_f32(&mut values, "a test").unwrap();
@@ -91,9 +136,6 @@ fn collective_child() {
 
 #[test]
 fn ranks_meet_and_reduce_in_rank_order() {
-    if std::env::var_os(CHILD).is_some() {
-        return;
-    }
     let port = free_port();
     // Started in reverse: the others wait for rank 0 to listen.
     let children: Vec<Child> = (0..4)
@@ -124,12 +166,21 @@ fn ranks_meet_and_reduce_in_rank_order() {
     }
 }
 
+/// Rank 0 waits 3 s for the others to join; they wait for its answer
+/// ([`PATIENT`]ly), saying `READY` as they start trying to join.
 #[test]
+#[ignore = "a rank's part: the tests start it in a child process"]
 fn absent_child() {
     if !is_child("absent_child") {
         return;
     }
-    match rendezvous(&spec(Duration::from_secs(3)), || Ok(Vec::new())) {
+    let mut spec = spec(PATIENT);
+    if spec.rank == 0 {
+        spec.timeout = Duration::from_secs(3);
+    } else {
+        println!("READY");
+    }
+    match rendezvous(&spec, || Ok(Vec::new())) {
         Ok(_) => println!("REPORT joined"),
         Err(err) => println!("REPORT {err}"),
     }
@@ -137,15 +188,18 @@ fn absent_child() {
 
 #[test]
 fn a_rank_that_never_arrives_stops_every_rank_naming_it() {
-    if std::env::var_os(CHILD).is_some() {
-        return;
-    }
     let port = free_port();
-    // World of 4; rank 2 never starts.
-    let children: Vec<(usize, Child)> = [0, 1, 3]
+    // World of 4; rank 2 never starts. Ranks 1 and 3 are trying to join
+    // before rank 0 starts, so rank 2 alone is missing when its 3 s are up.
+    let mut children: Vec<(usize, Child)> = [1, 3]
         .into_iter()
-        .map(|rank| (rank, spawn_rank("absent_child", rank, 4, port, &[])))
+        .map(|rank| {
+            let mut child = spawn_rank("absent_child", rank, 4, port, &[]);
+            wait_for_line(&mut child, "READY");
+            (rank, child)
+        })
         .collect();
+    children.push((0, spawn_rank("absent_child", 0, 4, port, &[])));
     for (rank, child) in children {
         let output = child.wait_with_output().unwrap();
         let said = reports(&output, "REPORT ").join("\n");
@@ -164,15 +218,21 @@ fn a_rank_that_never_arrives_stops_every_rank_naming_it() {
 }
 
 /// Rank `VIRTEX_TEST_FAULTY` misbehaves after the rendezvous (`exit`: dies
-/// without a word, as a killed process; `stall`: stays silent past the
-/// 2 s timeout); the others all-reduce and report what happened.
+/// without a word, as a killed process; `stall`: falls silent, reading its
+/// stdin until the test closes it once the other ranks have ended); the
+/// others all-reduce and report what happened. Rank 0 waits 2 s for a
+/// silent rank, the others [`PATIENT`]ly for rank 0.
 #[test]
+#[ignore = "a rank's part: the tests start it in a child process"]
 fn faulty_child() {
     if !is_child("faulty_child") {
         return;
     }
-    let spec = spec(Duration::from_secs(2));
+    let spec = spec(PATIENT);
     let (mut group, _) = rendezvous(&spec, || Ok(Vec::new())).unwrap();
+    if spec.rank == 0 {
+        group.set_timeout(Duration::from_secs(2));
+    }
     let faulty: usize = std::env::var("VIRTEX_TEST_FAULTY")
         .unwrap()
         .parse()
@@ -180,7 +240,9 @@ fn faulty_child() {
     if spec.rank == faulty {
         match std::env::var("VIRTEX_TEST_FAULT").unwrap().as_str() {
             "exit" => std::process::exit(3),
-            _ => std::thread::sleep(Duration::from_secs(4)),
+            _ => {
+                std::io::stdin().read_to_end(&mut Vec::new()).unwrap();
+            }
         }
     }
     let mut values = [1.0f32; 4];
@@ -191,20 +253,27 @@ fn faulty_child() {
 }
 
 /// Runs `world` ranks of [`faulty_child`] with rank `faulty` doing `fault`;
-/// each rank's report and exit code.
+/// each rank's report and exit code. The faulty rank's stdin is closed once
+/// the others have ended.
 fn with_a_faulty_rank(world: usize, faulty: usize, fault: &str) -> Vec<(String, Option<i32>)> {
     let port = free_port();
     let env = [
         ("VIRTEX_TEST_FAULTY", faulty.to_string()),
         ("VIRTEX_TEST_FAULT", fault.to_string()),
     ];
-    let children: Vec<Child> = (0..world)
-        .map(|rank| spawn_rank("faulty_child", rank, world, port, &env))
+    let mut children: Vec<Option<Child>> = (0..world)
+        .map(|rank| Some(spawn_rank("faulty_child", rank, world, port, &env)))
         .collect();
-    children
+    let mut outputs: Vec<Option<Output>> = (0..world).map(|_| None).collect();
+    let order = (0..world).filter(|&rank| rank != faulty).chain([faulty]);
+    for rank in order {
+        let child = children[rank].take().expect("each rank once");
+        outputs[rank] = Some(child.wait_with_output().unwrap());
+    }
+    outputs
         .into_iter()
-        .map(|child| {
-            let output = child.wait_with_output().unwrap();
+        .map(|output| {
+            let output = output.expect("every rank waited for");
             (reports(&output, "REPORT ").join("\n"), output.status.code())
         })
         .collect()
@@ -212,9 +281,6 @@ fn with_a_faulty_rank(world: usize, faulty: usize, fault: &str) -> Vec<(String, 
 
 #[test]
 fn a_rank_that_dies_stops_the_others_naming_it() {
-    if std::env::var_os(CHILD).is_some() {
-        return;
-    }
     let lost =
         "rank 2 was lost during the gradient all-reduce: closed its connection (the process ended)";
     let ranks = with_a_faulty_rank(3, 2, "exit");
@@ -225,9 +291,6 @@ fn a_rank_that_dies_stops_the_others_naming_it() {
 
 #[test]
 fn a_silent_rank_times_out_instead_of_hanging() {
-    if std::env::var_os(CHILD).is_some() {
-        return;
-    }
     let lost = "rank 1 was lost during the gradient all-reduce: silent for 2 s";
     let ranks = with_a_faulty_rank(2, 1, "stall");
     assert_eq!(ranks[0].0, lost);
@@ -252,6 +315,7 @@ fn shard_keys(pattern: &str) -> Vec<String> {
 /// A rank of the tiny run into `VIRTEX_TEST_OUTPUT`, from the shards
 /// `VIRTEX_TEST_SHARDS` names if set, resuming if `VIRTEX_TEST_RESUME=1`.
 #[test]
+#[ignore = "a rank's part: the tests start it in a child process"]
 fn training_child() {
     if !is_child("training_child") {
         return;
@@ -263,7 +327,7 @@ fn training_child() {
         output: PathBuf::from(var("VIRTEX_TEST_OUTPUT").unwrap()),
         resume: var("VIRTEX_TEST_RESUME").is_some_and(|v| v == "1"),
         init_from: None,
-        world: Some(spec(Duration::from_secs(60))),
+        world: Some(spec(PATIENT)),
         precision: virtex_vision::Precision::F32,
     }
     .run::<CpuBackend>(Default::default())
@@ -300,9 +364,6 @@ fn train_ranks(world: usize, env: &[(&str, String)]) -> Vec<Vec<f64>> {
 /// from rank 0's weights and repeats the uninterrupted losses.)
 #[test]
 fn launched_ranks_train_as_ranks_started_by_hand() {
-    if std::env::var_os(CHILD).is_some() {
-        return;
-    }
     let dir = std::env::temp_dir().join(format!("virtex-ranks-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let by_hand = train_ranks(
@@ -318,15 +379,8 @@ fn launched_ranks_train_as_ranks_started_by_hand() {
     let launch = Launch::local(2).unwrap();
     launch
         .run(|_| {
-            let mut command = Command::new(std::env::current_exe().unwrap());
+            let mut command = scenario_command("training_child");
             command
-                .args([
-                    "--exact",
-                    "training_child",
-                    "--nocapture",
-                    "--test-threads=1",
-                ])
-                .env(CHILD, "training_child")
                 .env("VIRTEX_TEST_OUTPUT", &output)
                 .env("RAYON_NUM_THREADS", "1");
             command
@@ -353,9 +407,6 @@ fn launched_ranks_train_as_ranks_started_by_hand() {
 
 #[test]
 fn a_single_process_world_needs_no_peers() {
-    if std::env::var_os(CHILD).is_some() {
-        return;
-    }
     let spec = WorldSpec {
         rank: 0,
         world_size: 1,
@@ -374,9 +425,6 @@ fn a_single_process_world_needs_no_peers() {
 /// uninterrupted run, and a resume with another world size is refused.
 #[test]
 fn two_ranks_resume_their_shard_streams() {
-    if std::env::var_os(CHILD).is_some() {
-        return;
-    }
     use virtex_data::coco::CocoCaptions;
     use virtex_data::shards::{StreamPosition, write_shards};
 
@@ -431,9 +479,6 @@ fn two_ranks_resume_their_shard_streams() {
 #[cfg(not(feature = "cuda"))]
 #[test]
 fn nccl_without_the_cuda_feature_is_a_clear_error() {
-    if std::env::var_os(CHILD).is_some() {
-        return;
-    }
     let spec = WorldSpec {
         rank: 0,
         world_size: 1,

@@ -49,14 +49,6 @@ pub enum VisionError {
         /// The unused keys, in the file's naming.
         keys: Vec<String>,
     },
-    /// A native weights file without (or with an unreadable) backbone config.
-    #[error("{path}: not a virtex-rs backbone file: {message}")]
-    NotNative {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong with its metadata.
-        message: String,
-    },
     /// A tensor whose shape or type differs from the model's.
     #[error("{path}: {message}")]
     Mismatch {

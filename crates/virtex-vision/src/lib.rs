@@ -17,8 +17,6 @@
 //!   (features `ndarray`, `cuda`).
 //! - [`Precision`] runs the convolutions (and, in virtex-text, the matrix
 //!   products) in bf16 with everything else in f32: mixed precision.
-//! - [`weights`] saves and loads the native format (safetensors with the
-//!   config in its metadata, written atomically).
 //! - With the `pytorch` feature (on by default), [`pytorch`] reads torchvision,
 //!   VirTex and Detectron2-style `.pth` files and writes the backbone back out
 //!   under torchvision or Detectron2 names, as files `torch.load` reads.
@@ -55,14 +53,12 @@
 //! # Ok::<(), virtex_vision::VisionError>(())
 //! ```
 
-pub mod atomic;
 pub mod backend;
 mod error;
 pub mod precision;
 #[cfg(feature = "pytorch")]
 pub mod pytorch;
 pub mod resnet;
-pub mod weights;
 
 pub use backend::{AutodiffVisionBackend, VisionBackend};
 pub use error::{VisionError, check_applied};

@@ -295,28 +295,3 @@ fn frozen_backbone_uses_running_statistics_and_passes_no_gradient() {
     assert_eq!(pooled.dims(), [2, 512]);
     assert!(!pooled.is_require_grad(), "frozen features carry no graph");
 }
-
-#[test]
-fn native_weights_round_trip_with_their_config() {
-    let device = Default::default();
-    let config = ResNetConfig::virtex(ResNetArch::Resnet18).with_num_classes(Some(10));
-    let model = config.init::<B>(&device);
-    let path = scratch("native.safetensors");
-    virtex_vision::weights::save(&model, &config, &path).unwrap();
-    let (loaded, loaded_config) = virtex_vision::weights::load::<B>(&path, &device).unwrap();
-    assert_eq!(loaded_config, config);
-    let images =
-        Tensor::<B, 4>::random([1, 3, 32, 32], burn::tensor::Distribution::Default, &device);
-    assert_eq!(
-        loaded.forward_logits(images.clone()).unwrap().into_data(),
-        model.forward_logits(images).unwrap().into_data()
-    );
-
-    // A PyTorch file is not a native one, and says so.
-    let err =
-        virtex_vision::weights::load::<B>(&fixture("resnet18_layer1.pth"), &device).unwrap_err();
-    assert!(
-        err.to_string().contains("not a virtex-rs backbone file"),
-        "{err}"
-    );
-}

@@ -15,7 +15,7 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use virtex_data::loader::{Preprocessing, SamplePipeline};
+//! use virtex_data::pipeline::{Preprocessing, SamplePipeline};
 //! use virtex_data::shards::{ShardStream, StreamPosition, expand_shard_pattern};
 //! use virtex_data::tokenizer::SentencePieceTokenizer;
 //!

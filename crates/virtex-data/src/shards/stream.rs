@@ -17,20 +17,20 @@
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::mpsc::Receiver;
 
+use rand::Rng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::ShardError;
 use super::index::{ShardSample, index_shard, member_path, read_member};
+use crate::batch::{LoaderError, PretrainingBatch};
 use crate::images::{BadImagePolicy, DEFAULT_MAX_PIXELS, ImageError, decode_rgb_within};
-use crate::loader::{
-    LoaderError, PretrainingBatch, Sample, SamplePipeline, epoch_seed, sample_rng,
-};
+use crate::pipeline::{Sample, SamplePipeline};
+use crate::seed::{self, epoch_rng, epoch_seed, sample_rng};
 
 /// Samples held for shuffling: WebDataset's customary `shuffle(1000)`.
 pub const DEFAULT_SHUFFLE_BUFFER: usize = 1000;
@@ -141,7 +141,7 @@ impl ShardStream {
     /// This rank's shards in `epoch`, in reading order.
     pub fn rank_shards(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.shards.len()).collect();
-        order.shuffle(&mut StdRng::seed_from_u64(epoch_seed(self.seed, epoch)));
+        order.shuffle(&mut epoch_rng(self.seed, epoch));
         order
             .into_iter()
             .skip(self.rank)
@@ -151,7 +151,7 @@ impl ShardStream {
 
     /// The seed of this rank's randomness (the shard order is shared).
     fn rank_seed(&self) -> u64 {
-        self.seed ^ (self.rank as u64).wrapping_mul(0xA24B_AED4_963E_E407)
+        seed::rank_seed(self.seed, self.rank)
     }
 
     /// Batches from `position` on, across epochs without end, each with the
@@ -162,25 +162,17 @@ impl ShardStream {
         position: StreamPosition,
         prefetch: usize,
     ) -> Receiver<Result<(PretrainingBatch, StreamPosition), LoaderError>> {
-        let (sender, receiver) = sync_channel(prefetch.max(1));
         let stream = self.clone();
-        std::thread::spawn(move || {
+        crate::prefetch::prefetch(prefetch, move |send| {
             let mut order = match stream.order_from(position) {
                 Ok(order) => order,
                 Err(err) => {
-                    let _ = sender.send(Err(err.into()));
+                    send(Err(err.into()));
                     return;
                 }
             };
-            loop {
-                let result = stream.next_batch(&mut order);
-                let failed = result.is_err();
-                if sender.send(result).is_err() || failed {
-                    break;
-                }
-            }
-        });
-        receiver
+            while send(stream.next_batch(&mut order)) {}
+        })
     }
 
     /// The sample order positioned at `position`, replayed from headers.
@@ -275,7 +267,7 @@ impl<'a> SampleOrder<'a> {
             pending: Vec::new(),
             current: 0,
             buffer: Vec::with_capacity(stream.buffer),
-            rng: StdRng::seed_from_u64(epoch_seed(stream.rank_seed(), epoch)),
+            rng: epoch_rng(stream.rank_seed(), epoch),
             emitted: 0,
             counting,
         }

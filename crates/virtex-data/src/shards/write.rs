@@ -1,7 +1,6 @@
 //! Writing a COCO-format dataset as WebDataset shards.
 
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use rand::SeedableRng;
@@ -9,6 +8,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 
 use super::ShardError;
+use crate::atomic;
 use crate::coco::CocoCaptions;
 
 /// What [`write_shards`] wrote.
@@ -28,7 +28,7 @@ pub struct ShardsWritten {
 /// (`{"image_id": …, "captions": […]}`, all of its captions), its key the
 /// image id padded to 12 digits as COCO names files. The samples are dealt
 /// in an order shuffled with `seed`, so each shard is a mix of the dataset;
-/// each shard is written to a temporary file and renamed when complete.
+/// each shard is written atomically ([`atomic::write_file`]).
 pub fn write_shards(
     dataset: &CocoCaptions,
     output: &Path,
@@ -52,37 +52,33 @@ pub fn write_shards(
     let mut shards = Vec::new();
     for (number, chunk) in order.chunks(per_shard).enumerate() {
         let path = output.join(format!("{prefix}-{number:06}.tar"));
-        let partial = path.with_extension("tar.partial");
-        let file = File::create(&partial).map_err(write_error(&partial))?;
-        let mut builder = tar::Builder::new(BufWriter::new(file));
-        for &index in chunk {
-            let image = &dataset.images[index];
-            let key = format!("{:012}", image.id);
-            let extension = image
-                .path
-                .extension()
-                .and_then(|e| e.to_str())
-                .unwrap_or("jpg")
-                .to_ascii_lowercase();
-            let bytes = std::fs::read(&image.path).map_err(write_error(&image.path))?;
-            let json = serde_json::json!({"image_id": image.id, "captions": image.captions});
-            append(&mut builder, &format!("{key}.{extension}"), &bytes)
-                .map_err(write_error(&partial))?;
-            append(
-                &mut builder,
-                &format!("{key}.json"),
-                json.to_string().as_bytes(),
-            )
-            .map_err(write_error(&partial))?;
-        }
-        let mut writer = builder.into_inner().map_err(write_error(&partial))?;
-        writer.flush().map_err(write_error(&partial))?;
-        writer
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|file| file.sync_all())
-            .map_err(write_error(&partial))?;
-        std::fs::rename(&partial, &path).map_err(write_error(&path))?;
+        atomic::write_file(&path, |file| {
+            let mut builder = tar::Builder::new(BufWriter::new(file));
+            for &index in chunk {
+                let image = &dataset.images[index];
+                let key = format!("{:012}", image.id);
+                let extension = image
+                    .path
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .unwrap_or("jpg")
+                    .to_ascii_lowercase();
+                let bytes = std::fs::read(&image.path).map_err(|e| {
+                    io::Error::new(e.kind(), format!("{}: {e}", image.path.display()))
+                })?;
+                let json = serde_json::json!({"image_id": image.id, "captions": image.captions});
+                append(&mut builder, &format!("{key}.{extension}"), &bytes)?;
+                append(
+                    &mut builder,
+                    &format!("{key}.json"),
+                    json.to_string().as_bytes(),
+                )?;
+            }
+            let mut writer = builder.into_inner()?;
+            writer.flush()?;
+            writer.into_inner().map_err(|e| e.into_error())
+        })
+        .map_err(write_error(&path))?;
         shards.push(path);
     }
     let last = shards.len().saturating_sub(1);

@@ -7,8 +7,8 @@ use virtex_vision::{ResNetArch, ResNetConfig};
 
 use super::copy::{Materialise, independent_copy};
 use super::{BackwardTextualHead, PretrainingModel, PretrainingTask, TextualHead};
-use crate::config::TextualHeadName;
 use crate::head::{LinearTextualHead, TransformerTextualHead};
+use crate::head_name::TextualHeadName;
 
 /// What a model is built from.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,11 +1,11 @@
 //! The five pretraining models: a visual backbone, a textual head and the
 //! task's loss (`virtex/models/*.py`, `virtex/factories.py::PretrainingModelFactory`).
-
 //!
-//! - [`task`]: the tasks ([`PretrainingTask`], `MODEL.NAME`);
-//! - [`init`]: building and initialising a model ([`PretrainingModelConfig`]);
-//! - [`input`]: what the model reads and returns ([`PretrainingInput`],
+//! - `task.rs`: the tasks ([`PretrainingTask`], `MODEL.NAME`);
+//! - `init.rs`: building and initialising a model ([`PretrainingModelConfig`]);
+//! - `input.rs`: what the model reads and returns ([`PretrainingInput`],
 //!   [`PretrainingTargets`], [`PretrainingOutput`]);
+//! - `copy.rs`: independent copies of a module (the backward decoder is one);
 //! - this module: the model and its loss, chosen by the task.
 
 mod copy;

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
-use virtex_data::images::EvalTransform;
+use virtex_data::images::{BadImagePolicy, EvalTransform};
+use virtex_data::tasks::MaskedLmConfig;
 
 /// `DATA.*`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -49,20 +50,11 @@ pub struct DataConfig {
     pub use_percentage: f64,
     /// Train on each image's first caption only.
     pub use_single_caption: bool,
-    /// Masked-LM proportions.
-    pub masked_lm: MaskedLmSection,
-    /// `error` (default) or `skip` undecodable images (virtex-rs).
-    pub on_bad_image: BadImage,
-}
-
-/// What to do with an undecodable image.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum BadImage {
-    /// Stop, naming the file.
-    Error,
-    /// Leave it out and report the count at the end.
-    Skip,
+    /// Masked-LM proportions (`DATA.MASKED_LM.*`).
+    pub masked_lm: MaskedLmConfig,
+    /// `error` (default) or `skip` undecodable images (virtex-rs): skipped
+    /// ones are left out and counted at the end.
+    pub on_bad_image: BadImagePolicy,
 }
 
 impl Default for DataConfig {
@@ -84,8 +76,8 @@ impl Default for DataConfig {
             image_transform_val: VAL_TRANSFORMS.iter().map(|s| s.to_string()).collect(),
             use_percentage: 100.0,
             use_single_caption: false,
-            masked_lm: MaskedLmSection::default(),
-            on_bad_image: BadImage::Error,
+            masked_lm: MaskedLmConfig::default(),
+            on_bad_image: BadImagePolicy::Error,
         }
     }
 }
@@ -115,25 +107,3 @@ pub const TRAIN_TRANSFORMS: [&str; 4] = [
 ];
 /// The reference's validation transforms.
 pub const VAL_TRANSFORMS: [&str; 3] = ["smallest_resize", "center_crop", "normalize"];
-
-/// `DATA.MASKED_LM.*`.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default, rename_all = "SCREAMING_SNAKE_CASE")]
-pub struct MaskedLmSection {
-    /// 0.15.
-    pub mask_proportion: f64,
-    /// 0.85.
-    pub mask_probability: f64,
-    /// 0.10.
-    pub replace_probability: f64,
-}
-
-impl Default for MaskedLmSection {
-    fn default() -> Self {
-        Self {
-            mask_proportion: 0.15,
-            mask_probability: 0.85,
-            replace_probability: 0.10,
-        }
-    }
-}

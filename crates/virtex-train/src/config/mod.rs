@@ -22,7 +22,7 @@ mod optim;
 mod train;
 mod yaml;
 
-pub use data::{BadImage, DataConfig, MaskedLmSection, TRAIN_TRANSFORMS, VAL_TRANSFORMS};
+pub use data::{DataConfig, TRAIN_TRANSFORMS, VAL_TRANSFORMS};
 pub use model::{DecoderConfig, DecoderName, ModelConfig, TextualConfig, VisualConfig};
 pub use optim::{LookaheadConfig, LrDecayName, OptimConfig, OptimizerName};
 pub use train::TrainConfig;
@@ -260,14 +260,19 @@ impl Config {
                 message: err.into_inner().to_string(),
             }
         })?;
-        config
-            .validate()
-            .map_err(|(key, message)| ConfigError::Key {
-                origin,
-                key: key.to_string(),
-                message,
-            })?;
+        config.check(&origin)?;
         Ok(config)
+    }
+
+    /// Checks what the types cannot (see [`Self::load`], which calls it),
+    /// naming the key; `origin` says where the config came from. A config
+    /// built in code goes through it when a run starts.
+    pub fn check(&self, origin: &str) -> Result<(), ConfigError> {
+        self.validate().map_err(|(key, message)| ConfigError::Key {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            message,
+        })
     }
 
     /// Checks what the types cannot: consistent sizes, supported options.
@@ -295,6 +300,7 @@ impl Config {
             ));
         }
         self.model.decoder.check()?;
+        self.train.check()?;
         if !(self.optim.lr >= 0.0 && self.optim.cnn_lr >= 0.0) {
             return Err(("OPTIM.LR", "learning rates must be ≥ 0".into()));
         }

@@ -54,6 +54,17 @@ impl ProcessGroup {
         }
     }
 
+    /// From now on, how long a collective waits for a silent rank (the
+    /// rendezvous set it to [`WorldSpec::timeout`]).
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        for link in &self.links {
+            // Best effort, as in `new`.
+            let _ = link.set_read_timeout(Some(timeout));
+            let _ = link.set_write_timeout(Some(timeout));
+        }
+        self.timeout = timeout;
+    }
+
     /// This process's rank.
     pub fn rank(&self) -> usize {
         self.rank

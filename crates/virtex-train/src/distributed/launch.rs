@@ -418,23 +418,47 @@ mod tests {
 
     #[test]
     fn a_failing_rank_stops_the_launch_and_a_stuck_one_is_killed() {
+        let dir = std::env::temp_dir().join(format!("virtex-launch-fail-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        // Rank 0 reads a pipe no one writes to or closes before the launch
+        // is over: only the kill after the grace period ends it.
+        let (never, _held_open) = std::io::pipe().unwrap();
         let mut launch = Launch::local(3).unwrap();
-        launch.grace = Duration::from_secs(3);
+        launch.grace = Duration::from_secs(5);
         let started = Instant::now();
         let err = launch
-            .run(|local_rank| match local_rank {
-                1 => shell("sleep 0.2; exit 3"),
-                2 => shell("sleep 0.4; exit 1"),
-                _ => shell("sleep 60"),
+            .run(|local_rank| {
+                let mut command = match local_rank {
+                    // Rank 1 fails first, leaving its process id behind.
+                    1 => shell(
+                        "echo $$ > \"$DIR/pid.tmp\" && mv \"$DIR/pid.tmp\" \"$DIR/pid\"; exit 3",
+                    ),
+                    // Rank 2 fails once the launch has reaped rank 1 (a
+                    // process, even ended, lasts until its parent reaps it).
+                    2 => shell(
+                        "until [ -s \"$DIR/pid\" ]; do sleep 0.01; done; \
+                         while kill -0 \"$(cat \"$DIR/pid\")\" 2>/dev/null; do sleep 0.01; done; \
+                         exit 1",
+                    ),
+                    _ => {
+                        let mut command = shell("read line");
+                        command.stdin(never.try_clone().unwrap());
+                        command
+                    }
+                };
+                command.env("DIR", &dir);
+                command
             })
             .unwrap_err()
             .to_string();
         assert_eq!(
             err,
             "rank 1 failed first (exit status: 3); then rank 2 (exit status: 1); \
-             killed rank 0 after the 3 s grace period"
+             killed rank 0 after the 5 s grace period"
         );
         assert!(started.elapsed() < Duration::from_secs(30));
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -22,11 +22,14 @@
 //! - [`Launch`] starts one machine's ranks, one process per device, as
 //!   `torchrun --nproc-per-node` does, and stops them all when one fails:
 //!   what `--device cuda:0,cuda:1` (or `cpu,cpu`) runs.
+//! - [`policy`] decides what a rank gets of its machine by the kind of its
+//!   device: CPU ranks share the cores, a GPU rank all-reduces over NCCL.
 
 mod group;
 mod launch;
 #[cfg(feature = "cuda")]
 mod nccl;
+pub mod policy;
 mod rendezvous;
 pub mod replica;
 mod replicas;

@@ -20,7 +20,7 @@ use burn::tensor::Tensor;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn_store::ModuleSnapshot;
 use regex::Regex;
-use virtex_text::names::official_name;
+use virtex_text::pytorch::official_name;
 
 use crate::config::{OptimConfig, OptimizerName};
 

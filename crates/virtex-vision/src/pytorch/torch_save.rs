@@ -94,7 +94,7 @@ pub fn save(path: &Path, value: &PickleValue) -> io::Result<()> {
     pickle.value(value);
     pickle.buf.push(b'.'); // STOP
 
-    crate::atomic::write_file(path, |file| {
+    virtex_data::atomic::write_file(path, |file| {
         let mut zip = ZipWriter::new(BufWriter::new(file));
         let stored = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Stored)

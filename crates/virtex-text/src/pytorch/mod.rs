@@ -1,5 +1,8 @@
-//! Official VirTex checkpoints (`torch.save({"model": state_dict, …})`,
-//! REFERENCE.md §8) into a [`PretrainingModel`].
+//! The reference's PyTorch layout: official VirTex checkpoints
+//! (`torch.save({"model": state_dict, …})`, REFERENCE.md §8) into a
+//! [`PretrainingModel`], and [`official_name`], the reference's state-dict
+//! key of each burn parameter path (which the optimiser's no-decay rule
+//! also speaks).
 //!
 //! Key mapping, official → burn:
 //! - `visual.cnn.*` → `visual.*` under virtex-vision's torchvision mapping
@@ -12,6 +15,8 @@
 //! - every other key keeps its name (LayerNorm `weight`/`bias` become
 //!   `gamma`/`beta`; burn-store's PyTorch adapter transposes Linear weights).
 
+mod names;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -21,9 +26,10 @@ use burn::tensor::backend::Backend;
 use burn_store::pytorch::PytorchReader;
 use burn_store::{ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
 use virtex_vision::pytorch::torchvision_to_burn;
-
-use crate::names::{IN_PROJ_ROWS, official_name, textual_path};
 use virtex_vision::{VisionError, check_applied};
+
+pub use names::official_name;
+use names::{IN_PROJ_ROWS, textual_path};
 
 #[cfg(doc)]
 use crate::models::PretrainingModel;

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 
 use burn::backend::{Autodiff, Flex};
-use virtex_eval::classification::{ImageFolder, TransferMode, train_classifier};
+use virtex_eval::transfer::TransferMode;
+use virtex_eval::transfer::classifier::{ClassificationResult, train_classifier};
+use virtex_eval::transfer::image_folder::ImageFolder;
 use virtex_train::config::Config;
 use virtex_vision::{ResNetArch, ResNetConfig};
 
@@ -40,7 +42,7 @@ fn folders(root: &Path) -> PathBuf {
 /// this file take turns, so each sees the same seeded initialisation.
 static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn run(frozen: bool) -> virtex_eval::classification::ClassificationResult {
+fn run(frozen: bool) -> ClassificationResult {
     let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let root =
         folders(&std::env::temp_dir().join(format!("virtex-clf-{frozen}-{}", std::process::id())));

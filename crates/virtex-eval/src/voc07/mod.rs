@@ -1,6 +1,13 @@
-//! The whole VOC07 evaluation of a backbone from any weights source: one
-//! feature pass over trainval and test (one backbone load), then the SVM
-//! protocol of [`crate::voc07`].
+//! The VOC07 evaluation of a backbone from any weights source
+//! ([`Voc07Task`]): one feature pass over trainval and test (one backbone
+//! load), then the reference's linear-SVM protocol on those features.
+//!
+//! - [`devkit`]: reading a VOC2007 devkit's splits and labels.
+//! - [`protocol`]: the SVM protocol (`scripts/clf_voc07.py`) on features
+//!   already extracted: C by cross-validated AP, test AP, mAP.
+
+pub mod devkit;
+pub mod protocol;
 
 use std::path::PathBuf;
 
@@ -11,7 +18,8 @@ use virtex_vision::{AutodiffVisionBackend, ResNetArch};
 
 use crate::error::EvalError;
 use crate::features::{Extraction, FeatureTask};
-use crate::voc07::{ClassResult, LabelledFeatures, Voc07Protocol, Voc07Split, VocError, mean_ap};
+use devkit::{Voc07Split, VocError};
+use protocol::{ClassResult, LabelledFeatures, Voc07Protocol, mean_ap};
 
 /// VOC07 SVMs on a devkit, features extracted on the backend it is
 /// dispatched to (the SVMs run on the CPU).

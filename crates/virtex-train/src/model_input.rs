@@ -3,7 +3,7 @@
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
-use virtex_data::loader::PretrainingBatch;
+use virtex_data::batch::PretrainingBatch;
 use virtex_data::tasks::TaskTargets;
 use virtex_text::models::{PretrainingInput, PretrainingTargets};
 

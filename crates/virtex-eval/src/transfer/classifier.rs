@@ -1,7 +1,8 @@
-//! Image classification transfer (`scripts/clf_linear.py`): a linear probe
-//! on a frozen backbone (ImageNet protocol: BN statistics frozen, no feature
-//! normalisation) or end-to-end fine-tuning (iNaturalist protocol), on an
-//! ImageFolder dataset, with the pretraining's optimiser and schedules.
+//! A backbone with a linear classifier, trained on an ImageFolder dataset
+//! as `scripts/clf_linear.py` trains it: a linear probe on a frozen backbone
+//! (ImageNet protocol: BN statistics frozen, no feature normalisation) or
+//! end-to-end fine-tuning (iNaturalist protocol), with the pretraining's
+//! optimiser and schedules.
 //!
 //! The head is `Linear(C → classes)` with weights N(0, 0.01) and bias 0.
 //! Training crops are random resized crops (scale 0.08–1, ratio 3/4–4/3)
@@ -10,7 +11,7 @@
 //! `OPTIM.LR` (the reference's classifier has no `cnn` names, so `CNN_LR`
 //! never applies).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use burn::module::{AutodiffModule, Module, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -24,104 +25,15 @@ use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::Serialize;
 use virtex_data::augment::TrainAugmentation;
-use virtex_data::images::{EvalTransform, ImageError, is_image_file, load_rgb, to_normalized_chw};
+use virtex_data::images::{EvalTransform, ImageError, load_rgb, to_normalized_chw};
 use virtex_train::config::Config;
 use virtex_train::optim::schedule::LrSchedule;
 use virtex_train::optim::{StepRates, VirtexOptimizer};
 use virtex_train::progress::Progress;
 use virtex_vision::{AutodiffVisionBackend, ResNet, VisionBackend};
 
-/// An ImageFolder split: `root/<class>/<image>`, classes sorted by name.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ImageFolder {
-    /// Class names (directory names), sorted.
-    pub classes: Vec<String>,
-    /// Each image and its class index.
-    pub samples: Vec<(PathBuf, usize)>,
-}
-
-/// A dataset or run that cannot proceed.
-#[derive(Debug, thiserror::Error)]
-pub enum ClassificationError {
-    /// A directory could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The directory.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
-    /// No class directories, or no images in them.
-    #[error("{0}: no <class>/<image> files (expected an ImageFolder layout)")]
-    Empty(PathBuf),
-    /// The validation classes are not the training classes.
-    #[error("{path}: classes {found:?} differ from the training classes {expected:?}")]
-    ClassMismatch {
-        /// The validation root.
-        path: PathBuf,
-        /// Its classes.
-        found: Vec<String>,
-        /// The training classes.
-        expected: Vec<String>,
-    },
-    /// An image that does not decode.
-    #[error(transparent)]
-    Image(#[from] ImageError),
-    /// The optimiser's config does not parse.
-    #[error("OPTIM.NO_DECAY: {0}")]
-    NoDecay(#[from] regex::Error),
-}
-
-fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>, ClassificationError> {
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| ClassificationError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .collect();
-    entries.sort();
-    Ok(entries)
-}
-
-impl ImageFolder {
-    /// Reads `root/<class>/<image>` (JPEG and PNG files).
-    pub fn load(root: &Path) -> Result<Self, ClassificationError> {
-        let mut classes = Vec::new();
-        let mut samples = Vec::new();
-        for dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
-            let class = classes.len();
-            classes.push(
-                dir.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
-            for file in sorted_entries(&dir)? {
-                if is_image_file(&file) {
-                    samples.push((file, class));
-                }
-            }
-        }
-        if samples.is_empty() {
-            return Err(ClassificationError::Empty(root.to_path_buf()));
-        }
-        Ok(Self { classes, samples })
-    }
-
-    /// Reads a validation split, which must have the training classes.
-    pub fn load_matching(root: &Path, train: &ImageFolder) -> Result<Self, ClassificationError> {
-        let split = Self::load(root)?;
-        if split.classes != train.classes {
-            return Err(ClassificationError::ClassMismatch {
-                path: root.to_path_buf(),
-                found: split.classes,
-                expected: train.classes.clone(),
-            });
-        }
-        Ok(split)
-    }
-}
+use super::image_folder::ImageFolder;
+use super::{ClassificationError, TransferMode};
 
 /// A backbone with a linear classifier on its pooled features.
 #[derive(Module, Debug)]
@@ -149,16 +61,6 @@ impl<B: VisionBackend> Classifier<B> {
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
         self.fc.forward(self.visual.forward_pooled(images))
     }
-}
-
-/// Whether the backbone trains.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TransferMode {
-    /// Frozen backbone in eval mode (BN statistics frozen); only the head trains.
-    LinearProbe,
-    /// Everything trains, BN in training mode.
-    FineTune,
 }
 
 /// What a run measured.

@@ -6,7 +6,7 @@
 //! ```no_run
 //! use std::path::Path;
 //! use virtex_data::images::{BadImagePolicy, DEFAULT_MAX_PIXELS};
-//! use virtex_eval::captioner::{CaptionTask, ImageSet};
+//! use virtex_eval::captioning::{CaptionTask, ImageSet};
 //! use virtex_train::config::Config;
 //! use virtex_train::device::DeviceSpec;
 //! use virtex_train::source::{PthLayout, WeightsSource};
@@ -252,5 +252,5 @@ fn write_attention(
         .map(|&t| format!("{}\n", tokenizer.id_to_piece(t).unwrap_or("<unk>")))
         .collect();
     let txt = dir.join(format!("{name}.txt"));
-    virtex_vision::atomic::write_bytes(&txt, words.as_bytes()).map_err(io(&txt))
+    virtex_data::atomic::write_bytes(&txt, words.as_bytes()).map_err(io(&txt))
 }

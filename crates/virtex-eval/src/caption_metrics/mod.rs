@@ -7,7 +7,7 @@
 //! implementation and cannot be installed offline; see docs/deviations.md.
 //!
 //! ```
-//! use virtex_eval::captioning::{CaptionPair, score_captions};
+//! use virtex_eval::caption_metrics::{CaptionPair, score_captions};
 //!
 //! let pairs = vec![CaptionPair {
 //!     candidate: "A dog runs on the grass.".into(),

@@ -10,7 +10,7 @@
 use burn::tensor::backend::Backend;
 use burn_store::{ApplyError, ApplyResult, ModuleSnapshot};
 use virtex_text::PretrainingModel;
-use virtex_text::checkpoint::{CheckpointParts, apply_virtex_checkpoint};
+use virtex_text::pytorch::{CheckpointParts, apply_virtex_checkpoint};
 use virtex_vision::pytorch::TorchvisionWeights;
 
 use crate::checkpoint::ModelCheckpoint;

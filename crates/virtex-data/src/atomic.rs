@@ -1,5 +1,5 @@
-//! Writing a file so that a crash never leaves it half-written (weights here,
-//! checkpoints and metrics in the crates above).
+//! Writing a file so that a crash never leaves it half-written (shards here,
+//! weights, checkpoints and metrics in the crates above).
 
 use std::fs::File;
 use std::io;
