@@ -17,7 +17,9 @@
 //! each sample's randomness derived by the seed rules of [`seed`]; a parallel
 //! prefetching loader produces them from a COCO-format dataset ([`loader`]),
 //! and WebDataset tar shards, for datasets past COCO's size, are written and
-//! streamed with the same pipeline ([`shards`]). [`atomic`] writes files that
+//! streamed with the same pipeline ([`shards`]). With the `emoji` feature,
+//! `emoji` builds the bundled emoji dataset from the Twemoji npm package
+//! (`cargo xtask prepare-data emoji`). [`atomic`] writes files that
 //! a crash never leaves half-written (shards here; weights, checkpoints and
 //! metrics in the crates above).
 //!

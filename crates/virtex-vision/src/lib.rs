@@ -17,8 +17,8 @@
 //!   (features `ndarray`, `cuda`).
 //! - [`Precision`] runs the convolutions (and, in virtex-text, the matrix
 //!   products) in bf16 with everything else in f32: mixed precision.
-//! - With the `pytorch` feature (on by default), [`pytorch`] reads torchvision,
-//!   VirTex and Detectron2-style `.pth` files and writes the backbone back out
+//! - With the `pytorch` feature (on by default), [`pytorch`] reads torchvision
+//!   and VirTex `.pth` files and writes the backbone back out
 //!   under torchvision or Detectron2 names, as files `torch.load` reads.
 //!
 //! ```

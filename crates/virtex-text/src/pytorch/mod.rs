@@ -1,5 +1,6 @@
 //! The reference's PyTorch layout: official VirTex checkpoints
-//! (`torch.save({"model": state_dict, …})`, REFERENCE.md §8) into a
+//! (`torch.save({"model": state_dict, …})`, as the reference's
+//! `virtex/utils/checkpointing.py` writes them) into a
 //! [`PretrainingModel`], and [`official_name`], the reference's state-dict
 //! key of each burn parameter path (which the optimiser's no-decay rule
 //! also speaks).

@@ -1,5 +1,5 @@
 //! Parameter names: burn paths of a [`PretrainingModel`] and the reference's
-//! state-dict keys (REFERENCE.md §8), which the checkpoint loader and the
+//! state-dict keys (those of the model zoo's `.pth` files), which the checkpoint loader and the
 //! optimiser's no-decay rule both speak.
 
 use virtex_vision::pytorch::burn_to_torchvision;
