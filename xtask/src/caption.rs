@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use virtex_data::images::{BadImagePolicy, DEFAULT_MAX_PIXELS, ImageError};
 use virtex_eval::captioning::{CaptionTask, ImageSet};
-use virtex_train::source::{PthLayout, WeightsSource};
+use virtex_train::source::WeightsSource;
 
 use crate::flags::{BadImages, Caption, Captioner};
 use crate::{load_config, write_json};
@@ -43,7 +43,7 @@ impl Captioner {
         bad_images: Option<&BadImages>,
     ) -> anyhow::Result<CaptionTask> {
         Ok(CaptionTask {
-            source: WeightsSource::from_arg(checkpoint, PthLayout::Virtex),
+            source: WeightsSource::from_arg(checkpoint, None)?,
             config: load_config(&self.config, &[])?,
             tokenizer: self.tokenizer.clone(),
             decoder: self.decoder,

@@ -11,7 +11,7 @@ use virtex_eval::emoji::{EmojiExperiment, EmojiRow};
 use virtex_eval::features::{Extraction, FeatureTask, image_list};
 use virtex_eval::transfer::{TransferMode, TransferTask};
 use virtex_eval::voc07::Voc07Task;
-use virtex_train::source::WeightsSource;
+use virtex_train::source::{SourceError, WeightsSource};
 use virtex_vision::pytorch::ExportNaming;
 
 use crate::flags::{
@@ -36,7 +36,7 @@ impl Evaluate {
 }
 
 impl BackboneSource {
-    fn source(&self) -> WeightsSource {
+    fn source(&self) -> Result<WeightsSource, SourceError> {
         WeightsSource::from_arg(&self.checkpoint, self.layout)
     }
 }
@@ -47,7 +47,7 @@ impl ExtractFeatures {
         let images = image_list(&self.images)?;
         ensure!(!images.is_empty(), "no images in {}", self.images.display());
         let extracted = self.device.dispatch(FeatureTask {
-            source: self.backbone.source(),
+            source: self.backbone.source()?,
             arch: self.backbone.arch,
             images,
             extraction: Extraction {
@@ -94,7 +94,7 @@ impl ExtractFeatures {
 impl Voc07 {
     fn run(self) -> anyhow::Result<()> {
         let report = self.device.dispatch(Voc07Task {
-            source: self.backbone.source(),
+            source: self.backbone.source()?,
             arch: self.backbone.arch,
             voc_root: self.voc_root,
             size: self.size,
@@ -133,7 +133,7 @@ impl Transfer {
         let config = mode.config(&project_file(&path), &self.overrides)?;
         let root = config.data.root.display().to_string();
         let result = self.device.dispatch(TransferTask {
-            source: self.backbone.source(),
+            source: self.backbone.source()?,
             arch: self.backbone.arch,
             config,
         })??;
@@ -246,7 +246,7 @@ impl CaptioningEval {
 
 impl Detectron2Export {
     fn run(self) -> anyhow::Result<()> {
-        let source = self.backbone.source();
+        let source = self.backbone.source()?;
         source.export_backbone(self.backbone.arch, &self.output, ExportNaming::Detectron2)?;
         println!(
             "wrote the backbone of {source} under Detectron2 names to {}",
@@ -259,34 +259,47 @@ impl Detectron2Export {
 #[cfg(test)]
 mod tests {
     use clap::Parser;
+    use virtex_train::source::{SourceError, WeightsSource};
 
-    use crate::flags::{Command, Evaluation, Xtask};
+    use crate::flags::{Command, Evaluation, ExtractFeatures, Xtask};
 
-    #[test]
-    fn backbone_flags_name_a_typed_source() {
-        let parsed = Xtask::try_parse_from([
+    /// `evaluate features` of a torchvision file, with `layout` flags.
+    fn features(layout: &[&str]) -> ExtractFeatures {
+        let checkpoint = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../data/fixtures/resnet18_layer1.pth"
+        );
+        let mut args = vec![
             "cargo xtask",
             "evaluate",
             "features",
             "--checkpoint",
-            "r50.pth",
-            "--layout",
-            "torchvision",
-            "--images",
-            "photos",
-            "--output",
-            "f.npy",
-        ])
-        .unwrap();
-        let Command::Evaluate(cmd) = parsed.command else {
+            checkpoint,
+        ];
+        args.extend(layout);
+        args.extend(["--images", "photos", "--output", "f.npy"]);
+        let Command::Evaluate(cmd) = Xtask::try_parse_from(args).unwrap().command else {
             panic!("evaluate");
         };
         let Some(Evaluation::Features(features)) = cmd.what else {
             panic!("features");
         };
-        assert_eq!(
-            features.backbone.source(),
-            virtex_train::source::WeightsSource::Torchvision("r50.pth".into())
+        features
+    }
+
+    #[test]
+    fn backbone_flags_name_a_typed_source_of_the_files_layout() {
+        for layout in [&[][..], &["--layout", "torchvision"]] {
+            let features = features(layout);
+            assert_eq!(
+                features.backbone.source().unwrap(),
+                WeightsSource::Torchvision(features.backbone.checkpoint.clone())
+            );
+        }
+        let wrong = features(&["--layout", "virtex"]).backbone.source();
+        assert!(
+            matches!(wrong, Err(SourceError::WrongLayout { .. })),
+            "{wrong:?}"
         );
     }
 }

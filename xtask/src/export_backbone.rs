@@ -8,7 +8,7 @@ use crate::flags::ExportBackbone;
 impl ExportBackbone {
     pub(crate) fn run(self) -> anyhow::Result<()> {
         let source = match &self.checkpoint {
-            Some(path) => WeightsSource::from_arg(path, self.layout),
+            Some(path) => WeightsSource::from_arg(path, self.layout)?,
             None => WeightsSource::Random,
         };
         source.export_backbone(self.arch, &self.output, self.to)?;

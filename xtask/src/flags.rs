@@ -167,9 +167,9 @@ pub struct BackboneSource {
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Layout of a `.pth` checkpoint: `virtex` (`{"model": {"visual.cnn.…"}}`)
-    /// or `torchvision`.
-    #[arg(long, default_value_t = PthLayout::Virtex)]
-    pub layout: PthLayout,
+    /// or `torchvision` [default: what the file's tensor names show].
+    #[arg(long)]
+    pub layout: Option<PthLayout>,
     /// Backbone of a `.pth` checkpoint (virtex-rs checkpoints hold their config).
     #[arg(long, default_value = "resnet50")]
     pub arch: ResNetArch,
@@ -253,9 +253,10 @@ pub struct Pretrain {
     /// the rest keeps its fresh initialisation. Ignored when resuming.
     #[arg(long)]
     pub init_from: Option<PathBuf>,
-    /// How an `--init-from` `.pth` is laid out: virtex or torchvision.
-    #[arg(long, default_value_t = PthLayout::Virtex)]
-    pub layout: PthLayout,
+    /// How an `--init-from` `.pth` is laid out: virtex or torchvision
+    /// [default: what the file's tensor names show].
+    #[arg(long)]
+    pub layout: Option<PthLayout>,
     /// One process of a multi-process data-parallel run.
     #[command(flatten)]
     pub world: World,
@@ -440,9 +441,10 @@ pub struct ExportBackbone {
     /// initialised backbone is written.
     #[arg(long)]
     pub checkpoint: Option<PathBuf>,
-    /// Layout of a `.pth` `--checkpoint`: `torchvision` or `virtex`.
-    #[arg(long, default_value_t = PthLayout::Torchvision)]
-    pub layout: PthLayout,
+    /// Layout of a `.pth` `--checkpoint`: `torchvision` or `virtex`
+    /// [default: what the file's tensor names show].
+    #[arg(long)]
+    pub layout: Option<PthLayout>,
     /// Names to write: `detectron2` or `torchvision`.
     #[arg(long, default_value = "detectron2")]
     pub to: ExportNaming,

@@ -156,7 +156,9 @@ impl Pretrain {
                 init_from: self
                     .init_from
                     .as_deref()
-                    .map(|path| WeightsSource::from_arg(path, self.layout)),
+                    .map(|path| WeightsSource::from_arg(path, self.layout))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("--init-from: {e}"))?,
                 world,
                 precision,
             })?

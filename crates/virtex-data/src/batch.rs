@@ -35,6 +35,33 @@ pub enum LoaderError {
     /// A tar shard that cannot be read.
     #[error(transparent)]
     Shard(#[from] crate::shards::ShardError),
+    /// A loader thread that panicked (a rayon worker's panic included): the
+    /// batches it had yet to produce are lost, so the stream ends here.
+    #[error("the {thread} thread panicked: {message}")]
+    Panicked {
+        /// Which thread, e.g. `COCO loader, epoch 3`.
+        thread: String,
+        /// What the panic said.
+        message: String,
+    },
+    /// A loader thread that could not be started.
+    #[error("cannot start the {thread} thread: {message}")]
+    Spawn {
+        /// Which thread.
+        thread: String,
+        /// What the system said.
+        message: String,
+    },
+    /// A loader thread that stopped before its epoch's end without saying
+    /// why (after an error it already reported, or killed): the stream does
+    /// not go on to another epoch, which would skip the rest of this one.
+    #[error("the {thread} thread ended without finishing epoch {epoch}")]
+    Ended {
+        /// Which thread.
+        thread: String,
+        /// The epoch it was producing.
+        epoch: u64,
+    },
 }
 
 /// One batch: images, caption tokens in both directions, and the task's targets.

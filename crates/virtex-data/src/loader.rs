@@ -125,29 +125,38 @@ impl PretrainingLoader {
     }
 
     /// Every full batch of `epoch` in order, produced on a background thread
-    /// up to `prefetch` batches ahead of the consumer.
+    /// up to `prefetch` batches ahead of the consumer. The channel closes
+    /// after the last batch, or after an error (a panic on the loader's
+    /// threads is a [`LoaderError::Panicked`]).
     pub fn epoch(
         &self,
         epoch: u64,
         prefetch: usize,
     ) -> Receiver<Result<PretrainingBatch, LoaderError>> {
-        self.epoch_from(epoch, 0, prefetch)
+        self.epoch_from(epoch, 0, prefetch, |batch| batch, None)
     }
 
-    /// [`Self::epoch`] starting at batch `first` (resuming mid-epoch).
-    fn epoch_from(
+    /// The batches of `epoch` from batch `first` on (resuming mid-epoch),
+    /// each as `batch` makes it, then `end` if any: the marker that the
+    /// epoch is complete.
+    fn epoch_from<T: Send + 'static>(
         &self,
         epoch: u64,
         first: usize,
         prefetch: usize,
-    ) -> Receiver<Result<PretrainingBatch, LoaderError>> {
+        batch: fn(PretrainingBatch) -> T,
+        end: Option<T>,
+    ) -> Receiver<Result<T, LoaderError>> {
         let loader = self.clone();
-        crate::prefetch::prefetch(prefetch, move |send| {
+        crate::prefetch::prefetch(prefetch, coco_thread(epoch), move |send| {
             let order = loader.order(epoch);
-            for batch in first..loader.batches_per_epoch() {
-                if !send(loader.batch_in_order(&order, epoch, batch)) {
-                    break;
+            for index in first..loader.batches_per_epoch() {
+                if !send(loader.batch_in_order(&order, epoch, index).map(batch)) {
+                    return;
                 }
+            }
+            if let Some(end) = end {
+                send(Ok(end));
             }
         })
     }
@@ -161,7 +170,7 @@ impl PretrainingLoader {
         let epoch = iteration / per_epoch;
         let first = (iteration % per_epoch) as usize;
         CocoBatches {
-            receiver: self.epoch_from(epoch, first, prefetch),
+            receiver: self.epoch_from(epoch, first, prefetch, Some, Some(None)),
             loader: Box::new(self.clone()),
             prefetch,
             epoch,
@@ -169,14 +178,23 @@ impl PretrainingLoader {
     }
 }
 
+/// The name of the thread that produces `epoch`'s batches.
+fn coco_thread(epoch: u64) -> String {
+    format!("COCO loader, epoch {epoch}")
+}
+
 /// A [`PretrainingLoader`]'s batches across epochs
-/// ([`PretrainingLoader::batches_from`]): when an epoch's stream ends (after
-/// its last batch, or after an error), the next epoch begins.
+/// ([`PretrainingLoader::batches_from`]). The next epoch begins only once
+/// the loader thread has said that this one is complete; an error, a panic
+/// on the loader's threads, or a thread that ended before its epoch's end
+/// ends the stream instead: every later [`CocoBatches::recv`] is an error
+/// too, so the data position a resume counts on is never skipped over.
 pub struct CocoBatches {
     loader: Box<PretrainingLoader>,
     prefetch: usize,
     epoch: u64,
-    receiver: Receiver<Result<PretrainingBatch, LoaderError>>,
+    /// The epoch's batches, then `None` once it is complete.
+    receiver: Receiver<Result<Option<PretrainingBatch>, LoaderError>>,
 }
 
 impl CocoBatches {
@@ -184,10 +202,19 @@ impl CocoBatches {
     pub fn recv(&mut self) -> Result<PretrainingBatch, LoaderError> {
         loop {
             match self.receiver.recv() {
-                Ok(batch) => return batch,
-                Err(_) => {
+                Ok(Ok(Some(batch))) => return Ok(batch),
+                Ok(Ok(None)) => {
                     self.epoch += 1;
-                    self.receiver = self.loader.epoch(self.epoch, self.prefetch);
+                    self.receiver =
+                        self.loader
+                            .epoch_from(self.epoch, 0, self.prefetch, Some, Some(None));
+                }
+                Ok(Err(err)) => return Err(err),
+                Err(_) => {
+                    return Err(LoaderError::Ended {
+                        thread: coco_thread(self.epoch),
+                        epoch: self.epoch,
+                    });
                 }
             }
         }

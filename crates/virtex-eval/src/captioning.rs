@@ -9,11 +9,11 @@
 //! use virtex_eval::captioning::{CaptionTask, ImageSet};
 //! use virtex_train::config::Config;
 //! use virtex_train::device::DeviceSpec;
-//! use virtex_train::source::{PthLayout, WeightsSource};
+//! use virtex_train::source::WeightsSource;
 //!
 //! let checkpoint = Path::new("runs/emoji_bicaptioning/checkpoint_900.safetensors");
 //! let captions = DeviceSpec::Cpu.dispatch(CaptionTask {
-//!     source: WeightsSource::from_arg(checkpoint, PthLayout::Virtex),
+//!     source: WeightsSource::from_arg(checkpoint, None)?, // a .pth's layout is detected
 //!     config: Config::default(), // used only by `.pth` sources
 //!     tokenizer: None,           // the config's DATA.TOKENIZER_MODEL
 //!     decoder: None,             // the config's MODEL.DECODER

@@ -164,6 +164,8 @@ pub(crate) enum Batches {
     Shards {
         receiver: Receiver<Result<(PretrainingBatch, StreamPosition), LoaderError>>,
         position: StreamPosition,
+        /// The stream thread's name, for an error when it has ended.
+        thread: String,
     },
 }
 
@@ -181,18 +183,27 @@ impl Batches {
             TrainSource::Shards(stream) => Self::Shards {
                 receiver: stream.batches_from(position, prefetch),
                 position,
+                thread: stream.thread(),
             },
         }
     }
 
-    /// The next training batch.
+    /// The next training batch. A loader thread's error or panic is an
+    /// error here, and so is every later call: the stream never skips on.
     pub fn next(&mut self) -> Result<PretrainingBatch, LoaderError> {
         match self {
             Self::Coco(batches) => batches.recv(),
-            Self::Shards { receiver, position } => {
-                let (batch, after) = receiver
-                    .recv()
-                    .expect("the shard stream ends only after sending its error")?;
+            Self::Shards {
+                receiver,
+                position,
+                thread,
+            } => {
+                // The stream's thread ends only after sending its error (or
+                // its panic): past that, there is nothing more to take.
+                let (batch, after) = receiver.recv().map_err(|_| LoaderError::Ended {
+                    thread: thread.clone(),
+                    epoch: position.epoch,
+                })??;
                 *position = after;
                 Ok(batch)
             }
@@ -206,5 +217,72 @@ impl Batches {
             Self::Coco(_) => None,
             Self::Shards { position, .. } => Some(*position),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use virtex_data::augment::TrainAugmentation;
+    use virtex_data::shards::write_shards;
+
+    use super::*;
+
+    fn root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    }
+
+    /// The emoji val split with a pipeline that panics on every sample (a
+    /// flip probability above 1).
+    fn panicking() -> (CocoCaptions, SamplePipeline) {
+        let dataset = CocoCaptions::load(&root().join("data/emoji"), "val").unwrap();
+        let tokenizer = SentencePieceTokenizer::from_file(
+            root().join("data/fixtures/tokenizer/emoji_bpe.model"),
+        )
+        .unwrap();
+        let augment = TrainAugmentation {
+            flip_probability: 2.0,
+            ..TrainAugmentation::new(16)
+        };
+        let pipeline = SamplePipeline::new(Arc::new(tokenizer), Preprocessing::Train(augment));
+        (dataset, pipeline)
+    }
+
+    /// `next` is the loader thread's panic, then that the thread has ended.
+    fn stops_with_the_panic(mut batches: Batches, thread: &str, epoch: u64) {
+        let err = batches.next().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("the {thread} thread panicked: p=2.0 is outside range [0.0, 1.0]")
+        );
+        let err = batches.next().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("the {thread} thread ended without finishing epoch {epoch}")
+        );
+    }
+
+    #[test]
+    fn a_panicking_loader_thread_is_an_error_and_the_end_of_the_batches() {
+        let (dataset, pipeline) = panicking();
+        let loader =
+            PretrainingLoader::with_pipeline(Arc::new(dataset.clone()), pipeline.clone(), 8, 0);
+        let source = TrainSource::Coco(loader);
+        let batches = Batches::starting_at(&source, 100, StreamPosition::START, 2);
+        stops_with_the_panic(batches, "COCO loader, epoch 2", 2);
+
+        let dir = std::env::temp_dir().join(format!("virtex-train-data-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let written = write_shards(&dataset, &dir, "val", 200, 0).unwrap();
+        let stream = ShardStream::new(written.shards, pipeline, 8, 0).unwrap();
+        let source = TrainSource::Shards(stream);
+        let position = StreamPosition {
+            epoch: 4,
+            offset: 16,
+        };
+        let batches = Batches::starting_at(&source, 0, position, 2);
+        stops_with_the_panic(batches, "shard stream, rank 0", 4);
+        std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -1,6 +1,8 @@
 //! Where a model's or a backbone's weights come from: a virtex-rs checkpoint,
 //! an official VirTex `.pth`, a torchvision `.pth`, or fresh weights. The kind
-//! is decided once, when the source is made, and each file is read once.
+//! is decided once, when the source is made: a `.pth`'s layout from its
+//! tensor names ([`PthLayout::detect`], which reads no tensor), so each
+//! file's tensors are read once, when they are loaded.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -9,8 +11,8 @@ use std::str::FromStr;
 use burn::tensor::backend::Backend;
 use virtex_text::PretrainingModel;
 use virtex_text::pytorch::{CheckpointParts, load_virtex_checkpoint};
-use virtex_vision::pytorch::{ExportNaming, TorchvisionWeights, export};
-use virtex_vision::{ResNet, ResNetArch, ResNetConfig, VisionError};
+use virtex_vision::pytorch::{ExportNaming, TorchvisionWeights, export, read_pth};
+use virtex_vision::{ResNet, ResNetArch, ResNetConfig, VisionError, list_tensors};
 
 use crate::checkpoint::{CheckpointError, ModelCheckpoint};
 use crate::config::Config;
@@ -32,14 +34,64 @@ pub enum WeightsSource {
     Torchvision(PathBuf),
 }
 
-/// How a `.pth` file is laid out (the `--layout` of the command line).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How a `.pth` file is laid out (the `--layout` of the command line, which
+/// [`PthLayout::detect`] finds when it is left out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PthLayout {
     /// A VirTex checkpoint (`["model"]`, backbone under `visual.cnn.`).
-    #[default]
     Virtex,
     /// A bare torchvision state dict.
     Torchvision,
+}
+
+impl PthLayout {
+    /// The layout `path`'s tensor names show, read from the file without
+    /// its tensors: a VirTex checkpoint has tensors under `model` named
+    /// `visual.cnn.…` or `textual.…` (`model.visual.cnn.conv1.weight`); a
+    /// torchvision state dict has only `conv1.…`, `bn1.…`, `layer1.…` to
+    /// `layer4.…` and `fc.…`. A file that is neither is a
+    /// [`SourceError::UnknownLayout`].
+    pub fn detect(path: &Path) -> Result<Self, SourceError> {
+        let mut keys = read_pth(path, None)?.keys();
+        Self::of_keys(&keys).ok_or_else(|| {
+            keys.sort();
+            SourceError::UnknownLayout {
+                path: path.to_path_buf(),
+                keys,
+            }
+        })
+    }
+
+    /// The layout of a file whose tensors are `keys` (nested dictionaries'
+    /// names joined with `.`), if either.
+    fn of_keys(keys: &[String]) -> Option<Self> {
+        let virtex = |key: &str| {
+            key.strip_prefix("model.")
+                .is_some_and(|key| key.starts_with("visual.cnn.") || key.starts_with("textual."))
+        };
+        let torchvision = |key: &str| {
+            ["conv1.", "bn1.", "fc."].iter().any(|p| key.starts_with(p))
+                || key
+                    .strip_prefix("layer")
+                    .and_then(|rest| rest.strip_prefix(['1', '2', '3', '4']))
+                    .is_some_and(|rest| rest.starts_with('.'))
+        };
+        if keys.iter().any(|key| virtex(key)) {
+            Some(Self::Virtex)
+        } else if !keys.is_empty() && keys.iter().all(|key| torchvision(key)) {
+            Some(Self::Torchvision)
+        } else {
+            None
+        }
+    }
+
+    /// What a file of this layout is, in words.
+    fn describe(self) -> &'static str {
+        match self {
+            Self::Virtex => "a VirTex checkpoint",
+            Self::Torchvision => "a torchvision ResNet state dict",
+        }
+    }
 }
 
 impl FromStr for PthLayout {
@@ -83,22 +135,63 @@ pub enum SourceError {
     /// A torchvision file holds no textual head.
     #[error("{0}: a torchvision state dict holds a backbone only, not a captioning model")]
     BackboneOnly(PathBuf),
+    /// A `.pth` whose tensor names are neither layout's.
+    #[error(
+        "{path}: neither a VirTex checkpoint (model.visual.cnn.…, model.textual.…) nor a \
+         torchvision ResNet state dict (conv1.…, bn1.…, layer1-4.…, fc.…); {}",
+        list_tensors(keys)
+    )]
+    UnknownLayout {
+        /// The file.
+        path: PathBuf,
+        /// The names of its tensors, sorted.
+        keys: Vec<String>,
+    },
+    /// A `--layout` that the file's tensor names contradict.
+    #[error(
+        "{path}: --layout {given}, but the file is {}: leave --layout out (it is detected) \
+         or pass --layout {found}",
+        found.describe()
+    )]
+    WrongLayout {
+        /// The file.
+        path: PathBuf,
+        /// The layout asked for.
+        given: PthLayout,
+        /// The layout its names show.
+        found: PthLayout,
+    },
 }
 
 impl WeightsSource {
     /// The source a command-line value names: `random`, a `.safetensors`
-    /// virtex-rs checkpoint, or a `.pth` laid out as `layout`.
-    pub fn from_arg(value: &Path, layout: PthLayout) -> Self {
+    /// virtex-rs checkpoint, or (any other file) a `.pth` laid out as its
+    /// tensor names show ([`PthLayout::detect`]). A `layout` given reads a
+    /// file of neither layout as that one, and is refused for a file whose
+    /// names show the other ([`SourceError::WrongLayout`]).
+    pub fn from_arg(value: &Path, layout: Option<PthLayout>) -> Result<Self, SourceError> {
         if value.as_os_str() == "random" {
-            Self::Random
-        } else if value.extension().is_some_and(|e| e == "safetensors") {
-            Self::Native(value.to_path_buf())
-        } else {
-            match layout {
-                PthLayout::Virtex => Self::Virtex(value.to_path_buf()),
-                PthLayout::Torchvision => Self::Torchvision(value.to_path_buf()),
-            }
+            return Ok(Self::Random);
         }
+        if value.extension().is_some_and(|e| e == "safetensors") {
+            return Ok(Self::Native(value.to_path_buf()));
+        }
+        let layout = match (layout, PthLayout::detect(value)) {
+            (None, detected) => detected?,
+            (Some(given), Ok(found)) if found != given => {
+                return Err(SourceError::WrongLayout {
+                    path: value.to_path_buf(),
+                    given,
+                    found,
+                });
+            }
+            (Some(given), Ok(_) | Err(SourceError::UnknownLayout { .. })) => given,
+            (Some(_), Err(err)) => return Err(err),
+        };
+        Ok(match layout {
+            PthLayout::Virtex => Self::Virtex(value.to_path_buf()),
+            PthLayout::Torchvision => Self::Torchvision(value.to_path_buf()),
+        })
     }
 
     /// The file, if any.
@@ -183,23 +276,45 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_kind_is_told_from_the_value_and_the_layout() {
-        let arg = |s: &str, layout| WeightsSource::from_arg(Path::new(s), layout);
-        assert_eq!(arg("random", PthLayout::Virtex), WeightsSource::Random);
+    fn random_and_safetensors_are_told_from_the_value_alone() {
+        let arg = |s: &str, layout| WeightsSource::from_arg(Path::new(s), layout).unwrap();
+        assert_eq!(arg("random", None), WeightsSource::Random);
         assert_eq!(
-            arg("runs/a/checkpoint_2.safetensors", PthLayout::Torchvision),
+            arg(
+                "runs/a/checkpoint_2.safetensors",
+                Some(PthLayout::Torchvision)
+            ),
             WeightsSource::Native("runs/a/checkpoint_2.safetensors".into())
-        );
-        assert_eq!(
-            arg("r50.pth", PthLayout::Torchvision),
-            WeightsSource::Torchvision("r50.pth".into())
-        );
-        assert_eq!(
-            arg("bicaptioning.pth", PthLayout::Virtex),
-            WeightsSource::Virtex("bicaptioning.pth".into())
         );
         assert_eq!("torchvision".parse(), Ok(PthLayout::Torchvision));
         assert!("caffe".parse::<PthLayout>().unwrap_err().contains("caffe"));
+    }
+
+    #[test]
+    fn layouts_are_told_by_their_tensor_names() {
+        let keys = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let of = |names: &[&str]| PthLayout::of_keys(&keys(names));
+        assert_eq!(
+            of(&["model.visual.cnn.conv1.weight", "optimizer.state.0.exp_avg"]),
+            Some(PthLayout::Virtex)
+        );
+        assert_eq!(
+            of(&["model.textual.embedding.words.weight"]),
+            Some(PthLayout::Virtex)
+        );
+        assert_eq!(
+            of(&[
+                "conv1.weight",
+                "bn1.bias",
+                "layer4.2.conv3.weight",
+                "fc.bias"
+            ]),
+            Some(PthLayout::Torchvision)
+        );
+        assert_eq!(of(&["conv1.weight", "layer5.0.conv1.weight"]), None);
+        assert_eq!(of(&["model.stem.conv1.weight"]), None);
+        assert_eq!(of(&["visual.cnn.conv1.weight"]), None, "not under model");
+        assert_eq!(of(&[]), None);
     }
 
     #[test]

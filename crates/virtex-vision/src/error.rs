@@ -33,8 +33,22 @@ pub enum VisionError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// A `.pth` without a dictionary under the top-level key asked for (a
+    /// bare state dict read as a VirTex checkpoint).
+    #[error(
+        "{path}: no state dict under the top-level key '{key}'; {}",
+        list_tensors(keys)
+    )]
+    NoStateDict {
+        /// The file.
+        path: PathBuf,
+        /// The top-level key asked for.
+        key: String,
+        /// The names of the file's tensors, sorted.
+        keys: Vec<String>,
+    },
     /// Keys the model needs that the file lacks.
-    #[error("{path}: missing keys {keys:?}")]
+    #[error("{path}: missing keys ({}): {}", keys.len(), list_keys(keys))]
     MissingKeys {
         /// The file.
         path: PathBuf,
@@ -42,7 +56,7 @@ pub enum VisionError {
         keys: Vec<String>,
     },
     /// Keys the file has that the model has no place for.
-    #[error("{path}: unexpected keys {keys:?}")]
+    #[error("{path}: unexpected keys ({}): {}", keys.len(), list_keys(keys))]
     UnexpectedKeys {
         /// The file.
         path: PathBuf,
@@ -57,6 +71,34 @@ pub enum VisionError {
         /// Which key and how it differs.
         message: String,
     },
+}
+
+/// How many names an error message lists before "and N more".
+pub const LISTED_KEYS: usize = 5;
+
+/// `keys` as an error message lists them: the first [`LISTED_KEYS`] quoted,
+/// then how many more there are, so a whole state dict never fills a line.
+pub fn list_keys<S: AsRef<str>>(keys: &[S]) -> String {
+    let listed: Vec<String> = keys
+        .iter()
+        .take(LISTED_KEYS)
+        .map(|key| format!("'{}'", key.as_ref()))
+        .collect();
+    let listed = listed.join(", ");
+    match keys.len().saturating_sub(LISTED_KEYS) {
+        0 => listed,
+        more => format!("{listed} and {more} more"),
+    }
+}
+
+/// What a file of tensors `keys` holds, in a few words: `its 320 tensors
+/// are 'bn1.bias', … and 315 more`.
+pub fn list_tensors<S: AsRef<str>>(keys: &[S]) -> String {
+    match keys.len() {
+        0 => "it holds no tensors".into(),
+        1 => format!("its one tensor is {}", list_keys(keys)),
+        n => format!("its {n} tensors are {}", list_keys(keys)),
+    }
 }
 
 /// Turns what burn-store reports after applying a file's tensors into an error
@@ -113,4 +155,31 @@ pub fn check_applied(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_key_lists_are_cut_to_a_few_names() {
+        let keys: Vec<String> = (0..320).map(|i| format!("layer{i}.weight")).collect();
+        assert_eq!(
+            list_keys(&keys),
+            "'layer0.weight', 'layer1.weight', 'layer2.weight', 'layer3.weight', \
+             'layer4.weight' and 315 more"
+        );
+        assert_eq!(list_keys(&["a", "b"]), "'a', 'b'");
+        assert_eq!(list_tensors(&["a"]), "its one tensor is 'a'");
+        assert_eq!(list_tensors::<&str>(&[]), "it holds no tensors");
+        let err = VisionError::UnexpectedKeys {
+            path: "r50.pth".into(),
+            keys,
+        };
+        assert_eq!(
+            err.to_string(),
+            "r50.pth: unexpected keys (320): 'layer0.weight', 'layer1.weight', \
+             'layer2.weight', 'layer3.weight', 'layer4.weight' and 315 more"
+        );
+    }
 }

@@ -61,7 +61,7 @@ pub mod pytorch;
 pub mod resnet;
 
 pub use backend::{AutodiffVisionBackend, VisionBackend};
-pub use error::{VisionError, check_applied};
+pub use error::{LISTED_KEYS, VisionError, check_applied, list_keys, list_tensors};
 pub use precision::Precision;
 pub use resnet::{
     FrozenResNet, ResNet, ResNetArch, ResNetConfig, ResNetStages, global_average_pool,

@@ -154,16 +154,24 @@ impl ShardStream {
         seed::rank_seed(self.seed, self.rank)
     }
 
+    /// The name of the thread that produces this rank's batches, as its
+    /// errors give it.
+    pub fn thread(&self) -> String {
+        format!("shard stream, rank {}", self.rank)
+    }
+
     /// Batches from `position` on, across epochs without end, each with the
     /// position after it, produced on a background thread up to `prefetch`
-    /// batches ahead. Dropping the receiver stops the thread.
+    /// batches ahead. Dropping the receiver stops the thread. The channel
+    /// closes only after an error: a panic on the stream's threads (a rayon
+    /// worker's included) is sent as a [`LoaderError::Panicked`].
     pub fn batches_from(
         &self,
         position: StreamPosition,
         prefetch: usize,
     ) -> Receiver<Result<(PretrainingBatch, StreamPosition), LoaderError>> {
         let stream = self.clone();
-        crate::prefetch::prefetch(prefetch, move |send| {
+        crate::prefetch::prefetch(prefetch, self.thread(), move |send| {
             let mut order = match stream.order_from(position) {
                 Ok(order) => order,
                 Err(err) => {

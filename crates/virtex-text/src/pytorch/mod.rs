@@ -24,9 +24,8 @@ use std::path::{Path, PathBuf};
 use burn::module::{Module, ParamId};
 use burn::tensor::TensorData;
 use burn::tensor::backend::Backend;
-use burn_store::pytorch::PytorchReader;
 use burn_store::{ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, TensorSnapshot};
-use virtex_vision::pytorch::torchvision_to_burn;
+use virtex_vision::pytorch::{read_pth, torchvision_to_burn};
 use virtex_vision::{VisionError, check_applied};
 
 pub use names::official_name;
@@ -139,11 +138,7 @@ pub fn apply_virtex_checkpoint<B: Backend, M: Module<B>>(
     path: &Path,
     parts: CheckpointParts,
 ) -> Result<ApplyResult, CheckpointError> {
-    let reader =
-        PytorchReader::with_top_level_key(path, "model").map_err(|e| VisionError::Read {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })?;
+    let reader = read_pth(path, Some("model"))?;
     let tensors: HashMap<String, TensorSnapshot> = reader.into_tensors().into_iter().collect();
     // A Transformer head ties its output to the word embedding; a linear
     // head (`none`) has its own `textual.output.weight` and no embedding.

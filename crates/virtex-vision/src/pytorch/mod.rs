@@ -12,7 +12,7 @@ pub mod torch_save;
 use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
-use burn_store::pytorch::PytorchReader;
+use burn_store::pytorch::{PytorchError, PytorchReader};
 use burn_store::{BurnToPyTorchAdapter, ModuleSnapshot, PyTorchToBurnAdapter};
 
 pub use names::{burn_to_torchvision, torchvision_to_burn, torchvision_to_detectron2};
@@ -77,14 +77,7 @@ impl TorchvisionWeights {
     /// unexpected, missing, wrongly-shaped or wrongly-typed key is an error naming
     /// it, unless [`allow_partial`](Self::allow_partial) is set.
     pub fn load<B: Backend>(&self, mut model: ResNet<B>) -> Result<ResNet<B>, VisionError> {
-        let reader = match &self.top_level_key {
-            Some(key) => PytorchReader::with_top_level_key(&self.path, key),
-            None => PytorchReader::new(&self.path),
-        }
-        .map_err(|e| VisionError::Read {
-            path: self.path.clone(),
-            message: e.to_string(),
-        })?;
+        let reader = read_pth(&self.path, self.top_level_key.as_deref())?;
 
         let has_fc = model.fc.is_some();
         let snapshots: Vec<_> = reader
@@ -111,6 +104,36 @@ impl TorchvisionWeights {
         check_applied(&result, &self.path, self.allow_partial, file_key)?;
         Ok(model)
     }
+}
+
+/// The tensors of the `.pth` at `path` (their data is read when used), or
+/// those of the dictionary under `top_level_key`. A file without that
+/// dictionary is a [`VisionError::NoStateDict`] naming a few of the tensors
+/// it has instead.
+pub fn read_pth(path: &Path, top_level_key: Option<&str>) -> Result<PytorchReader, VisionError> {
+    let read = match top_level_key {
+        Some(key) => PytorchReader::with_top_level_key(path, key),
+        None => PytorchReader::new(path),
+    };
+    let unreadable = |error: PytorchError| VisionError::Read {
+        path: path.to_path_buf(),
+        message: error.to_string(),
+    };
+    read.map_err(|error| match (top_level_key, error) {
+        (Some(key), PytorchError::KeyNotFound(_)) => match PytorchReader::new(path) {
+            Ok(whole) => {
+                let mut keys = whole.keys();
+                keys.sort();
+                VisionError::NoStateDict {
+                    path: path.to_path_buf(),
+                    key: key.to_string(),
+                    keys,
+                }
+            }
+            Err(error) => unreadable(error),
+        },
+        (_, error) => unreadable(error),
+    })
 }
 
 /// Key naming of an exported backbone.
