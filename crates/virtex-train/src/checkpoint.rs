@@ -24,6 +24,7 @@ use virtex_text::PretrainingModel;
 
 use crate::config::Config;
 use crate::optim::{ParamState, VirtexOptimizer};
+use crate::trainer::GuardState;
 
 /// The metadata key holding [`CheckpointMeta`] as JSON.
 const META_KEY: &str = "virtex.checkpoint";
@@ -67,6 +68,10 @@ pub struct CheckpointMeta {
     /// follows from the iteration).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub data_positions: Vec<StreamPosition>,
+    /// The divergence guard after `iteration` (`TRAIN.DIVERGENCE_FACTOR`;
+    /// none with the guard off), for a resumed run to go on from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divergence_guard: Option<GuardState>,
 }
 
 /// The file of the checkpoint after `iteration` in `dir`.
@@ -74,7 +79,8 @@ pub fn checkpoint_path(dir: &Path, iteration: u64) -> PathBuf {
     dir.join(format!("checkpoint_{iteration}.safetensors"))
 }
 
-/// Checkpoints in `dir` by iteration, oldest first.
+/// Checkpoints in `dir` by iteration, oldest first: the files (or links to
+/// files) named `checkpoint_{iteration}.safetensors`.
 pub fn list_checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
@@ -82,6 +88,9 @@ pub fn list_checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
     let mut found: Vec<(u64, PathBuf)> = entries
         .filter_map(|e| {
             let path = e.ok()?.path();
+            if !path.is_file() {
+                return None;
+            }
             let name = path.file_name()?.to_str()?;
             let iteration = name
                 .strip_prefix("checkpoint_")?
@@ -95,13 +104,23 @@ pub fn list_checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
     found
 }
 
-/// Deletes all but the newest `keep` checkpoints (0 keeps all).
-pub fn prune_checkpoints(dir: &Path, keep: usize) -> Result<(), CheckpointError> {
+/// Deletes all but the newest `keep` checkpoints (0 keeps all), and never
+/// `protected`, a checkpoint of `dir` (the last good one of a run whose
+/// newer ones may be worse, as the trainer's divergence guard says).
+pub fn prune_checkpoints(
+    dir: &Path,
+    keep: usize,
+    protected: Option<&Path>,
+) -> Result<(), CheckpointError> {
     let found = list_checkpoints(dir);
     if keep == 0 || found.len() <= keep {
         return Ok(());
     }
+    let protected = protected.map(|p| p.file_name());
     for (_, path) in &found[..found.len() - keep] {
+        if protected.is_some_and(|name| name == path.file_name()) {
+            continue;
+        }
         std::fs::remove_file(path).map_err(|source| CheckpointError::Io {
             path: path.clone(),
             source,
@@ -392,4 +411,61 @@ pub fn load_checkpoint<B: AutodiffBackend, M: AutodiffModule<B>>(
     optimizer.state = state;
     optimizer.steps = meta.optimizer_steps;
     Ok((model, meta))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("virtex-checkpoint-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// Empty files named as checkpoints after `iterations` in `dir`.
+    fn touch(dir: &Path, iterations: &[u64]) {
+        for &iteration in iterations {
+            std::fs::write(checkpoint_path(dir, iteration), b"").unwrap();
+        }
+    }
+
+    fn iterations(dir: &Path) -> Vec<u64> {
+        list_checkpoints(dir).iter().map(|(i, _)| *i).collect()
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_and_the_protected_checkpoint() {
+        let dir = scratch("prune");
+        touch(&dir, &[100, 200, 300, 400]);
+        prune_checkpoints(&dir, 0, None).unwrap();
+        assert_eq!(iterations(&dir), [100, 200, 300, 400], "0 keeps all");
+        prune_checkpoints(&dir, 2, None).unwrap();
+        assert_eq!(iterations(&dir), [300, 400]);
+
+        // KEEP_LAST 1 with an older checkpoint protected keeps both.
+        let protected = checkpoint_path(&dir, 300);
+        prune_checkpoints(&dir, 1, Some(&protected)).unwrap();
+        assert_eq!(iterations(&dir), [300, 400]);
+        touch(&dir, &[500]);
+        prune_checkpoints(&dir, 1, Some(&protected)).unwrap();
+        assert_eq!(iterations(&dir), [300, 500]);
+        // Protecting the newest keeps the newest only.
+        prune_checkpoints(&dir, 1, Some(&checkpoint_path(&dir, 500))).unwrap();
+        assert_eq!(iterations(&dir), [500]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn only_files_are_checkpoints() {
+        let dir = scratch("list");
+        touch(&dir, &[2, 10]);
+        std::fs::create_dir(checkpoint_path(&dir, 20)).unwrap();
+        std::fs::write(dir.join("checkpoint_x.safetensors"), b"").unwrap();
+        std::fs::write(dir.join("checkpoint_30.tmp-write"), b"").unwrap();
+        assert_eq!(iterations(&dir), [2, 10], "by iteration, not by name");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }

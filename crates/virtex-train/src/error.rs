@@ -153,7 +153,47 @@ pub enum TrainError {
         iteration: u64,
         /// The loss.
         loss: f64,
-        /// The newest checkpoint, which holds the last good weights.
+        /// The last good checkpoint (the divergence guard's, else the newest).
         last_checkpoint: Option<PathBuf>,
+    },
+    /// The training loss left its range (`TRAIN.DIVERGENCE_FACTOR`).
+    #[error(
+        "iteration {iteration}: the training loss diverged (loss {loss:.4}; the mean of {}, \
+         {:.4}, is over {factor} × the lowest mean so far, {:.4}, of {}); stopping ({})",
+        window.iterations(), window.mean, best.mean, best.iterations(),
+        match last_good_checkpoint {
+            Some(path) => format!("the last good checkpoint is {}", path.display()),
+            None => "no good checkpoint was written".to_string(),
+        }
+    )]
+    Diverged {
+        /// The iteration the run stopped at, from 1.
+        iteration: u64,
+        /// Its loss.
+        loss: f64,
+        /// The window of `TRAIN.DIVERGENCE_WINDOW` iterations (fewer at the
+        /// start of a run) ending there, which tripped the guard.
+        window: crate::trainer::LossWindow,
+        /// The window of the lowest mean so far.
+        best: crate::trainer::LossWindow,
+        /// `TRAIN.DIVERGENCE_FACTOR`.
+        factor: f64,
+        /// The newest checkpoint written at or before the end of `best`,
+        /// kept whatever `TRAIN.KEEP_LAST` says.
+        last_good_checkpoint: Option<PathBuf>,
+    },
+    /// A checkpoint could not be written (no space, no permission, the
+    /// directory gone); the file it would have replaced is as it was.
+    #[error("writing the checkpoint {path}: {source}; stopping ({})", match previous {
+        Some(path) => format!("the previous checkpoint {} is intact", path.display()),
+        None => "no checkpoint was written before".to_string(),
+    })]
+    CheckpointWrite {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+        /// The checkpoint written before, untouched.
+        previous: Option<PathBuf>,
     },
 }

@@ -279,6 +279,9 @@ fn a_run_from_shards_resumes_where_the_stream_stopped() {
     std::fs::remove_dir_all(output).unwrap();
 }
 
+/// With the divergence guard off (`TRAIN.DIVERGENCE_FACTOR: 0`: on, it
+/// stops this run at its first exploded loss, tests/divergence.rs), a NaN
+/// or infinite loss still stops the run.
 #[test]
 fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
     let output = scratch("nan");
@@ -289,6 +292,7 @@ fn a_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint() {
             "OPTIM.CNN_LR=1e30",
             "OPTIM.CLIP_GRAD_NORM=0",
             "OPTIM.LOOKAHEAD.USE=false",
+            "TRAIN.DIVERGENCE_FACTOR=0",
         ],
     );
     let err = run(config, &output, false).unwrap_err().to_string();

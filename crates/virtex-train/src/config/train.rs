@@ -15,7 +15,9 @@ pub struct TrainConfig {
     /// Save a checkpoint every N iterations (2000), and after the last one
     /// (or a stop asked for on the dashboard) whatever N is; 0: only then.
     pub checkpoint_every: u64,
-    /// Keep the newest K checkpoints; 0 keeps all.
+    /// Keep the newest K checkpoints; 0 keeps all. The last good checkpoint
+    /// of the divergence guard (`DIVERGENCE_FACTOR`) is kept besides them
+    /// while newer ones may be worse.
     pub keep_last: usize,
     /// Validation loss every N iterations (2000), and after the last one;
     /// 0: no validation at all.
@@ -29,6 +31,21 @@ pub struct TrainConfig {
     pub log_every: u64,
     /// Batches the loader prepares ahead.
     pub prefetch: usize,
+    /// The divergence guard (virtex-rs; the reference stops only on a
+    /// non-finite loss): stop the run when the mean training loss of the
+    /// last `DIVERGENCE_WINDOW` iterations exceeds this many times the
+    /// lowest such mean so far (2; more than 1, or 0 to turn the guard off).
+    /// The error names the last good checkpoint: the newest written at or
+    /// before the end of that lowest window, which `KEEP_LAST` never
+    /// prunes while newer ones may be worse. The bundled config's healthy
+    /// runs reach 1.12 at most (docs/reproduction.md, "When a run goes
+    /// wrong").
+    pub divergence_factor: f64,
+    /// Iterations whose losses the divergence guard averages (50; at least
+    /// 1). A fresh run's windows grow from its first iteration to this
+    /// length; a run resumed from a checkpoint that kept no guard state
+    /// (written with the guard off) is judged from its first full window.
+    pub divergence_window: usize,
 }
 
 impl Default for TrainConfig {
@@ -40,6 +57,8 @@ impl Default for TrainConfig {
             validation_batches: 0,
             log_every: 20,
             prefetch: 2,
+            divergence_factor: 2.0,
+            divergence_window: 50,
         }
     }
 }
@@ -73,6 +92,22 @@ impl TrainConfig {
             return Err((
                 "TRAIN.LOG_EVERY",
                 "must be ≥ 1 (the losses are read back and logged every N iterations)".into(),
+            ));
+        }
+        let factor = self.divergence_factor;
+        if !(factor == 0.0 || (factor > 1.0 && factor.is_finite())) {
+            return Err((
+                "TRAIN.DIVERGENCE_FACTOR",
+                format!(
+                    "must be above 1 (the trip over the lowest mean loss so far), \
+                     or 0 to turn the divergence guard off; got {factor}"
+                ),
+            ));
+        }
+        if self.divergence_window == 0 {
+            return Err((
+                "TRAIN.DIVERGENCE_WINDOW",
+                "must be ≥ 1 (the iterations whose losses the divergence guard averages)".into(),
             ));
         }
         Ok(())
@@ -143,6 +178,33 @@ mod tests {
         );
         for zero_is_meaningful in ["TRAIN.CHECKPOINT_EVERY=0", "TRAIN.VALIDATE_EVERY=0"] {
             Config::load(None, &[zero_is_meaningful.into()]).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_divergence_guard_is_on_by_default_and_checked() {
+        let config = Config::load(None, &[]).unwrap();
+        assert_eq!(
+            (
+                config.train.divergence_factor,
+                config.train.divergence_window
+            ),
+            (2.0, 50)
+        );
+        let off = Config::load(None, &["TRAIN.DIVERGENCE_FACTOR=0".into()]).unwrap();
+        assert_eq!(off.train.divergence_factor, 0.0);
+        for (set, key) in [
+            ("TRAIN.DIVERGENCE_FACTOR=1", "TRAIN.DIVERGENCE_FACTOR"),
+            ("TRAIN.DIVERGENCE_FACTOR=0.5", "TRAIN.DIVERGENCE_FACTOR"),
+            ("TRAIN.DIVERGENCE_FACTOR=-2", "TRAIN.DIVERGENCE_FACTOR"),
+            ("TRAIN.DIVERGENCE_FACTOR=.inf", "TRAIN.DIVERGENCE_FACTOR"),
+            ("TRAIN.DIVERGENCE_WINDOW=0", "TRAIN.DIVERGENCE_WINDOW"),
+        ] {
+            let err = Config::load(None, &[set.into()]).unwrap_err().to_string();
+            assert!(
+                err.starts_with(&format!("the default config: key {key}: must be")),
+                "{set}: {err}"
+            );
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The pretraining loop (`scripts/pretrain_virtex.py`): iteration-based, with
 //! the reference's schedule, periodic validation loss and checkpoints, exact
-//! resume, and a stop on a non-finite loss.
+//! resume, and a stop on a non-finite loss or a diverging one.
 //!
 //! This module is the loop; each of its jobs has a module of its own:
 //! - `resume`: a fresh run, a resumed one or one from `--init-from`'s
@@ -10,6 +10,8 @@
 //! - `log`: the records of a run, in `metrics.jsonl` and on the live
 //!   progress;
 //! - `validation`: the validation loss and captions;
+//! - `guard`: the divergence guard, which stops a run whose loss leaves its
+//!   range and names the last good checkpoint, which pruning keeps;
 //! - `captions`: the last validation's captions beside their references, and
 //!   the run's contact sheet ([`CONTACT_SHEET`]).
 //!
@@ -24,6 +26,7 @@
 //! same time would share it.)
 
 mod captions;
+mod guard;
 mod log;
 mod resume;
 mod steps;
@@ -33,11 +36,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use virtex_text::PretrainingModel;
 use virtex_vision::{AutodiffVisionBackend, Precision};
 
 use crate::checkpoint::{
-    CheckpointMeta, checkpoint_path, list_checkpoints, prune_checkpoints, save_checkpoint,
+    CheckpointError, CheckpointMeta, checkpoint_path, list_checkpoints, prune_checkpoints,
+    save_checkpoint,
 };
 use crate::config::Config;
 use crate::data::{Batches, Data};
@@ -45,11 +48,12 @@ use crate::device::BackendTask;
 use crate::distributed::{Replicas, WorldSpec};
 use crate::error::TrainError;
 use crate::init_from::InitReport;
-use crate::optim::VirtexOptimizer;
 use crate::readings::StepReadings;
 use crate::source::WeightsSource;
 
 pub use captions::{CONTACT_SHEET, SampleCaption};
+use guard::{Diverged, DivergenceGuard};
+pub use guard::{GuardState, LossWindow};
 use log::RunLog;
 use resume::{Start, StartPoint, Started};
 use steps::Steps;
@@ -188,6 +192,16 @@ impl Pretraining {
             config.train.prefetch,
         );
         let mut summary = PretrainingSummary::starting(&at, init);
+        let (factor, window) = (
+            config.train.divergence_factor,
+            config.train.divergence_window,
+        );
+        let mut guard = match &at.checkpoint {
+            None => DivergenceGuard::new(factor, window),
+            Some(_) => DivergenceGuard::resumed(factor, window, at.iteration, at.guard, |i| {
+                checkpoint_path(&output, i).is_file()
+            }),
+        };
         let mut checkpoint = at.checkpoint;
         let mut last_captions = Vec::new();
         let mut steps = Steps::<B>::new(&config, &device);
@@ -199,13 +213,17 @@ impl Pretraining {
             let checkpoint_now = due.checkpoint || stop;
             // The device's readings come back once per log line, and before
             // anything that acts on them: a validation, a checkpoint (never
-            // one of weights past a non-finite loss), the end.
+            // one of weights past a non-finite loss, nor past a window the
+            // divergence guard has seen diverge), the end.
             if due.log || due.validate || checkpoint_now {
                 let (read, images_per_s) = steps.read(replicas)?;
                 for step in read {
-                    finite(&step, &checkpoint)?;
+                    finite(&step, || good_checkpoint(&guard, &output, &checkpoint))?;
                     log.step(&step, images_per_s)?;
                     summary.losses.push(step.loss);
+                    guard
+                        .observe(step.host.iteration, step.loss)
+                        .map_err(|diverged| divergence(&config, &output, &step, &diverged))?;
                 }
             }
             summary.iterations = done;
@@ -219,14 +237,21 @@ impl Pretraining {
             if checkpoint_now {
                 let data_positions = replicas.positions(batches.position())?;
                 let path = checkpoint_path(&output, done);
+                guard.checkpointed(done);
                 if leader {
                     let meta = CheckpointMeta {
                         iteration: done,
                         optimizer_steps: optimizer.steps,
                         config: config.clone(),
                         data_positions,
+                        divergence_guard: guard.state(),
                     };
-                    save(&path, &output, &model, &optimizer, &meta)?;
+                    let previous = checkpoint.as_deref();
+                    save_checkpoint(&path, &model, &optimizer, &meta)
+                        .map_err(|err| write_failed(err, previous))?;
+                    // The good checkpoint, if older than KEEP_LAST's, stays.
+                    let good = guard.good_checkpoint().map(|i| checkpoint_path(&output, i));
+                    prune_checkpoints(&output, config.train.keep_last, good.as_deref())?;
                 }
                 checkpoint = Some(path);
                 summary.checkpoint = checkpoint.clone();
@@ -253,29 +278,65 @@ impl Pretraining {
 
 /// Stops the run at a step whose loss is NaN or infinite, naming the last
 /// good checkpoint.
-fn finite(step: &StepReadings, last_checkpoint: &Option<PathBuf>) -> Result<(), TrainError> {
+fn finite(
+    step: &StepReadings,
+    last_good: impl FnOnce() -> Option<PathBuf>,
+) -> Result<(), TrainError> {
     if step.loss.is_finite() {
         return Ok(());
     }
     Err(TrainError::NonFiniteLoss {
         iteration: step.host.iteration,
         loss: step.loss,
-        last_checkpoint: last_checkpoint.clone(),
+        last_checkpoint: last_good(),
     })
 }
 
-/// Writes the checkpoint `path` in `output` and prunes the older ones
-/// (`TRAIN.KEEP_LAST`, from `meta`'s config).
-fn save<B: AutodiffVisionBackend>(
-    path: &Path,
+/// The last good checkpoint in `output`: the divergence guard's, or where
+/// it has none (the guard off, no window full yet), `newest`, the newest
+/// written.
+fn good_checkpoint(
+    guard: &DivergenceGuard,
     output: &Path,
-    model: &PretrainingModel<B>,
-    optimizer: &VirtexOptimizer<B>,
-    meta: &CheckpointMeta,
-) -> Result<(), TrainError> {
-    save_checkpoint(path, model, optimizer, meta)?;
-    prune_checkpoints(output, meta.config.train.keep_last)?;
-    Ok(())
+    newest: &Option<PathBuf>,
+) -> Option<PathBuf> {
+    guard
+        .good_checkpoint()
+        .map(|iteration| checkpoint_path(output, iteration))
+        .or_else(|| newest.clone())
+}
+
+/// The error of a run of `config` into `output` that `diverged` at `step`.
+fn divergence(
+    config: &Config,
+    output: &Path,
+    step: &StepReadings,
+    diverged: &Diverged,
+) -> TrainError {
+    TrainError::Diverged {
+        iteration: diverged.window.end,
+        loss: step.loss,
+        window: diverged.window,
+        best: diverged.best,
+        factor: config.train.divergence_factor,
+        last_good_checkpoint: diverged
+            .good_checkpoint
+            .map(|iteration| checkpoint_path(output, iteration)),
+    }
+}
+
+/// A checkpoint that could not be written: its path and the I/O error, and
+/// `previous`, the checkpoint before it, which the atomic write leaves
+/// intact.
+fn write_failed(err: CheckpointError, previous: Option<&Path>) -> TrainError {
+    match err {
+        CheckpointError::Io { path, source } => TrainError::CheckpointWrite {
+            path,
+            source,
+            previous: previous.map(Path::to_path_buf),
+        },
+        other => other.into(),
+    }
 }
 
 /// Where a run writes by default: `runs/<config file stem>`.

@@ -20,6 +20,7 @@ use crate::error::TrainError;
 use crate::init_from::InitReport;
 use crate::optim::VirtexOptimizer;
 use crate::source::WeightsSource;
+use crate::trainer::GuardState;
 
 /// Where a run starts, from `--resume` and the checkpoints its output holds.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -39,6 +40,8 @@ pub(super) struct StartPoint {
     pub data_position: StreamPosition,
     /// The checkpoint resumed from.
     pub checkpoint: Option<PathBuf>,
+    /// The divergence guard's state it kept.
+    pub guard: Option<GuardState>,
 }
 
 /// A run's model and optimiser, ready for its first iteration.
@@ -105,6 +108,7 @@ impl Start {
                 iteration: 0,
                 data_position: StreamPosition::START,
                 checkpoint: None,
+                guard: None,
             };
             return Ok(Started {
                 model,
@@ -119,6 +123,7 @@ impl Start {
             iteration: meta.iteration,
             data_position: meta.data_positions.get(rank).copied().unwrap_or_default(),
             checkpoint: Some(path.clone()),
+            guard: meta.divergence_guard,
         };
         Ok(Started {
             model,
@@ -200,6 +205,7 @@ mod tests {
             optimizer_steps: 2,
             config,
             data_positions: vec![at; ranks],
+            divergence_guard: None,
         }
     }
 
