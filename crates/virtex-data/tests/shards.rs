@@ -239,6 +239,30 @@ fn too_few_shards_for_the_ranks_is_an_error() {
 }
 
 #[test]
+fn a_shard_cut_inside_an_image_is_noticed() {
+    let dir = scratch("cut-image");
+    let mut dataset = emoji_val();
+    dataset.images.truncate(4);
+    let written = write_shards(&dataset, &dir, "val", 4, 0).unwrap();
+    let shard = &written.shards[0];
+    let whole = index_shard(shard).unwrap();
+    assert_eq!((whole.samples.len(), whole.corrupt), (4, None));
+    // Cut in the middle of the second sample's JPEG, which the index seeks over.
+    let image = &whole.samples[1].image;
+    let bytes = std::fs::read(shard).unwrap();
+    std::fs::write(shard, &bytes[..(image.offset + image.len / 2) as usize]).unwrap();
+    let index = index_shard(shard).unwrap();
+    assert_eq!(index.samples, whole.samples[..1]);
+    assert!(index.bad.is_empty(), "{:?}", index.bad);
+    let corrupt = index.corrupt.expect("the cut is noticed");
+    assert!(
+        corrupt.starts_with("corrupt tar archive") && corrupt.contains(&image.name),
+        "{corrupt}"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn a_shard_cut_short_keeps_what_precedes_the_cut() {
     let dir = scratch("cut");
     let mut dataset = emoji_val();
