@@ -24,7 +24,11 @@ fn scratch(name: &str, annotations: &str) -> PathBuf {
 #[test]
 fn the_bundled_emoji_dataset_indexes() {
     // (split, images, captions), as docs/data.md lists them.
-    let expected = [("train", 3415, 11818), ("val", 170, 607), ("test", 201, 730)];
+    let expected = [
+        ("train", 3415, 11818),
+        ("val", 170, 607),
+        ("test", 201, 730),
+    ];
     let mut ids = std::collections::BTreeSet::new();
     for (split, images, captions) in expected {
         let dataset = CocoCaptions::load(&emoji_root(), split).unwrap();
@@ -41,11 +45,18 @@ fn the_bundled_emoji_dataset_indexes() {
         assert!(dataset.images.windows(2).all(|w| w[0].id < w[1].id));
         assert!(dataset.images.iter().all(|i| i.captions.len() >= 3));
         for image in &dataset.images {
-            assert!(ids.insert(image.id), "{split}: image id {} repeats", image.id);
+            assert!(
+                ids.insert(image.id),
+                "{split}: image id {} repeats",
+                image.id
+            );
         }
     }
     // Ids are 1-based positions in sort_order order across the three splits.
-    assert_eq!(ids.into_iter().collect::<Vec<_>>(), (1..=3786).collect::<Vec<u64>>());
+    assert_eq!(
+        ids.into_iter().collect::<Vec<_>>(),
+        (1..=3786).collect::<Vec<u64>>()
+    );
 }
 
 /// Whether an error is the expected kind.

@@ -334,7 +334,11 @@ mod tests {
         // validation, "vs" (1590) for test.
         assert_eq!(summary.images, [8, 1, 1]);
         assert_eq!(summary.captions[1..], [4, 4]);
-        assert!(summary.to_string().contains("8 train / 1 val / 1 test images"));
+        assert!(
+            summary
+                .to_string()
+                .contains("8 train / 1 val / 1 test images")
+        );
 
         let captions: serde_json::Value = serde_json::from_slice(
             &std::fs::read(out.join("annotations/captions_train2017.json")).unwrap(),

@@ -146,7 +146,10 @@ pub fn emoji_images(entries: &[EmojiEntry]) -> Result<Vec<EmojiImage>, PrepareEr
     sorted.sort_by_key(|e| e.sort_order);
     // Image ids and splits follow `sort_order`: two emoji sharing one would
     // make both depend on the order of emoji.json.
-    if let Some(pair) = sorted.windows(2).find(|w| w[0].sort_order == w[1].sort_order) {
+    if let Some(pair) = sorted
+        .windows(2)
+        .find(|w| w[0].sort_order == w[1].sort_order)
+    {
         return Err(PrepareError::Entry(format!(
             "emoji.json: sort_order {} is shared by '{}' and '{}'",
             pair[0].sort_order, pair[0].image, pair[1].image
@@ -254,7 +257,10 @@ mod tests {
         wave.image = "1f44b.png".into();
         let err = emoji_images(&[santa, wave]).unwrap_err().to_string();
         assert!(err.contains("sort_order 20"), "{err}");
-        assert!(err.contains("1f385.png") && err.contains("1f44b.png"), "{err}");
+        assert!(
+            err.contains("1f385.png") && err.contains("1f44b.png"),
+            "{err}"
+        );
     }
 
     #[test]
