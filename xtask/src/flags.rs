@@ -397,7 +397,8 @@ pub struct PrepareData {
 #[derive(Debug, Subcommand)]
 pub enum PrepareDataset {
     /// The bundled emoji dataset: Twemoji 64 px images (CC-BY 4.0) captioned
-    /// from their names, from the npm package emoji-datasource-twitter@16.0.0.
+    /// from their names, from the npm package emoji-datasource-twitter@16.0.0,
+    /// in three splits: train2017, val2017 (to tune on), test2017 (to report on).
     Emoji {
         /// The package tarball (`npm pack emoji-datasource-twitter@16.0.0`).
         /// Without it, `npm pack` fetches it from the npm registry.

@@ -222,7 +222,7 @@ impl CocoCaptions {
             .map(|i| &self.images[i])
     }
 
-    /// Indexes `root` for `split` (`train` or `val`, as in `train2017`).
+    /// Indexes `root` for `split` (`train`, `val` or `test`, as in `train2017`).
     pub fn load(root: &Path, split: &str) -> Result<Self, CocoError> {
         let annotations = root
             .join("annotations")

@@ -23,15 +23,40 @@ fn scratch(name: &str, annotations: &str) -> PathBuf {
 
 #[test]
 fn the_bundled_emoji_dataset_indexes() {
-    let train = CocoCaptions::load(&emoji_root(), "train").unwrap();
-    let val = CocoCaptions::load(&emoji_root(), "val").unwrap();
-    assert_eq!((train.images.len(), val.images.len()), (3415, 371));
+    // (split, images, captions), as docs/data.md lists them.
+    let expected = [
+        ("train", 3415, 11818),
+        ("val", 170, 607),
+        ("test", 201, 730),
+    ];
+    let mut ids = std::collections::BTreeSet::new();
+    for (split, images, captions) in expected {
+        let dataset = CocoCaptions::load(&emoji_root(), split).unwrap();
+        assert_eq!(dataset.images.len(), images, "{split}");
+        assert_eq!(
+            dataset
+                .images
+                .iter()
+                .map(|i| i.captions.len())
+                .sum::<usize>(),
+            captions,
+            "{split}"
+        );
+        assert!(dataset.images.windows(2).all(|w| w[0].id < w[1].id));
+        assert!(dataset.images.iter().all(|i| i.captions.len() >= 3));
+        for image in &dataset.images {
+            assert!(
+                ids.insert(image.id),
+                "{split}: image id {} repeats",
+                image.id
+            );
+        }
+    }
+    // Ids are 1-based positions in sort_order order across the three splits.
     assert_eq!(
-        val.images.iter().map(|i| i.captions.len()).sum::<usize>(),
-        1337
+        ids.into_iter().collect::<Vec<_>>(),
+        (1..=3786).collect::<Vec<u64>>()
     );
-    assert!(train.images.windows(2).all(|w| w[0].id < w[1].id));
-    assert!(train.images.iter().all(|i| i.captions.len() >= 3));
 }
 
 /// Whether an error is the expected kind.
@@ -76,7 +101,7 @@ fn bad_annotation_files_are_named_with_the_problem() {
 
 #[test]
 fn every_bundled_image_decodes_at_64_px() {
-    for split in ["train", "val"] {
+    for split in ["train", "val", "test"] {
         for image in CocoCaptions::load(&emoji_root(), split).unwrap().images {
             let rgb = virtex_data::images::load_rgb(&image.path).unwrap();
             assert_eq!(rgb.dimensions(), (64, 64), "{}", image.path.display());

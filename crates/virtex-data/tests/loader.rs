@@ -47,7 +47,7 @@ fn emoji_val() -> CocoCaptions {
 #[test]
 fn batches_have_images_tokens_and_lengths() {
     let loader = loader(emoji_val(), 8);
-    assert_eq!(loader.batches_per_epoch(), 371 / 8);
+    assert_eq!(loader.batches_per_epoch(), 170 / 8);
     let batch = loader.batch(0, 0).unwrap();
     assert_eq!(batch.len(), 8);
     assert_eq!(batch.images.len(), 8 * 3 * 32 * 32);
@@ -85,15 +85,15 @@ fn batches_do_not_depend_on_the_thread_count() {
 
 #[test]
 fn the_prefetching_epoch_yields_every_batch_in_order() {
-    let loader = loader(emoji_val(), 64);
+    let loader = loader(emoji_val(), 32);
     let batches: Vec<_> = loader.epoch(1, 2).into_iter().map(Result::unwrap).collect();
-    assert_eq!(batches.len(), 371 / 64);
+    assert_eq!(batches.len(), 170 / 32);
     assert_eq!(batches[3], loader.batch(1, 3).unwrap());
 }
 
 #[test]
 fn batches_from_an_iteration_continue_into_the_next_epochs() {
-    let loader = loader(emoji_val(), 64);
+    let loader = loader(emoji_val(), 32);
     let per_epoch = loader.batches_per_epoch() as u64;
     assert_eq!(per_epoch, 5);
     // Resume at the last batch of epoch 1: then all of epoch 2.
@@ -201,7 +201,7 @@ fn multilabel_targets_come_from_instances_and_skip_unlabelled_images() {
     let emoji = root().join("data/emoji");
     let mut instances = CocoInstances::load(&emoji, "val").unwrap();
     assert_eq!(instances.num_categories, 99);
-    assert_eq!(instances.labels.len(), 371);
+    assert_eq!(instances.labels.len(), 170);
     // Drop every other image's instances: the epoch must leave those out.
     let unlabelled: Vec<u64> = instances.labels.keys().copied().step_by(2).collect();
     for id in &unlabelled {
@@ -210,7 +210,7 @@ fn multilabel_targets_come_from_instances_and_skip_unlabelled_images() {
     let expected = instances.clone();
     let task = TaskView::MultilabelClassification(Arc::new(instances));
     let loader = loader_with(emoji_val(), pipeline().with_task(task), 5);
-    assert_eq!(loader.len(), 371 - unlabelled.len());
+    assert_eq!(loader.len(), 170 - unlabelled.len());
     let mut seen = 0;
     for batch in loader.epoch(0, 2) {
         let batch = batch.unwrap();

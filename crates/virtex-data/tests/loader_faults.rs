@@ -145,7 +145,7 @@ fn a_loader_that_panics_mid_epoch_stops_there_without_a_new_epoch() {
 fn a_shard_stream_that_panics_sends_the_panic_and_ends() {
     let dir = std::env::temp_dir().join(format!("virtex-loader-faults-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let written = write_shards(&emoji_val(), &dir, "val", 200, 0).unwrap();
+    let written = write_shards(&emoji_val(), &dir, "val", 100, 0).unwrap();
     let stream = ShardStream::new(written.shards, panicking_flip(), 8, 0)
         .unwrap()
         .for_rank(1, 2)

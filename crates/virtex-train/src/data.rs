@@ -268,8 +268,10 @@ mod tests {
         let (dataset, pipeline) = panicking();
         let loader =
             PretrainingLoader::with_pipeline(Arc::new(dataset.clone()), pipeline.clone(), 8, 0);
+        // An iteration inside epoch 2.
+        let iteration = 2 * loader.batches_per_epoch() as u64 + 5;
         let source = TrainSource::Coco(loader);
-        let batches = Batches::starting_at(&source, 100, StreamPosition::START, 2);
+        let batches = Batches::starting_at(&source, iteration, StreamPosition::START, 2);
         stops_with_the_panic(batches, "COCO loader, epoch 2", 2);
 
         let dir = std::env::temp_dir().join(format!("virtex-train-data-{}", std::process::id()));

@@ -4,19 +4,21 @@
 //! layout, the bundled default of `cargo xtask pretrain`.
 //!
 //! Output, under `--output` (default `data/emoji`):
-//! - `{train2017,val2017}/<code>.jpg`: each 64 px PNG composited on white,
-//!   stored as JPEG at its native size.
-//! - `annotations/captions_{train,val}2017.json`: COCO captions format, several
-//!   captions per image built from the emoji's name and short names.
-//! - `annotations/categories_{train,val}2017.json`: the classification view
-//!   (category and subcategory of every image) for linear probes.
-//! - `annotations/instances_{train,val}2017.json`: the same labels in COCO
+//! - `{train2017,val2017,test2017}/<code>.jpg`: each 64 px PNG composited on
+//!   white, stored as JPEG at its native size.
+//! - `annotations/captions_{train,val,test}2017.json`: COCO captions format,
+//!   several captions per image built from the emoji's name and short names.
+//! - `annotations/categories_{train,val,test}2017.json`: the classification
+//!   view (category and subcategory of every image) for linear probes.
+//! - `annotations/instances_{train,val,test}2017.json`: the same labels in COCO
 //!   instances format (one instance per image, its subcategory as the category
 //!   and the category as COCO's `supercategory`), for multilabel pretraining.
 //! - `LICENSE-twemoji.md`: attribution and licence of the graphics.
 //!
-//! The split is fixed: an emoji and all its skin-tone variants go to `val`
-//! when the emoji's `sort_order` is a multiple of 10, otherwise to `train`.
+//! The split is fixed ([`Split::of`]): an emoji and all its skin-tone variants
+//! are held out when the emoji's `sort_order` is a multiple of 10, otherwise
+//! they go to `train`; of the held-out emoji, those with `sort_order / 10` even
+//! go to `val` (to tune on), the odd ones to `test` (to report on).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
@@ -30,7 +32,7 @@ use serde_json::json;
 
 mod names;
 
-pub use names::{EmojiEntry, EmojiImage, SkinVariation, emoji_images};
+pub use names::{EmojiEntry, EmojiImage, SkinVariation, Split, emoji_images};
 
 /// The npm package and version the bundled dataset is made from.
 pub const EMOJI_PACKAGE: &str = "emoji-datasource-twitter@16.0.0";
@@ -80,10 +82,10 @@ fn package(path: &Path, message: impl std::fmt::Display) -> PrepareError {
 /// What [`prepare_emoji`] wrote.
 #[derive(Debug)]
 pub struct Summary {
-    /// Images per split (train, val).
-    pub images: (usize, usize),
-    /// Captions per split (train, val).
-    pub captions: (usize, usize),
+    /// Images per split, in [`Split::ALL`]'s order (train, val, test).
+    pub images: [usize; 3],
+    /// Captions per split, in [`Split::ALL`]'s order (train, val, test).
+    pub captions: [usize; 3],
     /// Bytes of JPEG written.
     pub bytes: u64,
     /// Where.
@@ -92,13 +94,13 @@ pub struct Summary {
 
 impl std::fmt::Display for Summary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [train, val, test] = self.images;
+        let [train_captions, val_captions, test_captions] = self.captions;
         write!(
             f,
-            "wrote {} train / {} val images ({} / {} captions, {:.1} MB of JPEG) to {}",
-            self.images.0,
-            self.images.1,
-            self.captions.0,
-            self.captions.1,
+            "wrote {train} train / {val} val / {test} test images \
+             ({train_captions} / {val_captions} / {test_captions} captions, \
+             {:.1} MB of JPEG) to {}",
             self.bytes as f64 / 1e6,
             self.output.display()
         )
@@ -166,19 +168,20 @@ pub fn prepare_emoji(tgz: &Path, output: &Path) -> Result<Summary, PrepareError>
     let subcategories = index_of(images.iter().map(|i| i.subcategory.as_str()));
 
     let mut summary = Summary {
-        images: (0, 0),
-        captions: (0, 0),
+        images: [0; 3],
+        captions: [0; 3],
         bytes: 0,
         output: output.to_path_buf(),
     };
     let annotations_dir = output.join("annotations");
     std::fs::create_dir_all(&annotations_dir).map_err(io(&annotations_dir))?;
-    for (split, val) in [("train2017", false), ("val2017", true)] {
-        let dir = output.join(split);
+    for (slot, split) in Split::ALL.into_iter().enumerate() {
+        let year_split = format!("{}2017", split.name());
+        let dir = output.join(&year_split);
         std::fs::create_dir_all(&dir).map_err(io(&dir))?;
         let (mut coco_images, mut annotations, mut labels, mut instances) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (index, image) in images.iter().enumerate().filter(|(_, i)| i.val == val) {
+        for (index, image) in images.iter().enumerate().filter(|(_, i)| i.split == split) {
             let id = index + 1;
             let png = pngs.get(&image.source).ok_or_else(|| {
                 package(
@@ -220,17 +223,10 @@ pub fn prepare_emoji(tgz: &Path, output: &Path) -> Result<Summary, PrepareError>
                 "iscrowd": 0,
             }));
         }
-        let counts = (coco_images.len(), annotations.len());
-        if val {
-            summary.images.1 = counts.0;
-            summary.captions.1 = counts.1;
-        } else {
-            summary.images.0 = counts.0;
-            summary.captions.0 = counts.1;
-        }
-        let year_split = split.trim_end_matches("2017");
+        summary.images[slot] = coco_images.len();
+        summary.captions[slot] = annotations.len();
         write_json(
-            &output.join(format!("annotations/captions_{year_split}2017.json")),
+            &output.join(format!("annotations/captions_{year_split}.json")),
             &json!({
                 "info": {
                     "description": "Twemoji 64 px images with captions from emoji names (emoji-datasource-twitter 16.0.0)",
@@ -242,7 +238,7 @@ pub fn prepare_emoji(tgz: &Path, output: &Path) -> Result<Summary, PrepareError>
             }),
         )?;
         write_json(
-            &output.join(format!("annotations/categories_{year_split}2017.json")),
+            &output.join(format!("annotations/categories_{year_split}.json")),
             &json!({
                 "categories": named(&categories),
                 "subcategories": named(&subcategories),
@@ -250,7 +246,7 @@ pub fn prepare_emoji(tgz: &Path, output: &Path) -> Result<Summary, PrepareError>
             }),
         )?;
         write_json(
-            &output.join(format!("annotations/instances_{year_split}2017.json")),
+            &output.join(format!("annotations/instances_{year_split}.json")),
             &json!({
                 "images": coco_images,
                 "categories": supercategorised(&subcategories, &images),
@@ -334,8 +330,15 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let out = std::env::temp_dir().join(format!("virtex-emoji-{}", std::process::id()));
         let summary = prepare_emoji(&root.join("data/fixtures/emoji-mini.tgz"), &out).unwrap();
-        // hash, flag-eg, santa + 5 skin tones, and one validation emoji.
-        assert_eq!(summary.images, (8, 1));
+        // hash, flag-eg, santa + 5 skin tones; "two" (sort_order 1560) for
+        // validation, "vs" (1590) for test.
+        assert_eq!(summary.images, [8, 1, 1]);
+        assert_eq!(summary.captions[1..], [4, 4]);
+        assert!(
+            summary
+                .to_string()
+                .contains("8 train / 1 val / 1 test images")
+        );
 
         let captions: serde_json::Value = serde_json::from_slice(
             &std::fs::read(out.join("annotations/captions_train2017.json")).unwrap(),
@@ -359,16 +362,27 @@ mod tests {
                 "{path:?} corner {corner:?}"
             );
         }
-        let labels: serde_json::Value = serde_json::from_slice(
-            &std::fs::read(out.join("annotations/categories_val2017.json")).unwrap(),
-        )
-        .unwrap();
-        assert_eq!(labels["labels"].as_array().unwrap().len(), 1);
-        let instances = crate::instances::CocoInstances::load(&out, "val").unwrap();
-        assert_eq!(instances.labels.len(), 1);
-        // Subcategory ids are 1..=K already, so the reference's remapping keeps them.
-        let subcategory = labels["labels"][0]["subcategory_id"].as_u64().unwrap() as u32;
-        assert_eq!(instances.labels.values().next().unwrap(), &[subcategory]);
+        // Each held-out split: its one emoji, under the id of its position in
+        // sort_order order (hash 1556, two 1560, vs 1590, flag-eg 1719; santa 372
+        // and its five tones first).
+        for (split, name, id) in [("val", "keycap 2", 8), ("test", "squared vs", 9)] {
+            let captions = crate::coco::CocoCaptions::load(&out, split).unwrap();
+            assert_eq!(captions.images.len(), 1, "{split}");
+            assert_eq!(captions.images[0].id, id, "{split}");
+            assert_eq!(captions.images[0].captions[1], name, "{split}");
+            let labels: serde_json::Value = serde_json::from_slice(
+                &std::fs::read(out.join(format!("annotations/categories_{split}2017.json")))
+                    .unwrap(),
+            )
+            .unwrap();
+            assert_eq!(labels["labels"].as_array().unwrap().len(), 1, "{split}");
+            assert_eq!(labels["labels"][0]["image_id"], id, "{split}");
+            let instances = crate::instances::CocoInstances::load(&out, split).unwrap();
+            assert_eq!(instances.labels.len(), 1, "{split}");
+            // Subcategory ids are 1..=K already, so the reference's remapping keeps them.
+            let subcategory = labels["labels"][0]["subcategory_id"].as_u64().unwrap() as u32;
+            assert_eq!(instances.labels[&id], [subcategory], "{split}");
+        }
         assert!(out.join("LICENSE-twemoji.md").exists());
         std::fs::remove_dir_all(&out).unwrap();
     }

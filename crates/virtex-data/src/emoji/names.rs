@@ -38,8 +38,45 @@ pub struct EmojiImage {
     pub category: String,
     /// Subcategory name (99 in all).
     pub subcategory: String,
-    /// Whether it belongs to the validation split.
-    pub val: bool,
+    /// The split it belongs to.
+    pub split: Split,
+}
+
+/// The three splits of the dataset, each a `{name}2017` folder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Split {
+    /// `train2017`: every emoji whose `sort_order` is not a multiple of 10.
+    Train,
+    /// `val2017`: `sort_order` a multiple of 10 with `sort_order / 10` even
+    /// (20, 40, …): the split to tune on.
+    Val,
+    /// `test2017`: `sort_order` a multiple of 10 with `sort_order / 10` odd
+    /// (10, 30, …): the split to report on.
+    Test,
+}
+
+impl Split {
+    /// All splits, in the order [`Summary`](super::Summary) counts them.
+    pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
+
+    /// The split of an emoji (and all its skin-tone variants) by its
+    /// `sort_order`: a tenth is held out, alternately for validation and test.
+    pub fn of(sort_order: u32) -> Split {
+        match (sort_order % 10, (sort_order / 10) % 2) {
+            (0, 0) => Split::Val,
+            (0, _) => Split::Test,
+            _ => Split::Train,
+        }
+    }
+
+    /// `train`, `val` or `test`, as in `captions_{name}2017.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+            Split::Test => "test",
+        }
+    }
 }
 
 /// Skin-tone modifiers by code point, as Unicode names them.
@@ -107,15 +144,26 @@ fn captions(entry: &EmojiEntry, tone: Option<&str>) -> Vec<String> {
 pub fn emoji_images(entries: &[EmojiEntry]) -> Result<Vec<EmojiImage>, PrepareError> {
     let mut sorted: Vec<&EmojiEntry> = entries.iter().filter(|e| e.has_img_twitter).collect();
     sorted.sort_by_key(|e| e.sort_order);
+    // Image ids and splits follow `sort_order`: two emoji sharing one would
+    // make both depend on the order of emoji.json.
+    if let Some(pair) = sorted
+        .windows(2)
+        .find(|w| w[0].sort_order == w[1].sort_order)
+    {
+        return Err(PrepareError::Entry(format!(
+            "emoji.json: sort_order {} is shared by '{}' and '{}'",
+            pair[0].sort_order, pair[0].image, pair[1].image
+        )));
+    }
     let mut images = Vec::new();
     for entry in sorted {
-        let val = entry.sort_order % 10 == 0;
+        let split = Split::of(entry.sort_order);
         let image = |source: &str, tone: Option<&str>| EmojiImage {
             source: source.to_string(),
             captions: captions(entry, tone),
             category: entry.category.clone(),
             subcategory: entry.subcategory.clone(),
-            val,
+            split,
         };
         images.push(image(&entry.image, None));
         for (key, variation) in &entry.skin_variations {
@@ -181,8 +229,37 @@ mod tests {
             "father christmas with light and dark skin tones"
         );
         assert!(
-            images.iter().all(|i| i.val),
-            "sort_order 20 is a validation emoji"
+            images.iter().all(|i| i.split == Split::Val),
+            "sort_order 20 is a validation emoji, and so are its variants"
+        );
+    }
+
+    #[test]
+    fn a_tenth_is_held_out_alternately_for_val_and_test() {
+        let splits: Vec<Split> = (1..=40).map(Split::of).collect();
+        for (i, split) in splits.iter().enumerate() {
+            let sort_order = i + 1;
+            let expected = match sort_order {
+                20 | 40 => Split::Val,
+                10 | 30 => Split::Test,
+                _ => Split::Train,
+            };
+            assert_eq!(*split, expected, "sort_order {sort_order}");
+        }
+        let names: Vec<_> = Split::ALL.iter().map(|s| s.name()).collect();
+        assert_eq!(names, ["train", "val", "test"]);
+    }
+
+    #[test]
+    fn a_shared_sort_order_is_an_error_naming_both() {
+        let santa = entry("FATHER CHRISTMAS", &["santa"], &[]);
+        let mut wave = entry("WAVING HAND", &["wave"], &[]);
+        wave.image = "1f44b.png".into();
+        let err = emoji_images(&[santa, wave]).unwrap_err().to_string();
+        assert!(err.contains("sort_order 20"), "{err}");
+        assert!(
+            err.contains("1f385.png") && err.contains("1f44b.png"),
+            "{err}"
         );
     }
 

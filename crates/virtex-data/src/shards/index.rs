@@ -153,6 +153,10 @@ pub fn index_shard(path: &Path) -> Result<ShardIndex, ShardError> {
         message,
     };
     let file = File::open(path).map_err(|e| read_error(format!("cannot open: {e}")))?;
+    let file_len = file
+        .metadata()
+        .map_err(|e| read_error(format!("cannot read its size: {e}")))?
+        .len();
     let mut archive = tar::Archive::new(BufReader::new(file));
     let entries = archive
         .entries_with_seek()
@@ -167,6 +171,26 @@ pub fn index_shard(path: &Path) -> Result<ShardIndex, ShardError> {
                 break;
             }
         };
+        // The reader seeks over the data it does not read, so a file cut
+        // inside a member's data reads as a clean end: check where it ends.
+        let end = entry.raw_file_position() + entry.size();
+        if end > file_len {
+            let name = entry
+                .path()
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            index.corrupt = Some(format!(
+                "corrupt tar archive: member {name} ends at byte {end}, past the end of the \
+                 file ({file_len} bytes)"
+            ));
+            // Its key's members are incomplete: neither a sample nor a bad pair.
+            if let (Some(current), Some((key, _))) = (&group, split_key(&name))
+                && current.key == key
+            {
+                group = None;
+            }
+            break;
+        }
         if !entry.header().entry_type().is_file() {
             continue;
         }
