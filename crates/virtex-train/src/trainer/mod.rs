@@ -53,7 +53,7 @@ use crate::source::WeightsSource;
 
 pub use captions::{CONTACT_SHEET, SampleCaption};
 use guard::{Diverged, DivergenceGuard};
-pub use guard::{GuardState, LossWindow};
+pub use guard::{GuardState, LossWindow, peak_window_ratio};
 use log::RunLog;
 use resume::{Start, StartPoint, Started};
 use steps::Steps;
