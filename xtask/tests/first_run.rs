@@ -100,11 +100,11 @@ fn two_seeds_give_a_row_each_with_every_column_and_a_summary() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[1]["seed"], 1);
     assert_eq!(report["split"], "val");
-    for seed in 0..2 {
+    for (seed, row) in rows.iter().enumerate() {
         let dir = output.join(format!("seed-{seed}"));
         assert!(dir.join("checkpoint_4.safetensors").exists());
         assert_eq!(
-            rows[seed]["run"]["checkpoint"],
+            row["run"]["checkpoint"],
             dir.join("checkpoint_4.safetensors").display().to_string()
         );
         // The sheet rewritten with the split's figures and marks.
