@@ -50,8 +50,8 @@ pub struct FirstRunBench {
     /// (repeatable; each seed's `RANDOM_SEED` is set after these).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Override a key of the probe's config (data/configs/downstream/
-    /// emoji_linear.yaml; repeatable).
+    /// Override a key of the probe's config (repeatable; the config is
+    /// data/configs/downstream/emoji_linear.yaml).
     #[arg(long = "probe-set", value_name = "KEY=VALUE")]
     pub probe_overrides: Vec<String>,
 }
