@@ -7,7 +7,7 @@ use anyhow::ensure;
 use virtex_data::coco::{read_references, read_results};
 use virtex_eval::caption_metrics::{pair_with_references, score_captions};
 use virtex_eval::captioning::ImageSet;
-use virtex_eval::emoji::{EmojiExperiment, EmojiRow};
+use virtex_eval::emoji::{EMOJI_PROBE_CONFIG, EmojiExperiment, EmojiRow};
 use virtex_eval::features::{Extraction, FeatureTask, image_list};
 use virtex_eval::transfer::{TransferMode, TransferTask};
 use virtex_eval::voc07::Voc07Task;
@@ -136,6 +136,7 @@ impl Transfer {
             source: self.backbone.source()?,
             arch: self.backbone.arch,
             config,
+            test_split: "val".into(),
         })??;
         println!(
             "{:?} on {root}: top-1 {:.2}%, top-5 {:.2}% after {} iterations (training loss {:.3} → {:.3})",
@@ -164,11 +165,11 @@ impl EmojiProbe {
         let experiment = EmojiExperiment {
             emoji: root.join("data/emoji"),
             folders: root.join("runs/emoji_folders"),
-            config: root.join("data/configs/downstream/emoji_linear.yaml"),
+            config: root.join(EMOJI_PROBE_CONFIG),
             overrides: self.overrides,
-            checkpoints,
+            split: self.split.unwrap_or_else(|| "val".into()),
         };
-        let rows = experiment.run(|name, level, result| {
+        let rows = experiment.run(&checkpoints, |name, level, result| {
             println!(
                 "{name}, {level}: top-1 {:.1}%, top-5 {:.1}%",
                 100.0 * result.top1,

@@ -154,6 +154,9 @@ pub struct EmojiProbe {
     /// Override a key of data/configs/downstream/emoji_linear.yaml (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
+    /// The split the probes are tested on: `val`, or `test` [default: val].
+    #[arg(long)]
+    pub split: Option<String>,
     /// Where to write the table's numbers (JSON).
     #[arg(long)]
     pub output: Option<PathBuf>,

@@ -1,10 +1,13 @@
 //! `cargo xtask pretrain`: loads the config, picks the backend, runs
-//! [`virtex_train::trainer::Pretraining`] and reports what it learned.
+//! [`virtex_train::trainer::Pretraining`] and reports what it learned; a
+//! captioning run's validation split is then captioned and scored by
+//! [`RunCaptioning`], which rewrites the run's contact sheet with the figures.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
+use virtex_eval::run_captions::RunCaptioning;
 use virtex_train::checkpoint::list_checkpoints;
 use virtex_train::config::Config;
 use virtex_train::device::DeviceSpec;
@@ -108,11 +111,30 @@ impl Pretrain {
                 println!("      references: {}", sample.references.join(" | "));
             }
         }
-        if let Some(sheet) = &summary.contact_sheet {
-            println!(
+        match (&summary.checkpoint, &summary.contact_sheet) {
+            // A captioning run that validated: the split it validated on,
+            // captioned whole and scored; its contact sheet gets the
+            // figures and the marks.
+            (Some(checkpoint), Some(_)) => {
+                let report = device.dispatch(RunCaptioning {
+                    checkpoint: checkpoint.clone(),
+                    split: "val".into(),
+                })??;
+                println!(
+                    "{} split captioned by checkpoint {}: {}",
+                    report.split, report.iteration, report.figures
+                );
+                println!("captions: {}", report.captions.display());
+                println!(
+                    "contact sheet (images, captions marked, references, figures): {}",
+                    report.sheet.display()
+                );
+            }
+            (None, Some(sheet)) => println!(
                 "contact sheet (images, captions, references): {}",
                 sheet.display()
-            );
+            ),
+            (_, None) => {}
         }
         if summary.skipped_images > 0 {
             println!("skipped {} undecodable images", summary.skipped_images);

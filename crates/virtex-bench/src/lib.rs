@@ -1,8 +1,9 @@
 //! # virtex-bench
 //!
-//! The speed measurements recorded in docs/benchmarks.md: each workload of
+//! The measurements recorded in docs/benchmarks.md: each workload of
 //! virtex-rs beside the same workload in PyTorch (`tools/bench/*.py`), run on
-//! the same machine in the same run, so ratios survive a noisy, shared CPU.
+//! the same machine in the same run, so ratios survive a noisy, shared CPU;
+//! and what the bundled pretraining gives, seed by seed ([`first_run`]).
 //!
 //! - [`train`]: the pretraining step (forward + backward + optimiser) of a
 //!   config, each row in a child process for an honest peak RSS;
@@ -13,7 +14,11 @@
 //! - [`data`]: the captioning data pipeline against PIL + torchvision, on the
 //!   bundled emoji or on COCO-sized [`photos`].
 //! - [`backbone`]: a ResNet classification step on each burn CPU backend.
-//! - [`pytorch`]: the driver of the PyTorch twins; [`report`] what a row is.
+//! - [`first_run`]: the bundled pretraining seed by seed, each run's wall
+//!   time, peak RSS, caption scores, linear probe and divergence headroom
+//!   (not a comparison with PyTorch).
+//! - [`pytorch`]: the driver of the PyTorch twins; [`report`] what a row is
+//!   and the child process it runs in.
 //!
 //! The option structs are `clap` arguments, so a command line embeds them as
 //! they are (`cargo xtask bench …`). Each benchmark runs against a checkout of
@@ -46,6 +51,7 @@ pub mod backbone;
 pub mod caption;
 pub mod data;
 pub mod extract;
+pub mod first_run;
 pub mod gpu_check;
 pub mod photos;
 pub mod pytorch;
@@ -81,6 +87,14 @@ pub enum BenchKind {
     TrainRow(train::TrainRowBench),
     /// Frozen-backbone feature extraction images/s, beside PyTorch.
     Extract(extract::ExtractBench),
+    /// The bundled pretraining once per seed: wall time, peak RSS,
+    /// validation loss, CIDEr-D, BLEU-4, distinct and top captions,
+    /// subcategory named, linear probe and the divergence guard's headroom
+    /// per seed, with min/mean/max (docs/benchmarks.md).
+    FirstRun(first_run::FirstRunBench),
+    /// One seed of `bench first-run`, in a process of its own (prints JSON).
+    #[command(hide = true)]
+    FirstRunSeed(first_run::FirstRunSeedBench),
 }
 
 /// What `bench` runs without a subcommand.
@@ -119,6 +133,8 @@ impl BenchKind {
             BenchKind::Train(bench) => bench.run(root),
             BenchKind::TrainRow(bench) => bench.run(root),
             BenchKind::Extract(bench) => bench.run(root),
+            BenchKind::FirstRun(bench) => bench.run(root),
+            BenchKind::FirstRunSeed(bench) => bench.run(root),
         }
     }
 }

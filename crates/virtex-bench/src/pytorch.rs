@@ -10,7 +10,7 @@ use virtex_text::TextualHeadName;
 use virtex_train::config::{Config, OptimizerName};
 use virtex_train::device::DeviceSpec;
 
-use crate::report::{StepReport, last_json_line};
+use crate::report::{StepReport, run_child};
 
 /// The shape of one measured workload, shared by both implementations.
 #[derive(Clone, Copy, Debug)]
@@ -52,20 +52,13 @@ pub fn script(
     args: &[String],
     workload: &Workload,
 ) -> anyhow::Result<StepReport> {
-    let output = Command::new("python3")
+    let mut command = Command::new("python3");
+    command
         .arg(root.join("tools/bench/train_step.py"))
         .arg(name)
         .args(args)
-        .args(workload.args())
-        .output()
-        .context("running python3 tools/bench/train_step.py")?;
-    if !output.status.success() {
-        bail!(
-            "tools/bench/train_step.py {name} failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    last_json_line(&output.stdout)
+        .args(workload.args());
+    run_child(command, &format!("tools/bench/train_step.py {name}"))
 }
 
 fn device_arg(device: DeviceSpec) -> String {

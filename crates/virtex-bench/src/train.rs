@@ -8,10 +8,8 @@
 //! PyTorch twin runs likewise.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
 use burn::module::Module;
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Tensor};
@@ -25,7 +23,7 @@ use virtex_train::step::forward_backward;
 use virtex_train::worker::on_worker_thread;
 use virtex_vision::{AutodiffVisionBackend, Precision};
 
-use crate::report::{StepReport, fmt_mb, last_json_line, measure_gpu, median, peak_rss_mb};
+use crate::report::{StepReport, bench_child, fmt_mb, measure_gpu, median, peak_rss_mb, run_child};
 use crate::{available_threads, pytorch};
 
 /// `bench train`.
@@ -196,8 +194,7 @@ impl TrainBench {
         size: usize,
         amp: bool,
     ) -> anyhow::Result<StepReport> {
-        let mut command = Command::new(std::env::current_exe()?);
-        command.args(["bench", "train-row", "--config", config]);
+        let mut command = bench_child(&["train-row", "--config", config])?;
         for set in &self.overrides {
             command.args(["--set", set]);
         }
@@ -214,14 +211,7 @@ impl TrainBench {
         if amp {
             command.arg("--amp");
         }
-        let output = command.output().context("running bench train-row")?;
-        if !output.status.success() {
-            bail!(
-                "bench train-row {config} failed: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        last_json_line(&output.stdout)
+        run_child(command, &format!("bench train-row {config}"))
     }
 }
 

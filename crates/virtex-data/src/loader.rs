@@ -116,12 +116,29 @@ impl PretrainingLoader {
     ) -> Result<PretrainingBatch, LoaderError> {
         let global = &order[batch * self.batch_size..(batch + 1) * self.batch_size];
         let indices = &global[self.rank * self.share..(self.rank + 1) * self.share];
-        let samples: Vec<Option<Sample>> = indices
+        self.batch_of(epoch, indices)
+    }
+
+    /// The samples of the images at `positions` in the dataset, as `epoch`
+    /// draws them, as one batch (processed in parallel; images skipped
+    /// under [`BadImagePolicy::Skip`](crate::images::BadImagePolicy::Skip)
+    /// left out).
+    pub fn batch_of(
+        &self,
+        epoch: u64,
+        positions: &[usize],
+    ) -> Result<PretrainingBatch, LoaderError> {
+        let samples: Vec<Option<Sample>> = positions
             .par_iter()
             .map(|&index| self.sample(epoch, index))
             .collect::<Result<_, _>>()?;
         let samples: Vec<Sample> = samples.into_iter().flatten().collect();
         Ok(self.pipeline.assemble(&samples))
+    }
+
+    /// The dataset the batches come from.
+    pub fn dataset(&self) -> &CocoCaptions {
+        &self.dataset
     }
 
     /// Every full batch of `epoch` in order, produced on a background thread

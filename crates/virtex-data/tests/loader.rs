@@ -66,6 +66,19 @@ fn batches_have_images_tokens_and_lengths() {
 }
 
 #[test]
+fn a_batch_of_chosen_images_holds_them_in_the_order_given() {
+    let loader = loader(emoji_val(), 8);
+    let positions = [30, 2, 17];
+    let batch = loader.batch_of(0, &positions).unwrap();
+    let ids: Vec<u64> = positions
+        .iter()
+        .map(|&p| loader.dataset().images[p].id)
+        .collect();
+    assert_eq!(batch.image_ids, ids);
+    assert_eq!(batch.images.len(), 3 * 3 * 32 * 32);
+}
+
+#[test]
 fn batches_do_not_depend_on_the_thread_count() {
     let loader = loader(emoji_val(), 6);
     let on = |threads| {

@@ -84,12 +84,20 @@ impl ImageSet {
             None => split_image_dir(annotations)
                 .ok_or_else(|| EvalError::NoImageDir(annotations.to_path_buf()))?,
         };
-        let items = CocoCaptions::from_files(annotations, &dir)?
+        Ok(Self::from_dataset(&CocoCaptions::from_files(
+            annotations,
+            &dir,
+        )?))
+    }
+
+    /// The captioned images of a loaded COCO split, by id.
+    pub fn from_dataset(dataset: &CocoCaptions) -> Self {
+        let items = dataset
             .images
-            .into_iter()
-            .map(|image| (ImageRef::Id { image_id: image.id }, image.path))
+            .iter()
+            .map(|image| (ImageRef::Id { image_id: image.id }, image.path.clone()))
             .collect();
-        Ok(Self { items })
+        Self { items }
     }
 
     /// A folder, or a COCO captions JSON (see [`ImageSet::coco`]).

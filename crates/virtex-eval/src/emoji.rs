@@ -22,6 +22,9 @@ use crate::transfer::{TransferMode, TransferTask};
 /// Label granularities, as folder names under the ImageFolder root.
 pub const LEVELS: [&str; 2] = ["subcategory", "category"];
 
+/// The probe's config, relative to the repository root.
+pub const EMOJI_PROBE_CONFIG: &str = "data/configs/downstream/emoji_linear.yaml";
+
 /// A class name usable as a directory name.
 fn folder_name(name: &str) -> String {
     name.chars()
@@ -35,15 +38,17 @@ fn folder_name(name: &str) -> String {
         .collect()
 }
 
-/// Writes `output/{subcategory,category}/{train,val}/<class>/<image>` from the
-/// emoji dataset's `instances_*.json` (copies; every class directory exists
-/// in both splits). Built in a temporary directory and renamed into place.
-pub fn build_emoji_folders(emoji: &Path, output: &Path) -> Result<(), EvalError> {
+/// Writes `output/{subcategory,category}/{train,<split>}/<class>/<image>`
+/// from the emoji dataset's `instances_{train,<split>}2017.json` (copies;
+/// every class directory exists in both; `split`: `val`, or `test`, the
+/// split the probes are tested on). Built in a temporary directory and
+/// renamed into place.
+pub fn build_emoji_folders(emoji: &Path, output: &Path, split: &str) -> Result<(), EvalError> {
     let staging = output.with_extension("partial");
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
     }
-    for split in ["train", "val"] {
+    for split in ["train", split] {
         let path = emoji.join(format!("annotations/instances_{split}2017.json"));
         let file: InstancesFile = read_json(&path)?;
         let format = |message: String| EvalError::Format {
@@ -115,8 +120,8 @@ pub struct EmojiRow {
     pub category: ClassificationResult,
 }
 
-/// The experiment: every checkpoint (or run directory) of `checkpoints`,
-/// then a random backbone of the last one's architecture.
+/// The experiment: linear probes of backbones on the bundled emoji data's
+/// folders ([`build_emoji_folders`]), trained on `train`, tested on `split`.
 #[derive(Clone, Debug)]
 pub struct EmojiExperiment {
     /// The bundled dataset (`data/emoji`).
@@ -127,22 +132,26 @@ pub struct EmojiExperiment {
     pub config: PathBuf,
     /// Overrides of that config.
     pub overrides: Vec<String>,
-    /// Checkpoints or run directories to probe.
-    pub checkpoints: Vec<PathBuf>,
+    /// The split the probes are tested on: `val`, or `test`.
+    pub split: String,
 }
 
 impl EmojiExperiment {
-    /// Runs every probe on the CPU; `report` hears each result as it comes.
+    /// Probes every checkpoint (or run directory's newest) of
+    /// `checkpoints`, then a random backbone of the last one's
+    /// architecture, on the CPU, building the folders first if they lack
+    /// the split; `report` hears each result as it comes.
     pub fn run(
         &self,
+        checkpoints: &[PathBuf],
         mut report: impl FnMut(&str, &str, &ClassificationResult),
     ) -> Result<Vec<EmojiRow>, EvalError> {
-        if !self.folders.join(LEVELS[1]).join("val").exists() {
-            build_emoji_folders(&self.emoji, &self.folders)?;
+        if !self.folders.join(LEVELS[1]).join(&self.split).exists() {
+            build_emoji_folders(&self.emoji, &self.folders, &self.split)?;
         }
         let mut backbones = Vec::new();
         let mut arch = ResNetArch::Resnet18;
-        for path in &self.checkpoints {
+        for path in checkpoints {
             let checkpoint = newest_checkpoint(path)?;
             let meta = read_meta(&checkpoint)?;
             arch = meta.config.model.visual.name;
@@ -158,16 +167,7 @@ impl EmojiExperiment {
         for (name, source) in backbones {
             let mut results = Vec::new();
             for level in LEVELS {
-                let mut overrides =
-                    vec![format!("DATA.ROOT={}", self.folders.join(level).display())];
-                overrides.extend(self.overrides.iter().cloned());
-                let config: Config = TransferMode::LinearProbe.config(&self.config, &overrides)?;
-                let result = TransferTask {
-                    source: source.clone(),
-                    arch,
-                    config,
-                }
-                .run::<CpuBackend>(Default::default())?;
+                let result = self.probe(&source, arch, level)?;
                 report(&name, level, &result);
                 results.push(result);
             }
@@ -181,6 +181,27 @@ impl EmojiExperiment {
         }
         Ok(rows)
     }
+
+    /// The linear probe, on the CPU, of the backbone of `source` (of
+    /// `arch`) at `level` ([`LEVELS`]): trained on the `train` folder,
+    /// tested on the split's, which must be built.
+    pub fn probe(
+        &self,
+        source: &WeightsSource,
+        arch: ResNetArch,
+        level: &str,
+    ) -> Result<ClassificationResult, EvalError> {
+        let mut overrides = vec![format!("DATA.ROOT={}", self.folders.join(level).display())];
+        overrides.extend(self.overrides.iter().cloned());
+        let config: Config = TransferMode::LinearProbe.config(&self.config, &overrides)?;
+        TransferTask {
+            source: source.clone(),
+            arch,
+            config,
+            test_split: self.split.clone(),
+        }
+        .run::<CpuBackend>(Default::default())
+    }
 }
 
 #[cfg(test)]
@@ -192,7 +213,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let output =
             std::env::temp_dir().join(format!("virtex-emoji-folders-{}", std::process::id()));
-        build_emoji_folders(&root.join("data/emoji"), &output).unwrap();
+        build_emoji_folders(&root.join("data/emoji"), &output, "val").unwrap();
         let count = |dir: PathBuf| -> (usize, usize) {
             let classes: Vec<PathBuf> = std::fs::read_dir(&dir)
                 .unwrap()
@@ -206,7 +227,7 @@ mod tests {
         };
         assert_eq!(count(output.join("subcategory/train")), (99, 3415));
         assert_eq!(count(output.join("category/train")), (10, 3415));
-        assert_eq!(count(output.join("category/val")), (10, 371));
+        assert_eq!(count(output.join("category/val")), (10, 170));
         std::fs::remove_dir_all(&output).unwrap();
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use virtex_data::coco::CocoError;
 use virtex_data::images::ImageError;
 use virtex_data::tokenizer::TokenizerError;
+use virtex_train::TrainError;
 use virtex_train::checkpoint::CheckpointError;
 use virtex_train::config::ConfigError;
 use virtex_train::source::SourceError;
@@ -71,6 +72,16 @@ pub enum EvalError {
     /// Captions that cannot be scored.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    /// Captions of the emoji data, scored against references of which some
+    /// name their image's subcategory and this image's do not.
+    #[error("image {image_id} has no '<name>, a <subcategory> emoji' reference, which others have")]
+    NoSubcategoryReference {
+        /// The image.
+        image_id: u64,
+    },
+    /// A run's file (its contact sheet) that could not be written.
+    #[error(transparent)]
+    Train(#[from] TrainError),
     /// A malformed input file.
     #[error("{path}: {message}")]
     Format {

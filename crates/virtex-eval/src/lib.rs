@@ -18,6 +18,9 @@
 //!   with per-word [`attention_maps`].
 //! - [`caption_metrics`]: scoring captions against references with
 //!   BLEU-1..4, ROUGE-L and CIDEr-D as pycocoevalcap does.
+//! - [`run_captions`]: a run's captions of a whole split, scored (CIDEr-D,
+//!   BLEU-4, distinct and top captions, the emoji's subcategory named) and
+//!   shown on the run's contact sheet ([`run_captions::RunCaptioning`]).
 //! - [`error`]: [`EvalError`], what stops a task.
 //!
 //! Caption a folder with a virtex-rs checkpoint:
@@ -56,6 +59,7 @@ pub mod captioning;
 pub mod emoji;
 pub mod error;
 pub mod features;
+pub mod run_captions;
 pub mod svm;
 pub mod transfer;
 pub mod voc07;

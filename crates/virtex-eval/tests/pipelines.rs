@@ -12,11 +12,12 @@ use virtex_data::images::{BadImagePolicy, DEFAULT_MAX_PIXELS, image_files};
 use virtex_eval::caption_metrics::{pair_with_references, score_captions};
 use virtex_eval::captioning::{CaptionTask, ImageSet};
 use virtex_eval::features::{Extraction, FeatureTask};
+use virtex_eval::run_captions::RunCaptioning;
 use virtex_eval::voc07::Voc07Task;
 use virtex_train::config::{Config, DecoderName};
 use virtex_train::device::{BackendTask, CpuBackend};
 use virtex_train::source::WeightsSource;
-use virtex_train::trainer::Pretraining;
+use virtex_train::trainer::{CONTACT_SHEET, Pretraining, SHEET_IMAGES, sheet_sample};
 use virtex_vision::ResNetArch;
 use virtex_vision::pytorch::ExportNaming;
 
@@ -134,6 +135,44 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
         ids,
         val.images[..3].iter().map(|i| i.id).collect::<Vec<_>>()
     );
+
+    // The run's captions of the whole split, scored, and its contact sheet:
+    // the seeded sample of the split, each caption marked, the figures on top.
+    let report = RunCaptioning {
+        checkpoint: output.join("checkpoint_2.safetensors"),
+        split: "val".into(),
+    }
+    .run::<CpuBackend>(Default::default())
+    .unwrap();
+    assert_eq!((report.split.as_str(), report.iteration), ("val", 2));
+    assert_eq!(report.figures.images, val.images.len());
+    assert!(report.figures.subcategory_right.is_some());
+    let all = virtex_data::coco::read_results(&report.captions).unwrap();
+    assert_eq!(all.len(), val.images.len());
+    assert_eq!(report.sheet, output.join(CONTACT_SHEET));
+    let sheet = std::fs::read_to_string(&report.sheet).unwrap();
+    assert_eq!(sheet.matches("<img ").count(), SHEET_IMAGES);
+    const { assert!(SHEET_IMAGES >= 24) };
+    assert_eq!(sheet.matches("class=\"mark ").count(), SHEET_IMAGES);
+    for (name, value) in report.figures.header("val") {
+        assert!(sheet.contains(&format!("<th>{name}</th>")), "{name}");
+        assert!(!value.is_empty());
+    }
+    let header_end = sheet.find("<img ").unwrap();
+    for figure in ["CIDEr-D", "top caption", "subcategory right"] {
+        assert!(sheet[..header_end].contains(figure), "{figure} at the top");
+    }
+    let first_sheet_image = val.images[sheet_sample(val.images.len(), 0)[0]]
+        .path
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        sheet.contains(&format!("alt=\"{first_sheet_image}\"")),
+        "the seeded sample's images"
+    );
+
     let attention = output.join("attention");
     let dir = CaptionTask {
         attention_dir: Some(attention.clone()),

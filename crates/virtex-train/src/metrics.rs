@@ -62,22 +62,12 @@ impl MetricsLog {
     pub fn open(path: &Path, keep_until: u64) -> Result<Self, MetricsError> {
         let mut records = Vec::new();
         if keep_until > 0 && path.exists() {
-            let file = File::open(path).map_err(io_error(path))?;
-            for (number, line) in BufReader::new(file).lines().enumerate() {
-                let line = line.map_err(io_error(path))?;
-                let record: Value =
-                    serde_json::from_str(&line).map_err(|source| MetricsError::NotJson {
-                        path: path.to_path_buf(),
-                        line: number + 1,
-                        source,
-                    })?;
-                if record["iteration"]
+            records = read_records(path)?;
+            records.retain(|record| {
+                record["iteration"]
                     .as_u64()
                     .is_some_and(|i| i <= keep_until)
-                {
-                    records.push(record);
-                }
-            }
+            });
         }
         let mut text = String::new();
         for record in &records {
@@ -138,6 +128,24 @@ impl MetricsLog {
             &[("LR", self.series("lr")), ("CNN_LR", self.series("cnn_lr"))],
         )
     }
+}
+
+/// The records of a `metrics.jsonl`, in order: a training step's has
+/// `iteration` and `loss`, a validation's `iteration` and `val_loss`.
+pub fn read_records(path: &Path) -> Result<Vec<Value>, MetricsError> {
+    let file = File::open(path).map_err(io_error(path))?;
+    BufReader::new(file)
+        .lines()
+        .enumerate()
+        .map(|(number, line)| {
+            let line = line.map_err(io_error(path))?;
+            serde_json::from_str(&line).map_err(|source| MetricsError::NotJson {
+                path: path.to_path_buf(),
+                line: number + 1,
+                source,
+            })
+        })
+        .collect()
 }
 
 /// Registers a sans-serif font from `VIRTEX_PLOT_FONT` or the usual system
@@ -264,6 +272,9 @@ mod tests {
         log.write(&json!({"iteration": 4, "val_loss": 3.0}))
             .unwrap();
         drop(log);
+        let records = read_records(&path).unwrap();
+        assert_eq!(records.len(), 5);
+        assert_eq!(records[4]["val_loss"], 3.0);
         let log = MetricsLog::open(&path, 2).unwrap();
         assert_eq!(log.series("loss"), [(1.0, 10.0), (2.0, 5.0)]);
         assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 2);

@@ -4,13 +4,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use burn_store::ModuleSnapshot;
+use virtex_data::coco::CocoCaptions;
 use virtex_train::TrainError;
 use virtex_train::checkpoint::{list_checkpoints, read_meta};
 use virtex_train::config::Config;
 use virtex_train::device::BackendTask;
 use virtex_train::device::CpuBackend;
 use virtex_train::source::WeightsSource;
-use virtex_train::trainer::{Pretraining, PretrainingSummary};
+use virtex_train::trainer::{Pretraining, PretrainingSummary, SHEET_IMAGES, sheet_sample};
 use virtex_vision::{Precision, ResNetArch};
 
 mod common;
@@ -85,6 +86,19 @@ fn a_resumed_run_repeats_the_uninterrupted_losses() {
     let output = scratch("resume");
     let full = run(tiny(4, &[]), &output, false).unwrap();
     assert_eq!(full.losses.len(), 4);
+    // The validation captions the sheet's images: a seeded shuffle of the
+    // split, every one of them on the sheet with its references.
+    let val = CocoCaptions::load(&root().join("data/emoji"), "val").unwrap();
+    let sample: Vec<u64> = sheet_sample(val.images.len(), tiny(4, &[]).random_seed)
+        .iter()
+        .map(|&p| val.images[p].id)
+        .collect();
+    let captioned: Vec<u64> = full.captions.iter().map(|c| c.image_id).collect();
+    assert_eq!(captioned, sample);
+    assert_eq!(captioned.len(), SHEET_IMAGES);
+    assert!(full.captions.iter().all(|c| !c.references.is_empty()));
+    let sheet = std::fs::read_to_string(full.contact_sheet.as_ref().unwrap()).unwrap();
+    assert_eq!(sheet.matches("<img ").count(), SHEET_IMAGES);
     let checkpoints: Vec<u64> = list_checkpoints(&output).iter().map(|(i, _)| *i).collect();
     assert_eq!(checkpoints, [2, 4]);
     assert_eq!(

@@ -31,8 +31,10 @@ use image::{Rgb, RgbImage};
 use serde_json::json;
 
 mod names;
+mod subcategory;
 
 pub use names::{EmojiEntry, EmojiImage, SkinVariation, Split, emoji_images};
+pub use subcategory::caption_subcategory;
 
 /// The npm package and version the bundled dataset is made from.
 pub const EMOJI_PACKAGE: &str = "emoji-datasource-twitter@16.0.0";

@@ -68,7 +68,7 @@ impl<B: VisionBackend> Classifier<B> {
 pub struct ClassificationResult {
     /// How the backbone was treated.
     pub mode: TransferMode,
-    /// Top-1 accuracy on the validation split, in [0, 1].
+    /// Top-1 accuracy on the tested split, in [0, 1].
     pub top1: f64,
     /// Top-5 accuracy (top-k with k = min(5, classes)).
     pub top5: f64,

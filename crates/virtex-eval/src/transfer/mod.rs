@@ -1,5 +1,6 @@
 //! Classification transfer of a backbone from any weights source on an
-//! ImageFolder dataset (`DATA.ROOT/{train,val}/<class>/<image>`): the
+//! ImageFolder dataset (`DATA.ROOT/{train,val}/<class>/<image>`, or another
+//! folder than `val` to test on): the
 //! reference's linear probe (`scripts/clf_linear.py`, ImageNet protocol,
 //! frozen) and fine-tuning (iNaturalist protocol, end to end), as a
 //! [`TransferTask`] in one of the two [`TransferMode`]s.
@@ -96,6 +97,9 @@ pub struct TransferTask {
     pub arch: ResNetArch,
     /// The downstream config (`DATA.ROOT`, `OPTIM.*`, `MODEL.VISUAL.FROZEN`).
     pub config: Config,
+    /// The folder under `DATA.ROOT` the classifier is tested on (`val` in
+    /// the reference's protocols); it trains on `train`.
+    pub test_split: String,
 }
 
 impl BackendTask for TransferTask {
@@ -104,7 +108,7 @@ impl BackendTask for TransferTask {
     fn run<B: AutodiffVisionBackend>(self, device: B::Device) -> Self::Output {
         let root = &self.config.data.root;
         let train = ImageFolder::load(&root.join("train"))?;
-        let val = ImageFolder::load_matching(&root.join("val"), &train)?;
+        let val = ImageFolder::load_matching(&root.join(&self.test_split), &train)?;
         B::seed(&device, self.config.random_seed);
         let backbone = self.source.backbone::<B>(self.arch, &device)?;
         Ok(train_classifier(

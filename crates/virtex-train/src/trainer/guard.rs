@@ -55,6 +55,9 @@ pub(super) struct DivergenceGuard {
     /// Checkpoints written after the best window's end, oldest first: good
     /// once a later window is the best.
     after_best: Vec<u64>,
+    /// The largest ratio of a window mean to the best before it that this
+    /// guard has seen (since it started: a resumed run's starts over).
+    peak_ratio: Option<f64>,
 }
 
 /// A window of training losses.
@@ -125,6 +128,7 @@ impl DivergenceGuard {
             best: None,
             good: None,
             after_best: Vec::new(),
+            peak_ratio: None,
         }
     }
 
@@ -180,6 +184,10 @@ impl DivergenceGuard {
             end: iteration,
             len: self.recent.len(),
         };
+        if let Some(best) = self.best {
+            let ratio = window.mean / best.mean;
+            self.peak_ratio = Some(self.peak_ratio.map_or(ratio, |peak| peak.max(ratio)));
+        }
         match self.best {
             Some(best) if window.mean.is_nan() || window.mean > self.factor * best.mean => {
                 Err(Diverged {
@@ -230,6 +238,24 @@ impl DivergenceGuard {
             after_best: self.after_best.clone(),
         })
     }
+}
+
+/// A run's headroom under the guard: the largest ratio of a window mean of
+/// `losses` (the training losses of iterations 1, 2, … of a fresh run) to
+/// the lowest window mean before it, the windows of `window` iterations as
+/// the guard makes them (`TRAIN.DIVERGENCE_WINDOW`); the guard trips where
+/// this passes `TRAIN.DIVERGENCE_FACTOR`. `None` with fewer than two losses,
+/// or where a loss is not finite.
+pub fn peak_window_ratio(losses: &[f64], window: usize) -> Option<f64> {
+    // An infinite factor: the guard's windows and best, never a trip.
+    let mut guard = DivergenceGuard::new(f64::INFINITY, window);
+    for (iteration, &loss) in (1..).zip(losses) {
+        if !loss.is_finite() {
+            return None;
+        }
+        guard.observe(iteration, loss).ok()?;
+    }
+    guard.peak_ratio
 }
 
 #[cfg(test)]
@@ -405,6 +431,34 @@ mod tests {
         // The first full window: the newest checkpoint is good.
         guard.observe(305, 2.0).unwrap();
         assert_eq!(guard.good_checkpoint(), Some(304));
+    }
+
+    #[test]
+    fn the_peak_ratio_is_the_window_that_trips_the_guard() {
+        // The jump of `a_jump_trips_at_the_first_window_past_the_factor`:
+        // its windows of 10 reach 2 + 0.3 k over the best of 2, 5 / 2 once
+        // they hold only fives; the guard at 2 trips at the 7th, 4.1 / 2.
+        let mut losses = vec![2.0; 100];
+        losses.extend([5.0; 20]);
+        let peak = peak_window_ratio(&losses, 10).unwrap();
+        assert!((peak - 2.5).abs() < 1e-12, "{peak}");
+        let mut guard = DivergenceGuard::new(2.0, 10);
+        let diverged = feed(&mut guard, &losses, 1000).unwrap_err();
+        let tripped = guard.peak_ratio.unwrap();
+        assert!(tripped > 2.0 && tripped <= peak, "{tripped}");
+        assert_eq!(tripped, diverged.window.mean / diverged.best.mean);
+
+        // A falling curve: every window is the best so far, each a little
+        // below the one before.
+        let falling: Vec<f64> = (0..50).map(|i| 10.0 - 0.1 * f64::from(i)).collect();
+        let peak = peak_window_ratio(&falling, 5).unwrap();
+        assert!(peak < 1.0, "{peak}");
+        // The bundled run's noise stays well under the trip at 2.
+        let noisy = peak_window_ratio(&healthy(2000, 0.6), 50).unwrap();
+        assert!((1.0..1.35).contains(&noisy), "{noisy}");
+
+        assert_eq!(peak_window_ratio(&[3.0], 5), None);
+        assert_eq!(peak_window_ratio(&[3.0, f64::NAN, 2.0], 5), None);
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! - `validation`: the validation loss and captions;
 //! - `guard`: the divergence guard, which stops a run whose loss leaves its
 //!   range and names the last good checkpoint, which pruning keeps;
-//! - `captions`: the last validation's captions beside their references, and
-//!   the run's contact sheet ([`CONTACT_SHEET`]).
+//! - `captions`: the validation images a run captions ([`sheet_sample`]),
+//!   their captions beside their references, and the run's contact sheet
+//!   ([`CONTACT_SHEET`]).
 //!
 //! Everything random is a function of `RANDOM_SEED` and the iteration: the
 //! loader draws each sample from `(seed, epoch, index)`, and before the step
@@ -51,9 +52,11 @@ use crate::init_from::InitReport;
 use crate::readings::StepReadings;
 use crate::source::WeightsSource;
 
-pub use captions::{CONTACT_SHEET, SampleCaption};
+pub use captions::{
+    CONTACT_SHEET, SHEET_IMAGES, SampleCaption, sheet_entry, sheet_sample, write_run_sheet,
+};
 use guard::{Diverged, DivergenceGuard};
-pub use guard::{GuardState, LossWindow};
+pub use guard::{GuardState, LossWindow, peak_window_ratio};
 use log::RunLog;
 use resume::{Start, StartPoint, Started};
 use steps::Steps;
@@ -94,8 +97,8 @@ pub struct PretrainingSummary {
     pub losses: Vec<f64>,
     /// The last validation loss.
     pub val_loss: Option<f64>,
-    /// Captions of the first validation images at the last validation,
-    /// with their references.
+    /// Captions of the contact sheet's validation images
+    /// ([`sheet_sample`]) at the last validation, with their references.
     pub captions: Vec<SampleCaption>,
     /// [`CONTACT_SHEET`] of those captions (captioning tasks).
     pub contact_sheet: Option<PathBuf>,
@@ -265,8 +268,12 @@ impl Pretraining {
         }
         log.finish(&output)?;
         if !last_captions.is_empty() {
-            let (captions, sheet) =
-                captions::contact_sheet(&config, &output, &last_captions, summary.iterations)?;
+            let (captions, sheet) = captions::contact_sheet(
+                data.val.dataset(),
+                &output,
+                &last_captions,
+                summary.iterations,
+            )?;
             summary.captions = captions;
             summary.contact_sheet = Some(sheet);
         }
