@@ -137,7 +137,14 @@ impl Pretrain {
             (_, None) => {}
         }
         if summary.skipped_images > 0 {
-            println!("skipped {} undecodable images", summary.skipped_images);
+            println!(
+                "skipped {} undecodable images ({} draws), DATA.ON_BAD_IMAGE skip:",
+                summary.skipped_files.len(),
+                summary.skipped_images
+            );
+            for bad in &summary.skipped_files {
+                println!("  {bad}");
+            }
         }
         if let Some(init) = &summary.init {
             println!(

@@ -83,6 +83,12 @@ impl PretrainingLoader {
         self.pipeline.skipped()
     }
 
+    /// The images skipped so far, each once, with why
+    /// ([`SamplePipeline::skipped_images`]).
+    pub fn skipped_images(&self) -> Vec<crate::images::ImageError> {
+        self.pipeline.skipped_images()
+    }
+
     /// Full batches per epoch (the last partial batch is dropped, as the reference).
     pub fn batches_per_epoch(&self) -> usize {
         self.visited.len() / self.batch_size

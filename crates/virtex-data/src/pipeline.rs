@@ -3,8 +3,10 @@
 //! tokenisation and the task's targets. Shared by the COCO-format loader
 //! ([`crate::loader`]) and the shard stream ([`crate::shards`]).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use image::RgbImage;
 use rand::rngs::StdRng;
@@ -66,7 +68,16 @@ pub struct SamplePipeline {
     policy: BadImagePolicy,
     max_caption_length: usize,
     first_caption_only: bool,
-    skipped: Arc<AtomicUsize>,
+    skipped: Arc<Skipped>,
+}
+
+/// What a pipeline's clones have skipped under [`BadImagePolicy::Skip`].
+#[derive(Default)]
+struct Skipped {
+    /// Skips, each time an image is drawn.
+    count: AtomicUsize,
+    /// Each image skipped, once, with why it was the first time.
+    images: Mutex<BTreeMap<PathBuf, String>>,
 }
 
 impl SamplePipeline {
@@ -80,7 +91,7 @@ impl SamplePipeline {
             policy: BadImagePolicy::Error,
             max_caption_length: MAX_CAPTION_LENGTH,
             first_caption_only: false,
-            skipped: Arc::new(AtomicUsize::new(0)),
+            skipped: Arc::default(),
         }
     }
 
@@ -119,14 +130,39 @@ impl SamplePipeline {
         self.policy
     }
 
-    /// Images skipped so far under [`BadImagePolicy::Skip`].
+    /// Images skipped so far under [`BadImagePolicy::Skip`], counted each
+    /// time one is drawn (an image left out of every epoch counts once per
+    /// epoch).
     pub fn skipped(&self) -> usize {
-        self.skipped.load(Ordering::Relaxed)
+        self.skipped.count.load(Ordering::Relaxed)
     }
 
-    /// Counts one skipped sample.
-    pub(crate) fn count_skipped(&self) {
-        self.skipped.fetch_add(1, Ordering::Relaxed);
+    /// The images skipped so far, each once, by path, with why it was left
+    /// out the first time.
+    pub fn skipped_images(&self) -> Vec<ImageError> {
+        let images = self
+            .skipped
+            .images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        images
+            .iter()
+            .map(|(path, message)| ImageError {
+                path: path.clone(),
+                message: message.clone(),
+            })
+            .collect()
+    }
+
+    /// Counts one skipped sample, and records its image (`err` names it).
+    pub(crate) fn skip(&self, err: ImageError) {
+        self.skipped.count.fetch_add(1, Ordering::Relaxed);
+        let mut images = self
+            .skipped
+            .images
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        images.entry(err.path).or_insert(err.message);
     }
 
     /// Output image side.
@@ -146,8 +182,8 @@ impl SamplePipeline {
     ) -> Result<Option<Sample>, LoaderError> {
         let image = match image {
             Ok(image) => image,
-            Err(_) if self.policy == BadImagePolicy::Skip => {
-                self.count_skipped();
+            Err(err) if self.policy == BadImagePolicy::Skip => {
+                self.skip(err);
                 return Ok(None);
             }
             Err(err) => return Err(err.into()),

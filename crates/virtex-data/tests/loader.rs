@@ -161,6 +161,18 @@ fn a_corrupt_image_is_an_error_or_skipped_by_policy() {
     let batch = lenient.batch(0, 0).unwrap();
     assert_eq!(batch.len(), 3);
     assert_eq!(lenient.skipped(), 1);
+    // Drawn again, it counts again, and is listed once.
+    lenient.batch(0, 0).unwrap();
+    assert_eq!(lenient.skipped(), 2);
+    let listed = lenient.skipped_images();
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(
+        listed[0].to_string(),
+        format!(
+            "{}: truncated JPEG (no end-of-image marker)",
+            root().join("data/fixtures/images/truncated.jpg").display()
+        )
+    );
 }
 
 #[test]

@@ -217,6 +217,22 @@ fn bad_pairs_follow_the_bad_image_policy() {
     // The three bad pairs and the truncated JPEG, once per epoch read (the
     // stream runs ahead of this reader, so maybe more than one epoch).
     assert!(lenient.pipeline().skipped() >= 4);
+    // Each listed once, by its place in the shard.
+    let listed: Vec<String> = lenient
+        .pipeline()
+        .skipped_images()
+        .iter()
+        .map(|err| err.path.strip_prefix(&dir).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            "mixed-0.tar/blank",
+            "mixed-0.tar/cut.jpg",
+            "mixed-0.tar/lonely",
+            "mixed-0.tar/orphan"
+        ]
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }
 

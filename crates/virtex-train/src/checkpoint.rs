@@ -233,13 +233,22 @@ fn meta_of(path: &Path, bytes: &[u8]) -> Result<CheckpointMeta, CheckpointError>
         path: path.to_path_buf(),
         message,
     };
-    let header = bytes
-        .get(8..)
-        .and_then(|rest| {
-            let len = u64::from_le_bytes(bytes[..8].try_into().ok()?) as usize;
-            rest.get(..len)
-        })
-        .ok_or_else(|| format("truncated safetensors header".into()))?;
+    let Some(len) = bytes.get(..8) else {
+        return Err(format(format!(
+            "a file of {} bytes, too short for a safetensors header",
+            bytes.len()
+        )));
+    };
+    let len = u64::from_le_bytes(len.try_into().expect("8 bytes"));
+    let header = usize::try_from(len)
+        .ok()
+        .and_then(|len| bytes[8..].get(..len))
+        .ok_or_else(|| {
+            format(format!(
+                "header of {len} bytes in a file of {}",
+                bytes.len()
+            ))
+        })?;
     let header: serde_json::Value =
         serde_json::from_slice(header).map_err(|e| format(e.to_string()))?;
     let json = header["__metadata__"][META_KEY]
@@ -310,10 +319,17 @@ impl ModelCheckpoint {
     }
 }
 
+/// The tensors of a checkpoint's `bytes`, their header and offsets checked.
 fn deserialize<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>, CheckpointError> {
     SafeTensors::deserialize(bytes).map_err(|e| CheckpointError::Format {
         path: path.to_path_buf(),
-        message: e.to_string(),
+        message: match e {
+            safetensors::SafeTensorError::MetadataIncompleteBuffer => format!(
+                "{} bytes, not the size its header gives (cut short, or damaged)",
+                bytes.len()
+            ),
+            e => e.to_string(),
+        },
     })
 }
 

@@ -7,6 +7,7 @@ use std::sync::mpsc::Receiver;
 
 use virtex_data::batch::{LoaderError, PretrainingBatch, rank_share};
 use virtex_data::coco::{CocoCaptions, CocoError};
+use virtex_data::images::ImageError;
 use virtex_data::instances::CocoInstances;
 use virtex_data::loader::{CocoBatches, PretrainingLoader};
 use virtex_data::pipeline::{Preprocessing, SamplePipeline};
@@ -153,6 +154,19 @@ impl Data {
             TrainSource::Shards(stream) => stream.pipeline().skipped(),
         };
         train + self.val.skipped()
+    }
+
+    /// The images skipped so far in both splits, each once, by path, with
+    /// why.
+    pub fn skipped_images(&self) -> Vec<ImageError> {
+        let mut images = match &self.train {
+            TrainSource::Coco(loader) => loader.skipped_images(),
+            TrainSource::Shards(stream) => stream.pipeline().skipped_images(),
+        };
+        images.extend(self.val.skipped_images());
+        images.sort_by(|a, b| a.path.cmp(&b.path));
+        images.dedup_by(|a, b| a.path == b.path);
+        images
     }
 }
 

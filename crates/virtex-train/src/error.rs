@@ -143,6 +143,13 @@ pub enum TrainError {
     /// `--resume` from a checkpoint of another model or dataset.
     #[error("--resume: {0} was written with different MODEL or DATA settings")]
     ResumeMismatch(PathBuf),
+    /// `--resume` from a newest checkpoint that cannot be read (damaged
+    /// after it was written: a checkpoint's write is atomic).
+    #[error(
+        "--resume: {0}; move it out of the output directory to resume from the checkpoint \
+         before it"
+    )]
+    ResumeUnreadable(CheckpointError),
     /// The loss became NaN or infinite.
     #[error("iteration {iteration}: the loss is {loss}; stopping ({})", match last_checkpoint {
         Some(path) => format!("the last good checkpoint is {}", path.display()),

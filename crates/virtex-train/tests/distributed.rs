@@ -4,11 +4,14 @@
 //!
 //! A rank plays a scenario, one of the `*_child` functions: ignored tests,
 //! so that `cargo test` lists them as ignored rather than passing; the tests
-//! start them with `--ignored --exact <name>` and [`CHILD`] set.
+//! start them with `--ignored --exact <name>` and [`children::CHILD`] set.
+//! The faults here are the collectives' own (a rank that never joins, dies
+//! or falls silent around one all-reduce); a rank that dies or hangs in a
+//! training run is in `faults.rs`.
 
 use std::io::Read;
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output};
 use std::time::Duration;
 
 use virtex_train::checkpoint::{list_checkpoints, read_meta};
@@ -17,85 +20,11 @@ use virtex_train::device::{BackendTask, CpuBackend};
 use virtex_train::distributed::{Launch, Replicas, WorldSpec, rendezvous};
 use virtex_train::trainer::Pretraining;
 
-/// Set in a child: which scenario it plays.
-const CHILD: &str = "VIRTEX_RANK_CHILD";
-
+mod children;
 mod common;
 
+use children::{PATIENT, free_port, is_child, reports, scenario_command, spawn_rank, spec};
 use common::root;
-
-/// A port that was free a moment ago.
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// This test binary, set to play `scenario` (a child test below).
-fn scenario_command(scenario: &str) -> Command {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([
-            "--ignored",
-            "--exact",
-            scenario,
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(CHILD, scenario);
-    command
-}
-
-/// Starts rank `rank` of `world` playing `scenario` (a child test below),
-/// its stdin a pipe held by the returned child (closed when waited for).
-fn spawn_rank(
-    scenario: &str,
-    rank: usize,
-    world: usize,
-    port: u16,
-    extra: &[(&str, String)],
-) -> Child {
-    let mut command = scenario_command(scenario);
-    command
-        .env("RANK", rank.to_string())
-        .env("WORLD_SIZE", world.to_string())
-        .env("MASTER_ADDR", "127.0.0.1")
-        .env("MASTER_PORT", port.to_string())
-        .env("RAYON_NUM_THREADS", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in extra {
-        command.env(key, value);
-    }
-    command.spawn().unwrap()
-}
-
-/// What a child printed after `prefix` on each line (libtest may have
-/// begun the line with the test's name).
-fn reports(output: &Output, prefix: &str) -> Vec<String> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| Some(line[line.find(prefix)? + prefix.len()..].to_string()))
-        .collect()
-}
-
-fn is_child(scenario: &str) -> bool {
-    std::env::var(CHILD).is_ok_and(|s| s == scenario)
-}
-
-/// How long a rank waits where no test means it to time out: far longer
-/// than any of them takes, so only the timeout under test can end a wait.
-const PATIENT: Duration = Duration::from_secs(120);
-
-/// The place the launch variables give, waiting `timeout` for the others.
-fn spec(timeout: Duration) -> WorldSpec {
-    WorldSpec::from_env(timeout)
-        .unwrap()
-        .expect("WORLD_SIZE is set")
-}
 
 /// Reads `child`'s output up to the end of the first line containing
 /// `marker`, leaving the rest for [`Child::wait_with_output`].

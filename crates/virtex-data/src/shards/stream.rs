@@ -312,7 +312,10 @@ impl<'a> SampleOrder<'a> {
                         message: message.clone(),
                     });
                 }
-                BadImagePolicy::Skip if self.counting => self.stream.pipeline.count_skipped(),
+                BadImagePolicy::Skip if self.counting => self.stream.pipeline.skip(ImageError {
+                    path: path.clone(),
+                    message: message.clone(),
+                }),
                 BadImagePolicy::Skip => {}
             }
         }
@@ -326,10 +329,12 @@ impl<'a> SampleOrder<'a> {
                     });
                 }
                 BadImagePolicy::Skip if self.counting => {
-                    index
-                        .bad
-                        .iter()
-                        .for_each(|_| self.stream.pipeline.count_skipped());
+                    for bad in &index.bad {
+                        self.stream.pipeline.skip(ImageError {
+                            path: path.join(&bad.key),
+                            message: bad.reason.clone(),
+                        });
+                    }
                 }
                 BadImagePolicy::Skip => {}
             }

@@ -300,7 +300,15 @@ impl ProcessGroup {
     fn describe(&self, e: &std::io::Error) -> String {
         if is_timeout(e) {
             format!("silent for {} s", self.timeout.as_secs())
-        } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+        } else if matches!(
+            e.kind(),
+            // Read to the end, or reset with data unread, or written to
+            // after the close: a process that ended, as the kernel saw it.
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::ConnectionAborted
+                | std::io::ErrorKind::BrokenPipe
+        ) {
             "closed its connection (the process ended)".into()
         } else {
             e.to_string()

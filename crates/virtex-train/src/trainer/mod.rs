@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
+use virtex_data::images::ImageError;
 use virtex_vision::{AutodiffVisionBackend, Precision};
 
 use crate::checkpoint::{
@@ -102,8 +103,11 @@ pub struct PretrainingSummary {
     pub captions: Vec<SampleCaption>,
     /// [`CONTACT_SHEET`] of those captions (captioning tasks).
     pub contact_sheet: Option<PathBuf>,
-    /// Images skipped as undecodable (`DATA.ON_BAD_IMAGE: skip`).
+    /// Images skipped as undecodable (`DATA.ON_BAD_IMAGE: skip`), counted
+    /// each time one was drawn.
     pub skipped_images: usize,
+    /// Those images, each once, by path, with why they were left out.
+    pub skipped_files: Vec<ImageError>,
     /// The newest checkpoint.
     pub checkpoint: Option<PathBuf>,
     /// What `init_from` loaded and left out.
@@ -123,6 +127,7 @@ impl PretrainingSummary {
             captions: Vec::new(),
             contact_sheet: None,
             skipped_images: 0,
+            skipped_files: Vec::new(),
             checkpoint: at.checkpoint.clone(),
             init,
             seconds: 0.0,
@@ -278,6 +283,7 @@ impl Pretraining {
             summary.contact_sheet = Some(sheet);
         }
         summary.skipped_images = data.skipped();
+        summary.skipped_files = data.skipped_images();
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)
     }

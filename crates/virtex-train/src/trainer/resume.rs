@@ -14,7 +14,7 @@ use virtex_data::shards::StreamPosition;
 use virtex_text::PretrainingModel;
 use virtex_vision::AutodiffVisionBackend;
 
-use crate::checkpoint::{CheckpointMeta, load_checkpoint};
+use crate::checkpoint::{CheckpointMeta, load_checkpoint, read_meta};
 use crate::config::Config;
 use crate::error::TrainError;
 use crate::init_from::InitReport;
@@ -117,8 +117,12 @@ impl Start {
                 at,
             });
         };
-        let (model, meta) = load_checkpoint(path, model, &mut optimizer, device)?;
+        // The metadata first: a checkpoint of another run is named as such,
+        // not as a model whose tensors do not fit.
+        let meta = read_meta(path).map_err(TrainError::ResumeUnreadable)?;
         check_resume(config, &meta, path, world_size)?;
+        let (model, meta) = load_checkpoint(path, model, &mut optimizer, device)
+            .map_err(TrainError::ResumeUnreadable)?;
         let at = StartPoint {
             iteration: meta.iteration,
             data_position: meta.data_positions.get(rank).copied().unwrap_or_default(),

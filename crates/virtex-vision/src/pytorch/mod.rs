@@ -110,14 +110,21 @@ impl TorchvisionWeights {
 /// those of the dictionary under `top_level_key`. A file without that
 /// dictionary is a [`VisionError::NoStateDict`] naming a few of the tensors
 /// it has instead.
+///
+/// The pickle is read as data, never run: a file whose pickle calls anything
+/// but torch's tensor rebuilders (`os.system`, say) is refused, naming the
+/// call. A zip archive (`torch.save`'s format) is first read through once
+/// ([`check_archive`]), so that a damaged entry is an error here rather than
+/// tensors of zeros later.
 pub fn read_pth(path: &Path, top_level_key: Option<&str>) -> Result<PytorchReader, VisionError> {
+    check_archive(path)?;
     let read = match top_level_key {
         Some(key) => PytorchReader::with_top_level_key(path, key),
         None => PytorchReader::new(path),
     };
     let unreadable = |error: PytorchError| VisionError::Read {
         path: path.to_path_buf(),
-        message: error.to_string(),
+        message: describe(&error),
     };
     read.map_err(|error| match (top_level_key, error) {
         (Some(key), PytorchError::KeyNotFound(_)) => match PytorchReader::new(path) {
@@ -134,6 +141,60 @@ pub fn read_pth(path: &Path, top_level_key: Option<&str>) -> Result<PytorchReade
         },
         (_, error) => unreadable(error),
     })
+}
+
+/// Reads every entry of `path` to its end if it is a zip archive, which
+/// checks each against its CRC-32. burn-store reads a tensor's data only
+/// when it is used, and gives zeros for an entry it cannot read (one whose
+/// bytes were damaged fails its CRC) or cannot find, and pads one too short
+/// with zeros; damaged bytes are caught here, an archive rebuilt without an
+/// entry or with a shorter one (whose CRCs are right) is not. A file that
+/// begins as a zip archive but has none (cut short: the directory is at its
+/// end) is an error; one that is no zip archive (a plain pickle, a legacy
+/// `.pth`) is left to the reader.
+fn check_archive(path: &Path) -> Result<(), VisionError> {
+    use std::io::Read;
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(());
+    };
+    let mut magic = [0u8; 4];
+    if file.read_exact(&mut magic).is_err() || magic != *b"PK\x03\x04" {
+        return Ok(());
+    }
+    let unreadable = |message: String| VisionError::Read {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut archive = zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| {
+        unreadable(format!(
+            "a zip archive (torch.save's format) without its directory, cut short or \
+             damaged: {e}"
+        ))
+    })?;
+    let damaged = |name: &str, error: &dyn std::fmt::Display| {
+        unreadable(format!("zip entry '{name}': {error}"))
+    };
+    for index in 0..archive.len() {
+        let mut entry = archive
+            .by_index(index)
+            .map_err(|e| damaged(&format!("#{index}"), &e))?;
+        let name = entry.name().to_string();
+        std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| damaged(&name, &e))?;
+    }
+    Ok(())
+}
+
+/// What burn-store's error says, without its guesses at the cause, and for
+/// a pickle that calls something a state dict never does, what it calls.
+fn describe(error: &PytorchError) -> String {
+    use burn_store::pytorch::pickle_reader::PickleError;
+    match error {
+        PytorchError::Pickle(PickleError::UnsupportedType(call)) => format!(
+            "its pickle calls {call}, which a state dict never does; refused (nothing was run)"
+        ),
+        PytorchError::Pickle(error) => format!("not a readable pickle: {error}"),
+        other => other.to_string(),
+    }
 }
 
 /// Key naming of an exported backbone.
