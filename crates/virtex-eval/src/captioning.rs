@@ -11,7 +11,7 @@
 //! use virtex_train::device::DeviceSpec;
 //! use virtex_train::source::WeightsSource;
 //!
-//! let checkpoint = Path::new("runs/emoji_bicaptioning/checkpoint_900.safetensors");
+//! let checkpoint = Path::new("runs/emoji_bicaptioning/checkpoint_800.safetensors");
 //! let captions = DeviceSpec::Cpu.dispatch(CaptionTask {
 //!     source: WeightsSource::from_arg(checkpoint, None)?, // a .pth's layout is detected
 //!     config: Config::default(), // used only by `.pth` sources

@@ -32,7 +32,7 @@
 //! use virtex_train::{config::Config, device::DeviceSpec, source::WeightsSource};
 //!
 //! let task = CaptionTask {
-//!     source: WeightsSource::Native("runs/emoji_bicaptioning/checkpoint_900.safetensors".into()),
+//!     source: WeightsSource::Native("runs/emoji_bicaptioning/checkpoint_800.safetensors".into()),
 //!     config: Config::default(),
 //!     tokenizer: None,
 //!     decoder: None,

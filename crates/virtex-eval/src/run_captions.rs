@@ -10,7 +10,7 @@
 //! use virtex_train::device::DeviceSpec;
 //!
 //! let report = DeviceSpec::Cpu.dispatch(RunCaptioning {
-//!     checkpoint: "runs/emoji_bicaptioning/checkpoint_900.safetensors".into(),
+//!     checkpoint: "runs/emoji_bicaptioning/checkpoint_800.safetensors".into(),
 //!     split: "val".into(),
 //! })??;
 //! println!("{}: {}", report.split, report.figures);
