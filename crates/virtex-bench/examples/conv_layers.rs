@@ -19,12 +19,12 @@
 
 use std::time::Instant;
 
-use burn::backend::Flex;
 use burn::tensor::module::conv2d;
 use burn::tensor::ops::{
     ConvOptions, ConvTransposeOptions, FloatTensor, FloatTensorOps, ModuleOps,
 };
 use burn::tensor::{Distribution, Tensor, TensorPrimitive};
+use burn_flex::Flex;
 
 type B = Flex;
 

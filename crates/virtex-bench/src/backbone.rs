@@ -4,12 +4,13 @@
 
 use std::time::Instant;
 
-use burn::backend::{Autodiff, Flex, NdArray};
+use burn::backend::{Autodiff, NdArray};
 use burn::module::AutodiffModule;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{GradientsParams, Optimizer, SgdConfig};
 use burn::tensor::{Distribution, Int, Tensor};
+use burn_flex::Flex;
 use clap::ValueEnum;
 use virtex_train::device::{BackendTask, DeviceSpec};
 use virtex_vision::{AutodiffVisionBackend, ResNetArch, ResNetConfig};

@@ -4,8 +4,8 @@
 use std::path::Path;
 use std::time::Instant;
 
-use burn::backend::Flex;
 use burn::tensor::{Distribution, Tensor};
+use burn_flex::Flex;
 use rand::SeedableRng;
 use virtex_data::caption::MAX_CAPTION_LENGTH;
 use virtex_text::decoding::{BeamPrefix, CaptionDecoder, DecodingStrategy};

@@ -276,7 +276,7 @@ fn npy_f32(shape: &[usize], values: &[f32]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
+    use burn_flex::Flex;
     use virtex_vision::{ResNetArch, ResNetConfig};
 
     #[test]

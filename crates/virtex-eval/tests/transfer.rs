@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Autodiff;
+use burn_flex::Flex;
 use virtex_eval::transfer::TransferMode;
 use virtex_eval::transfer::classifier::{ClassificationResult, train_classifier};
 use virtex_eval::transfer::image_folder::ImageFolder;

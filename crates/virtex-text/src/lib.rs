@@ -20,7 +20,7 @@
 //! virtex-train's job.
 //!
 //! ```
-//! use burn::backend::Flex;
+//! use burn_flex::Flex;
 //! use burn::tensor::Tensor;
 //! use rand::SeedableRng;
 //! use virtex_text::decoding::CaptionDecoder;

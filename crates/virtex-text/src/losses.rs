@@ -51,8 +51,8 @@ pub fn label_set_loss<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 2, Int
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
     use burn::tensor::TensorData;
+    use burn_flex::Flex;
 
     type B = Flex;
 

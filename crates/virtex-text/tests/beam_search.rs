@@ -6,9 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::Flex;
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
+use burn_flex::Flex;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Deserialize;

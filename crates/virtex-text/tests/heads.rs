@@ -1,10 +1,11 @@
 //! Behaviour of the textual heads and pretraining models on tiny sizes.
 
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Autodiff;
 use burn::module::{AutodiffModule, Module, ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Distribution, Int, Tensor, TensorData};
+use burn_flex::Flex;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use virtex_text::decoding::{CaptionDecoder, DecodingStrategy};

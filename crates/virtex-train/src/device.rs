@@ -10,7 +10,7 @@ use virtex_vision::{AutodiffVisionBackend, Precision};
 
 /// The CPU backend: burn's pure-Rust `Flex` (see docs/stack.md for the
 /// measured comparison with `NdArray`).
-pub type CpuBackend = burn::backend::Autodiff<burn::backend::Flex>;
+pub type CpuBackend = burn::backend::Autodiff<burn_flex::Flex>;
 
 /// The CUDA backend (feature `cuda`).
 #[cfg(feature = "cuda")]

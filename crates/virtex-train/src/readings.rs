@@ -136,7 +136,7 @@ impl<B: Backend> PendingReadings<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
+    use burn_flex::Flex;
 
     fn scalar(value: f32) -> Tensor<Flex, 1> {
         Tensor::from_floats([value], &Default::default())

@@ -257,7 +257,7 @@ impl WeightsSource {
         output: &Path,
         naming: ExportNaming,
     ) -> Result<(), SourceError> {
-        let model = self.backbone::<burn::backend::Flex>(arch, &Default::default())?;
+        let model = self.backbone::<burn_flex::Flex>(arch, &Default::default())?;
         Ok(export(&model, output, naming)?)
     }
 }
@@ -321,7 +321,7 @@ mod tests {
     fn a_torchvision_file_is_no_captioning_model() {
         let source = WeightsSource::Torchvision("r50.pth".into());
         let err = source
-            .model::<burn::backend::Flex>(&Config::default(), &Default::default())
+            .model::<burn_flex::Flex>(&Config::default(), &Default::default())
             .unwrap_err();
         assert!(err.to_string().contains("r50.pth"), "{err}");
     }

@@ -18,7 +18,7 @@ use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use burn::backend::Flex;
+use burn_flex::Flex;
 use virtex_data::batch::LoaderError;
 use virtex_data::coco::CocoCaptions;
 use virtex_data::images::ImageError;

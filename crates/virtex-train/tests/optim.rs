@@ -1,9 +1,10 @@
 //! The optimiser against hand-computed updates and the reference's groups.
 
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Autodiff;
 use burn::module::{Module, Param};
 use burn::optim::GradientsParams;
 use burn::tensor::{Tensor, TensorData};
+use burn_flex::Flex;
 use virtex_text::{
     NormPosition, PretrainingModelConfig, PretrainingTask, TextualHeadName, TransformerSize,
 };

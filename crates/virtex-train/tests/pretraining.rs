@@ -372,7 +372,7 @@ fn a_frozen_backbone_captioner_trains_from_a_pretrained_checkpoint() {
         // one generator: not while another test's run is using it.
         let _turn = ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
         let resnet = source
-            .backbone::<burn::backend::Flex>(ResNetArch::Resnet18, &Default::default())
+            .backbone::<burn_flex::Flex>(ResNetArch::Resnet18, &Default::default())
             .unwrap();
         resnet
             .collect(None, None, false)

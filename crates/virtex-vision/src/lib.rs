@@ -22,7 +22,7 @@
 //!   under torchvision or Detectron2 names, as files `torch.load` reads.
 //!
 //! ```
-//! use burn::backend::Flex;
+//! use burn_flex::Flex;
 //! use burn::tensor::Tensor;
 //! use virtex_vision::{ResNetArch, ResNetConfig};
 //!
@@ -39,7 +39,7 @@
 //! gradients; inside a training graph, wrap the backbone in [`FrozenResNet`].
 //!
 //! ```no_run
-//! use burn::backend::Flex;
+//! use burn_flex::Flex;
 //! use burn::tensor::Tensor;
 //! use virtex_vision::pytorch::TorchvisionWeights;
 //! use virtex_vision::{ResNetArch, ResNetConfig};

@@ -151,10 +151,11 @@ fn padding_pairs<B: Backend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::{Autodiff, Flex};
+    use burn::backend::Autodiff;
     use burn::nn::LinearConfig;
     use burn::nn::conv::Conv2dConfig;
     use burn::tensor::{DType, Distribution, Tolerance};
+    use burn_flex::Flex;
 
     type B = Autodiff<Flex>;
 

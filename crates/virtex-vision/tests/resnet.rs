@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::backend::{Autodiff, Flex};
+use burn::backend::Autodiff;
 use burn::tensor::{Tensor, TensorData};
+use burn_flex::Flex;
 use burn_store::pytorch::PytorchReader;
 use virtex_vision::pytorch::torch_save::{self, PickleValue, TorchTensor};
 use virtex_vision::pytorch::{ExportNaming, TorchvisionWeights, export, torchvision_state_dict};

@@ -256,7 +256,8 @@ pub fn train_classifier<B: AutodiffVisionBackend>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::{Autodiff, Flex};
+    use burn::backend::Autodiff;
+    use burn_flex::Flex;
 
     #[test]
     fn top_k_counts_ranks() {

@@ -7,9 +7,9 @@
 //! pass per channel gathers `Σ g` and `Σ g·(x − μ)`, one per plane writes the
 //! input's gradient. Other float types take the composed default.
 
-use burn::backend::Flex;
 use burn::tensor::ops::FloatTensor;
 use burn::tensor::{DType, Shape, TensorData, TensorMetadata};
+use burn_flex::Flex;
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
 
@@ -271,9 +271,10 @@ fn sum_and_dot_deviations(gs: &[f32], xs: &[f32], mean: f32) -> (f64, f64) {
 
 #[cfg(test)]
 mod tests {
-    use burn::backend::{Autodiff, Flex};
+    use burn::backend::Autodiff;
     use burn::nn::BatchNormConfig;
     use burn::tensor::{Distribution, Tensor, Tolerance};
+    use burn_flex::Flex;
 
     use super::composed::{primitive, tensor};
     use super::*;

@@ -92,8 +92,8 @@ fn batch_norm_train<B: VisionBackend>(bn: &BatchNorm<B>, x: Tensor<B, 4>) -> Ten
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::Flex;
     use burn::tensor::{Distribution, Tolerance};
+    use burn_flex::Flex;
 
     /// A BatchNorm with non-trivial γ, β and running statistics.
     fn bn<B: VisionBackend>(channels: usize, device: &B::Device) -> BatchNorm<B> {

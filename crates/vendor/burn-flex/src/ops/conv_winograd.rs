@@ -567,6 +567,8 @@ macro_rules! vectorized {
         $(#[$meta])*
         #[cfg(feature = "simd")]
         #[macerator::with_simd]
+        // `S` picks the vector width the body is compiled for, unnamed in it.
+        #[allow(clippy::extra_unused_type_parameters)]
         $($qualifier)* fn $name<S: macerator::Simd>($($arg: $ty),*) $body
 
         $(#[$meta])*

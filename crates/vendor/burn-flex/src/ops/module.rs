@@ -2,7 +2,7 @@
 //!
 //! These operations power neural network modules like convolutions and pooling.
 
-use crate::ops::{conv, conv_transpose, conv_gemm, deform_conv, interpolate, linear, pool};
+use crate::ops::{conv, conv_gemm, conv_transpose, deform_conv, interpolate, linear, pool};
 use crate::{Flex, FlexTensor, Layout};
 use burn_backend::{
     DType, Element, TensorMetadata,

@@ -29,13 +29,7 @@ pub(crate) fn erf_f32(x: f32) -> f32 {
         -7.373_329_2e-3,
         -1.426_474e-2,
     ];
-    let x = if x > 4.0 {
-        4.0
-    } else if x < -4.0 {
-        -4.0
-    } else {
-        x
-    };
+    let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
     let p = ALPHA[1..].iter().fold(ALPHA[0], |p, &a| p * x2 + a) * x;
     let q = BETA[1..].iter().fold(BETA[0], |q, &b| q * x2 + b);
@@ -58,15 +52,9 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
         8.333_452e-3,
         4.166_579_6e-2,
         1.666_666_5e-1,
-        5.000_000_1e-1,
+        0.5,
     ];
-    let x = if x > 88.37 {
-        88.37
-    } else if x < -87.33 {
-        -87.33
-    } else {
-        x
-    };
+    let x = x.clamp(-87.33, 88.37);
     let n = (x * core::f32::consts::LOG2_E + ROUND) - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let y = P[1..].iter().fold(P[0], |y, &c| y * r + c) * (r * r) + r + 1.0;
