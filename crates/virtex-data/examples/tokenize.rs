@@ -13,7 +13,10 @@
 
 use virtex_data::tokenizer::SentencePieceTokenizer;
 
-const BUNDLED_MODEL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/vocab/emoji_1k.model");
+const BUNDLED_MODEL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../data/vocab/emoji_1k.model"
+);
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -32,8 +32,14 @@ use virtex_text::pytorch::{CheckpointParts, load_virtex_checkpoint};
 use virtex_text::{PretrainingModel, PretrainingTask, TextualHeadName, TransformerTextualHead};
 use virtex_vision::{ResNetArch, ResNetConfig};
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/fixtures/virtex_text");
-const VOCABULARY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../data/vocab/emoji_1k.model");
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../data/fixtures/virtex_text"
+);
+const VOCABULARY: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../data/vocab/emoji_1k.model"
+);
 
 /// The parts of `expected.json` this example reads.
 #[derive(Deserialize)]
@@ -97,7 +103,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let output = model.forward_features(features.clone(), &input)?;
     let loss: f32 = output.loss.into_scalar();
-    println!("bicaptioning loss {loss:.6} (the reference's code: {:.6})", fixture.loss);
+    println!(
+        "bicaptioning loss {loss:.6} (the reference's code: {:.6})",
+        fixture.loss
+    );
 
     let tokenizer = SentencePieceTokenizer::from_file(VOCABULARY)?;
     let head = model.transformer_head().ok_or("no Transformer head")?;
@@ -107,7 +116,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     };
     let captions = decoder.decode(head, features, &mut StdRng::seed_from_u64(0));
     for (caption, trained_on) in captions.iter().zip(&fixture.captions) {
-        println!("{:>44}  (trained on: {trained_on})", tokenizer.decode(&caption.tokens));
+        println!(
+            "{:>44}  (trained on: {trained_on})",
+            tokenizer.decode(&caption.tokens)
+        );
     }
     Ok(())
 }

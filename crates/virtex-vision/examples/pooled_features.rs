@@ -45,7 +45,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let paths: Vec<PathBuf> = image_files(EMOJI.as_ref())?.into_iter().take(4).collect();
     let transform = EvalTransform::downstream(224);
     let pixels = transform.load_batch(&paths)?; // [4, 3, 224, 224], flattened
-    let shape = [paths.len(), 3, transform.crop as usize, transform.crop as usize];
+    let shape = [
+        paths.len(),
+        3,
+        transform.crop as usize,
+        transform.crop as usize,
+    ];
     let images = Tensor::<Flex, 4>::from_data(TensorData::new(pixels, shape), &device);
 
     let features = resnet.forward_pooled(images); // [4, 512] for ResNet-18
