@@ -20,6 +20,7 @@
 use std::path::PathBuf;
 
 use burn::backend::Flex;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 use virtex_data::images::{EvalTransform, image_files};
 use virtex_vision::pytorch::TorchvisionWeights;
@@ -40,6 +41,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let arch: ResNetArch = args.next().as_deref().unwrap_or("resnet18").parse()?;
 
     let device = Default::default();
+    // Layers the file does not fill are drawn from a seeded generator, so
+    // every run prints the same values.
+    Flex::seed(&device, 0);
     let resnet = weights.load(ResNetConfig::new(arch).init::<Flex>(&device))?;
 
     let paths: Vec<PathBuf> = image_files(EMOJI.as_ref())?.into_iter().take(4).collect();
