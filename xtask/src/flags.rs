@@ -238,7 +238,7 @@ pub struct Pretrain {
     /// Override a config key, e.g. `--set OPTIM.LR=0.002` (repeatable).
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub overrides: Vec<String>,
-    /// Where checkpoints, metrics.jsonl and plots go [default: runs/<config name>].
+    /// Where checkpoints, metrics.jsonl and plots go [default: runs/{config name}].
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`. Several

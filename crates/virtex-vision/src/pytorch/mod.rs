@@ -114,7 +114,7 @@ impl TorchvisionWeights {
 /// The pickle is read as data, never run: a file whose pickle calls anything
 /// but torch's tensor rebuilders (`os.system`, say) is refused, naming the
 /// call. A zip archive (`torch.save`'s format) is first read through once
-/// ([`check_archive`]), so that a damaged entry is an error here rather than
+/// (`check_archive`), so that a damaged entry is an error here rather than
 /// tensors of zeros later.
 pub fn read_pth(path: &Path, top_level_key: Option<&str>) -> Result<PytorchReader, VisionError> {
     check_archive(path)?;
