@@ -44,9 +44,7 @@ fn main() -> anyhow::Result<()> {
             precision: device.precision(false),
         })?
         .context("pretraining stopped")?;
-    let checkpoint = summary
-        .checkpoint
-        .context("the run wrote no checkpoint")?;
+    let checkpoint = summary.checkpoint.context("the run wrote no checkpoint")?;
     println!("losses: {:?}", summary.losses);
 
     let extracted = device.dispatch(FeatureTask {
