@@ -6,8 +6,10 @@
 # (`--no-verify`: manifests, file lists, licenses, versions of path
 # dependencies); this script does the whole of it. It builds the stack
 # again, unoptimised, for each crate's own features, in its own target
-# directory; docs/stack.md gives its time.
+# directory (without debug information: it only has to compile; still
+# several GB of disk).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/virtex-rs/target}/package-verify"
+export CARGO_PROFILE_DEV_DEBUG=0
 cargo package --workspace --exclude xtask --exclude virtex-bench --exclude virtex-tests --locked "$@"
