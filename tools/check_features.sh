@@ -26,5 +26,6 @@ check -p virtex-text --no-default-features
 check -p virtex-train
 check -p virtex-train --features dashboard
 check -p virtex-train --features cuda
+check -p virtex-train --features wgpu
 check -p virtex-eval
 echo "every combination builds"

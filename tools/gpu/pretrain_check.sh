@@ -1,24 +1,33 @@
 #!/usr/bin/env bash
 # `cargo xtask pretrain` on a GPU: the bundled emoji config for 50 iterations
-# on one device, then the multi-process path with NCCL. Run from the
-# repository root with the release binary built `--features cuda`:
+# on one device, then, on CUDA, the multi-process path with NCCL. Run from the
+# repository root with the release binary built `--features cuda` (or
+# `--features wgpu` and DEVICE `wgpu[:N|:cpu]`, which has no NCCL part):
 #
-#   bash tools/gpu/pretrain_check.sh [XTASK] [OUT]
+#   bash tools/gpu/pretrain_check.sh [XTASK] [OUT] [DEVICE]
+#
+# ITERATIONS (50) sets the length of each run.
 set -uo pipefail
 XTASK="${1:-.gpu/xtask}"
 OUT="${2:-${OUT:-/tmp/gpu-check}}"
+DEVICE="${3:-cuda}"
+ITERATIONS="${ITERATIONS:-50}"
 mkdir -p "$OUT"
-source "$(dirname "$0")/cuda_env.sh"
+[[ "$DEVICE" == cuda* ]] && source "$(dirname "$0")/cuda_env.sh"
 
-short=(--set OPTIM.NUM_ITERATIONS=50 --set TRAIN.VALIDATE_EVERY=50 --set TRAIN.CHECKPOINT_EVERY=50)
+short=(--set OPTIM.NUM_ITERATIONS="$ITERATIONS" --set TRAIN.VALIDATE_EVERY="$ITERATIONS"
+    --set TRAIN.CHECKPOINT_EVERY="$ITERATIONS")
 single() { # one --device value: one device, or one process per device
     local devices=$1 run=/tmp/pretrain-${1//[:,]/_}
     rm -rf "$run"
     RUST_BACKTRACE=1 timeout 240 "$XTASK" pretrain --device "$devices" "${short[@]}" --output "$run" 2>&1 |
         tee "$OUT/pretrain_${devices//[:,]/_}.txt"
+    local rc=${PIPESTATUS[0]}
     cp "$run/metrics.jsonl" "$OUT/metrics_${devices//[:,]/_}.jsonl" 2>/dev/null
+    return "$rc"
 }
-single cuda
+single "$DEVICE"
+[[ "$DEVICE" == cuda* ]] || exit # wgpu: no NCCL
 
 # The multi-process path with NCCL (issue 15): one rank on cuda:0, started
 # with torchrun's variables (the gradients still go through the NCCL

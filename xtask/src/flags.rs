@@ -40,7 +40,8 @@ pub enum Command {
     Bench(virtex_bench::Bench),
     /// The prepared GPU check: 50 pretraining steps of the reference's
     /// R-50 + L1_H1024 bicaptioning at batch 64, beside PyTorch (f32 and
-    /// AMP); images/s and peak GPU memory. Build with `--features cuda`.
+    /// AMP); images/s and peak GPU memory. Build with `--features cuda` (or
+    /// `wgpu`, to rehearse it on a software GPU).
     GpuCheck(virtex_bench::gpu_check::GpuCheck),
 }
 
@@ -107,7 +108,8 @@ pub struct CaptioningEval {
     /// Where to write the scores (and, when captioning, `<output>.captions.json`).
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    /// `cpu`; `cuda` / `cuda:N` (build with `--features cuda`); `wgpu`, `wgpu:N`
+    /// or `wgpu:cpu` (build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
@@ -139,7 +141,8 @@ pub struct Transfer {
     /// Where to write the result (JSON).
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    /// `cpu`; `cuda` / `cuda:N` (build with `--features cuda`); `wgpu`, `wgpu:N`
+    /// or `wgpu:cpu` (build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
@@ -201,7 +204,8 @@ pub struct ExtractFeatures {
     /// The `.npy` to write (the images of its rows are listed in `<output>.txt`).
     #[arg(long)]
     pub output: PathBuf,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    /// `cpu`; `cuda` / `cuda:N` (build with `--features cuda`); `wgpu`, `wgpu:N`
+    /// or `wgpu:cpu` (build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
@@ -224,7 +228,8 @@ pub struct Voc07 {
     /// Where to write the per-class results (JSON).
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    /// `cpu`; `cuda` / `cuda:N` (build with `--features cuda`); `wgpu`, `wgpu:N`
+    /// or `wgpu:cpu` (build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
@@ -241,8 +246,9 @@ pub struct Pretrain {
     /// Where checkpoints, metrics.jsonl and plots go [default: runs/{config name}].
     #[arg(long)]
     pub output: Option<PathBuf>,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`. Several
-    /// devices (`cuda:0,cuda:1`, or `cpu,cpu`) train data-parallel, one
+    /// `cpu`; `cuda` / `cuda:N` (build with `--features cuda`); `wgpu`, `wgpu:N`
+    /// or `wgpu:cpu` (build with `--features wgpu`). Several devices
+    /// (`cuda:0,cuda:1`, or `cpu,cpu`; not wgpu) train data-parallel, one
     /// process per device, the batch split among them; a rank started by
     /// torchrun or Slurm takes the entry of its `LOCAL_RANK`.
     #[arg(long, default_value = "cpu")]
@@ -369,7 +375,8 @@ pub struct Caption {
     /// `<name>.txt` listing the words in panel order).
     #[arg(long)]
     pub attention_dir: Option<PathBuf>,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    /// `cpu`; `cuda` / `cuda:N` (build with `--features cuda`); `wgpu`, `wgpu:N`
+    /// or `wgpu:cpu` (build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }

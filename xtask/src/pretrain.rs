@@ -40,7 +40,7 @@ impl Pretrain {
         };
         let leader = world.as_ref().is_none_or(|spec| spec.rank == 0);
         if let Some(spec) = &mut world {
-            spec.set_device(device);
+            spec.set_device(device)?;
             println!(
                 "rank {} of {} (local rank {}) on {device}, meeting at {}; gradients averaged over {}",
                 spec.rank,
@@ -75,7 +75,7 @@ impl Pretrain {
             self.device,
             output.display()
         );
-        match (config.amp, device.precision(config.amp)) {
+        match (config.amp, device.precision(config.amp)?) {
             (false, _) => {}
             (true, Precision::Bf16) => {
                 println!("AMP: convolutions and matrix products in bf16, the rest in f32")
@@ -176,7 +176,7 @@ impl Pretrain {
         world: Option<WorldSpec>,
         device: DeviceSpec,
     ) -> anyhow::Result<PretrainingSummary> {
-        let precision = device.precision(config.amp);
+        let precision = device.precision(config.amp)?;
         device
             .dispatch(Pretraining {
                 config,

@@ -27,7 +27,8 @@ pub struct ExtractBench {
     /// Timed passes (after one untimed warm-up).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    /// `cpu`; `cuda` / `cuda:N` (build with `--features cuda`); `wgpu`, `wgpu:N`
+    /// or `wgpu:cpu` (build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }

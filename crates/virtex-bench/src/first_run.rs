@@ -236,7 +236,7 @@ impl FirstRunSeedBench {
     pub fn run(self, root: &Path) -> anyhow::Result<()> {
         let config = Config::load(Some(&root.join(&self.config)), &self.overrides)?;
         let device = DeviceSpec::Cpu;
-        let precision = device.precision(config.amp);
+        let precision = device.precision(config.amp)?;
         let summary = device
             .dispatch(Pretraining {
                 config,

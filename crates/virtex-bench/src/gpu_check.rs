@@ -1,6 +1,7 @@
 //! `gpu-check`: the prepared GPU measurement, `bench train` on the
 //! reference's base config (R-50 + L1_H1024 bicaptioning) at 224², beside
-//! PyTorch f32 and AMP; images/s and peak GPU memory.
+//! PyTorch f32 and AMP; images/s and peak GPU memory. Smaller shapes
+//! (`--size`, `--batch`) rehearse it on a software GPU (`--device wgpu`).
 
 use std::path::Path;
 
@@ -11,12 +12,15 @@ use crate::train::{STANDARD_ROWS, TrainBench};
 /// `gpu-check`.
 #[derive(Debug, clap::Args)]
 pub struct GpuCheck {
-    /// The GPU.
+    /// The GPU: `cuda[:N]`, or `wgpu[:N|:cpu]` (no PyTorch rows there).
     #[arg(long, default_value = "cuda")]
     pub device: DeviceSpec,
     /// Images per step.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
+    /// Image side.
+    #[arg(long, default_value_t = 224)]
+    pub size: usize,
     /// Timed steps (after one untimed warm-up step).
     #[arg(long, default_value_t = 50)]
     pub steps: usize,
@@ -27,14 +31,14 @@ impl GpuCheck {
     /// PyTorch twin of the checkout at `root`.
     pub fn run(self, root: &Path) -> anyhow::Result<()> {
         println!(
-            "GPU check: {} steps of {} at batch {}, 224², on {}",
-            self.steps, STANDARD_ROWS[0].0, self.batch, self.device
+            "GPU check: {} steps of {} at batch {}, {}², on {}",
+            self.steps, STANDARD_ROWS[0].0, self.batch, self.size, self.device
         );
         TrainBench {
             config: Some(STANDARD_ROWS[0].0.to_string()),
             overrides: Vec::new(),
             batch: self.batch,
-            size: 224,
+            size: self.size,
             steps: self.steps,
             device: self.device,
         }

@@ -28,8 +28,8 @@ pub struct Workload {
 }
 
 impl Workload {
-    fn args(&self) -> [String; 10] {
-        [
+    fn args(&self) -> anyhow::Result<[String; 10]> {
+        Ok([
             "--batch".into(),
             self.batch.to_string(),
             "--size".into(),
@@ -37,10 +37,10 @@ impl Workload {
             "--steps".into(),
             self.steps.to_string(),
             "--device".into(),
-            device_arg(self.device),
+            device_arg(self.device)?,
             "--threads".into(),
             self.threads.to_string(),
-        ]
+        ])
     }
 }
 
@@ -57,14 +57,16 @@ pub fn script(
         .arg(root.join("tools/bench/train_step.py"))
         .arg(name)
         .args(args)
-        .args(workload.args());
+        .args(workload.args()?);
     run_child(command, &format!("tools/bench/train_step.py {name}"))
 }
 
-fn device_arg(device: DeviceSpec) -> String {
+/// PyTorch's name for `device`; wgpu has none.
+fn device_arg(device: DeviceSpec) -> anyhow::Result<String> {
     match device {
-        DeviceSpec::Cpu => "cpu".into(),
-        DeviceSpec::Cuda(index) => format!("cuda:{index}"),
+        DeviceSpec::Cpu => Ok("cpu".into()),
+        DeviceSpec::Cuda(index) => Ok(format!("cuda:{index}")),
+        DeviceSpec::Wgpu(_) => anyhow::bail!("PyTorch has no {device} device"),
     }
 }
 

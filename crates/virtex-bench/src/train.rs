@@ -45,7 +45,8 @@ pub struct TrainBench {
     /// Timed steps (after one untimed warm-up step).
     #[arg(long, default_value_t = 3)]
     pub steps: usize,
-    /// `cpu`, or `cuda` / `cuda:N` in a build with `--features cuda`.
+    /// `cpu`; `cuda` / `cuda:N` (build with `--features cuda`); `wgpu`, `wgpu:N`
+    /// or `wgpu:cpu` (build with `--features wgpu`).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
 }
@@ -115,7 +116,7 @@ impl TrainBench {
             // f32, and on a GPU mixed precision too, for both implementations;
             // a row that fails is reported and left out.
             let mut twins = vec![false];
-            if self.device != DeviceSpec::Cpu {
+            if let Ok(Precision::Bf16) = self.device.precision(true) {
                 twins.push(true);
             }
             let workload = pytorch::Workload {
@@ -226,7 +227,7 @@ impl TrainRowBench {
             batch: self.batch,
             size: self.size,
             steps: self.steps,
-            precision: device.precision(self.amp),
+            precision: device.precision(self.amp)?,
         };
         let report = device.dispatch(step)??;
         println!("{}", serde_json::to_string(&report)?);

@@ -4,78 +4,21 @@
 //! reference's prefix convention ([SOS] dropped after the first step) and
 //! under the one that keeps it; the two disagree on most of the images.
 
-use std::path::{Path, PathBuf};
-
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_flex::Flex;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use serde::Deserialize;
+use virtex_text::TransformerTextualHead;
 use virtex_text::decoding::{BeamPrefix, CaptionDecoder, DecodingStrategy};
-use virtex_text::models::TextualHead;
-use virtex_text::pytorch::{CheckpointParts, load_virtex_checkpoint};
-use virtex_text::{PretrainingModel, PretrainingTask, TextualHeadName, TransformerTextualHead};
-use virtex_vision::{ResNetArch, ResNetConfig};
+
+mod beam_fixture;
 
 type B = Flex;
 
-#[derive(Deserialize)]
-struct Expected {
-    textual: String,
-    vocab_size: usize,
-    features_shape: [usize; 4],
-    features: Vec<f32>,
-    beam_drop_sos: Vec<Vec<u32>>,
-    beam_keep_sos: Vec<Vec<u32>>,
-}
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../data/fixtures/beam_search")
-        .join(name)
-}
-
-/// The fixture's head (inside a model: a ResNet-18 stands in, unused) and
-/// its visual features.
-fn fixture_model() -> (PretrainingModel<B>, Tensor<B, 4>, Expected) {
-    let expected: Expected =
-        serde_json::from_slice(&std::fs::read(fixture("expected.json")).unwrap()).unwrap();
-    let device = Default::default();
-    let TextualHeadName::Transformer { norm, size } = expected.textual.parse().unwrap() else {
-        panic!("the fixture has a transformer head");
-    };
-    // The fixture's head reads 64-channel grids and has no backbone.
-    let model = PretrainingModel::<B> {
-        visual: ResNetConfig::virtex(ResNetArch::Resnet18).init(&device),
-        textual: TextualHead::Transformer(TransformerTextualHead::new(
-            expected.features_shape[1],
-            expected.vocab_size,
-            30,
-            &size,
-            norm,
-            0.0,
-            &device,
-        )),
-        backward_textual: None,
-        task: PretrainingTask::Captioning,
-    };
-    let model = load_virtex_checkpoint(
-        model,
-        &fixture("forward_L2_H32_A2_F64_V3000.pth"),
-        CheckpointParts::TextualOnly,
-    )
-    .unwrap();
-    let features = Tensor::<B, 4>::from_data(
-        TensorData::new(expected.features.clone(), expected.features_shape),
-        &device,
-    );
-    (model, features, expected)
-}
-
 #[test]
 fn beam_search_reproduces_the_reference_under_both_prefix_conventions() {
-    let (model, features, expected) = fixture_model();
+    let (model, features, expected) = beam_fixture::fixture_model::<B>(&Default::default());
     let head = model.transformer_head().unwrap();
     let decode = |prefix| {
         CaptionDecoder {
@@ -121,7 +64,7 @@ fn first_log_probs(head: &TransformerTextualHead<B>, features: Tensor<B, 4>) -> 
 
 #[test]
 fn the_prior_penalty_picks_the_first_token_by_mutual_information() {
-    let (model, features, _) = fixture_model();
+    let (model, features, _) = beam_fixture::fixture_model::<B>(&Default::default());
     let head = model.transformer_head().unwrap();
     let with_image = first_log_probs(head, features.clone());
     let without = first_log_probs(head, features.zeros_like());

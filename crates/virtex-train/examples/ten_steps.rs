@@ -47,7 +47,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let output = std::env::temp_dir().join(format!("virtex-ten-steps-{}", std::process::id()));
     let device = DeviceSpec::Cpu;
     let summary = device.dispatch(Pretraining {
-        precision: device.precision(config.amp),
+        precision: device.precision(config.amp)?,
         config,
         output: output.clone(),
         resume: false,

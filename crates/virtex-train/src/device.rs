@@ -1,4 +1,5 @@
-//! Choosing the backend once, at the edge: `--device cpu` or `--device cuda[:N]`.
+//! Choosing the backend once, at the edge: `--device cpu`, `--device cuda[:N]`
+//! or `--device wgpu[:N|:cpu]`.
 //!
 //! Models are generic over `B: Backend`; a [`BackendTask`] is the generic work,
 //! and [`DeviceSpec::dispatch`] instantiates it with the concrete backend.
@@ -16,6 +17,24 @@ pub type CpuBackend = burn::backend::Autodiff<burn_flex::Flex>;
 #[cfg(feature = "cuda")]
 pub type CudaBackend = burn::backend::Autodiff<burn::backend::Cuda>;
 
+/// The wgpu backend (feature `wgpu`): Vulkan, Metal or DX12 through WGSL
+/// shaders, the same CubeCL kernels as [`CudaBackend`].
+#[cfg(feature = "wgpu")]
+pub type WgpuBackend = burn::backend::Autodiff<burn::backend::Wgpu>;
+
+/// Which adapter `--device wgpu…` asks wgpu for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WgpuAdapter {
+    /// `wgpu`: wgpu's choice, a high-power GPU first; the environment
+    /// variable `CUBECL_WGPU_DEFAULT_DEVICE` (`Cpu`, `DiscreteGpu(1)`, …)
+    /// overrides it.
+    Default,
+    /// `wgpu:N`: the N-th discrete GPU.
+    Discrete(usize),
+    /// `wgpu:cpu`: a software adapter (Mesa's lavapipe, CI's GPU).
+    Cpu,
+}
+
 /// Where to run, as given on the command line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DeviceSpec {
@@ -24,6 +43,8 @@ pub enum DeviceSpec {
     Cpu,
     /// CUDA device with this ordinal.
     Cuda(usize),
+    /// A wgpu adapter.
+    Wgpu(WgpuAdapter),
 }
 
 /// Work that runs on whichever autodiff backend the user picked.
@@ -86,8 +107,10 @@ impl FromStr for DeviceList {
 /// A device the build cannot serve.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
-    /// Not `cpu`, `cuda` or `cuda:N`.
-    #[error("invalid device '{0}': expected 'cpu', 'cuda' or 'cuda:N'")]
+    /// Not `cpu`, `cuda[:N]` or `wgpu[:N|:cpu]`.
+    #[error(
+        "invalid device '{0}': expected 'cpu', 'cuda', 'cuda:N', 'wgpu', 'wgpu:N' or 'wgpu:cpu'"
+    )]
     Invalid(String),
     /// CUDA requested from a build without the `cuda` feature.
     #[error(
@@ -95,8 +118,26 @@ pub enum DeviceError {
          use `cargo xtask-cuda …` (xtask built with `--features cuda`)"
     )]
     CudaNotBuilt(DeviceSpec),
-    /// A list naming CPU and CUDA devices together.
-    #[error("invalid device list '{0}': all devices must be of one kind (cpu or cuda:N)")]
+    /// wgpu requested from a build without the `wgpu` feature.
+    #[error(
+        "device '{0}' needs the wgpu backend, which this build lacks: \
+         use `cargo xtask-wgpu …` (xtask built with `--features wgpu`)"
+    )]
+    WgpuNotBuilt(DeviceSpec),
+    /// `AMP: true` on wgpu, whose shading language has no bf16.
+    #[error(
+        "AMP: true is not supported on {0}: mixed precision computes in bf16, \
+         which WGSL (wgpu's shading language) does not have; set AMP: false"
+    )]
+    AmpUnsupported(DeviceSpec),
+    /// Several ranks on wgpu, which has no collective.
+    #[error(
+        "{0} cannot be one of several ranks: gradients are averaged over NCCL \
+         (CUDA) or TCP (CPU), and wgpu ranks have neither; train on one wgpu device"
+    )]
+    NoCollective(DeviceSpec),
+    /// A list naming devices of different kinds together.
+    #[error("invalid device list '{0}': all devices must be of one kind (cpu, cuda:N or wgpu:N)")]
     Mixed(String),
     /// A process whose local rank has no entry in the device list.
     #[error(
@@ -116,11 +157,14 @@ impl DeviceSpec {
     /// (autocast's mixed precision), f32 on the CPU, whose backend has no
     /// bf16 arithmetic (it would convert to f32 and back around every
     /// product: slower, and no less memory), as PyTorch's autocast for CUDA
-    /// leaves CPU code alone.
-    pub fn precision(self, amp: bool) -> Precision {
+    /// leaves CPU code alone. On wgpu `AMP: true` is an error: WGSL has no
+    /// bf16, and f16 products without loss scaling would underflow the
+    /// gradients (docs/deviations.md).
+    pub fn precision(self, amp: bool) -> Result<Precision, DeviceError> {
         match self {
-            DeviceSpec::Cuda(_) if amp => Precision::Bf16,
-            DeviceSpec::Cuda(_) | DeviceSpec::Cpu => Precision::F32,
+            DeviceSpec::Cuda(_) if amp => Ok(Precision::Bf16),
+            DeviceSpec::Wgpu(_) if amp => Err(DeviceError::AmpUnsupported(self)),
+            DeviceSpec::Cuda(_) | DeviceSpec::Wgpu(_) | DeviceSpec::Cpu => Ok(Precision::F32),
         }
     }
 
@@ -134,6 +178,18 @@ impl DeviceSpec {
             }
             #[cfg(not(feature = "cuda"))]
             DeviceSpec::Cuda(_) => Err(DeviceError::CudaNotBuilt(self)),
+            #[cfg(feature = "wgpu")]
+            DeviceSpec::Wgpu(adapter) => {
+                use burn::backend::wgpu::WgpuDevice;
+                let device = match adapter {
+                    WgpuAdapter::Default => WgpuDevice::DefaultDevice,
+                    WgpuAdapter::Discrete(index) => WgpuDevice::DiscreteGpu(index),
+                    WgpuAdapter::Cpu => WgpuDevice::Cpu,
+                };
+                Ok(task.run::<WgpuBackend>(device))
+            }
+            #[cfg(not(feature = "wgpu"))]
+            DeviceSpec::Wgpu(_) => Err(DeviceError::WgpuNotBuilt(self)),
         }
     }
 }
@@ -143,6 +199,9 @@ impl fmt::Display for DeviceSpec {
         match self {
             DeviceSpec::Cpu => f.write_str("cpu"),
             DeviceSpec::Cuda(index) => write!(f, "cuda:{index}"),
+            DeviceSpec::Wgpu(WgpuAdapter::Default) => f.write_str("wgpu"),
+            DeviceSpec::Wgpu(WgpuAdapter::Discrete(index)) => write!(f, "wgpu:{index}"),
+            DeviceSpec::Wgpu(WgpuAdapter::Cpu) => f.write_str("wgpu:cpu"),
         }
     }
 }
@@ -154,11 +213,15 @@ impl FromStr for DeviceSpec {
         match s {
             "cpu" => Ok(DeviceSpec::Cpu),
             "cuda" => Ok(DeviceSpec::Cuda(0)),
-            _ => s
-                .strip_prefix("cuda:")
-                .and_then(|n| n.parse().ok())
-                .map(DeviceSpec::Cuda)
-                .ok_or_else(|| DeviceError::Invalid(s.to_string())),
+            "wgpu" => Ok(DeviceSpec::Wgpu(WgpuAdapter::Default)),
+            "wgpu:cpu" => Ok(DeviceSpec::Wgpu(WgpuAdapter::Cpu)),
+            _ => {
+                let index = |prefix| s.strip_prefix(prefix).and_then(|n| n.parse().ok());
+                index("cuda:")
+                    .map(DeviceSpec::Cuda)
+                    .or_else(|| index("wgpu:").map(|i| DeviceSpec::Wgpu(WgpuAdapter::Discrete(i))))
+                    .ok_or_else(|| DeviceError::Invalid(s.to_string()))
+            }
         }
     }
 }
@@ -194,9 +257,21 @@ mod tests {
     #[test]
     fn amp_means_bf16_products_on_cuda_only() {
         let (cuda, cpu) = (DeviceSpec::Cuda(1), DeviceSpec::Cpu);
-        assert_eq!(cuda.precision(true), Precision::Bf16);
-        assert_eq!(cuda.precision(false), Precision::F32);
-        assert_eq!(cpu.precision(true), Precision::F32);
+        assert_eq!(cuda.precision(true).unwrap(), Precision::Bf16);
+        assert_eq!(cuda.precision(false).unwrap(), Precision::F32);
+        assert_eq!(cpu.precision(true).unwrap(), Precision::F32);
+    }
+
+    #[test]
+    fn amp_on_wgpu_is_refused_by_name() {
+        let wgpu = DeviceSpec::Wgpu(WgpuAdapter::Cpu);
+        assert_eq!(wgpu.precision(false).unwrap(), Precision::F32);
+        let err = wgpu.precision(true).unwrap_err().to_string();
+        assert!(
+            err.starts_with("AMP: true is not supported on wgpu:cpu"),
+            "{err}"
+        );
+        assert!(err.contains("bf16"), "{err}");
     }
 
     #[test]
@@ -204,7 +279,18 @@ mod tests {
         assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
         assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
         assert_eq!("cuda:3".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
-        for bad in ["gpu", "cuda:", "cuda:x", "CPU"] {
+        for (name, adapter) in [
+            ("wgpu", WgpuAdapter::Default),
+            ("wgpu:2", WgpuAdapter::Discrete(2)),
+            ("wgpu:cpu", WgpuAdapter::Cpu),
+        ] {
+            let device: DeviceSpec = name.parse().unwrap();
+            assert_eq!(device, DeviceSpec::Wgpu(adapter));
+            assert_eq!(device.to_string(), name);
+        }
+        for bad in [
+            "gpu", "cuda:", "cuda:x", "CPU", "wgpu:", "wgpu:gpu", "vulkan",
+        ] {
             let err = bad.parse::<DeviceSpec>().unwrap_err();
             assert!(err.to_string().contains(bad), "{err}");
         }
@@ -233,5 +319,14 @@ mod tests {
     fn cuda_without_the_feature_is_a_clear_error() {
         let err = DeviceSpec::Cuda(1).dispatch(Sum).unwrap_err();
         assert!(err.to_string().contains("--features cuda"), "{err}");
+    }
+
+    #[cfg(not(feature = "wgpu"))]
+    #[test]
+    fn wgpu_without_the_feature_is_a_clear_error() {
+        let err = DeviceSpec::Wgpu(WgpuAdapter::Default)
+            .dispatch(Sum)
+            .unwrap_err();
+        assert!(err.to_string().contains("--features wgpu"), "{err}");
     }
 }

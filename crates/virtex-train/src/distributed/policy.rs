@@ -1,10 +1,11 @@
 //! What a rank gets of its machine, by the kind of its device: CPU ranks
 //! share the cores ([`threads_per_rank`], [`Launch::share_cores`]); a GPU
 //! rank all-reduces its gradients over NCCL on its device, a CPU rank
-//! through the rendezvous links ([`WorldSpec::set_device`]).
+//! through the rendezvous links ([`WorldSpec::set_device`]); a wgpu device
+//! has no collective and trains alone.
 
 use super::{Launch, WorldSpec};
-use crate::device::DeviceSpec;
+use crate::device::{DeviceError, DeviceSpec};
 
 /// Threads (`RAYON_NUM_THREADS`) for each of `nproc` ranks on `device`, on
 /// a machine of `cores` cores: CPU ranks share the cores equally, at least
@@ -13,7 +14,7 @@ use crate::device::DeviceSpec;
 pub fn threads_per_rank(device: DeviceSpec, nproc: usize, cores: usize) -> Option<usize> {
     match device {
         DeviceSpec::Cpu => Some((cores / nproc.max(1)).max(1)),
-        DeviceSpec::Cuda(_) => None,
+        DeviceSpec::Cuda(_) | DeviceSpec::Wgpu(_) => None,
     }
 }
 
@@ -29,12 +30,18 @@ impl Launch {
 impl WorldSpec {
     /// This rank trains on `device`: on a CUDA device its gradients are
     /// all-reduced over NCCL there ([`WorldSpec::nccl_device`]), on the CPU
-    /// through the rendezvous links.
-    pub fn set_device(&mut self, device: DeviceSpec) {
+    /// through the rendezvous links. A wgpu device has neither: one of
+    /// several ranks on it is [`DeviceError::NoCollective`].
+    pub fn set_device(&mut self, device: DeviceSpec) -> Result<(), DeviceError> {
         self.nccl_device = match device {
             DeviceSpec::Cuda(ordinal) => Some(ordinal),
             DeviceSpec::Cpu => None,
+            DeviceSpec::Wgpu(_) if self.world_size > 1 => {
+                return Err(DeviceError::NoCollective(device));
+            }
+            DeviceSpec::Wgpu(_) => None,
         };
+        Ok(())
     }
 }
 
@@ -74,9 +81,18 @@ mod tests {
             timeout: DEFAULT_TIMEOUT,
             nccl_device: None,
         };
-        spec.set_device(DeviceSpec::Cuda(3));
+        spec.set_device(DeviceSpec::Cuda(3)).unwrap();
         assert_eq!(spec.nccl_device, Some(3));
-        spec.set_device(DeviceSpec::Cpu);
+        spec.set_device(DeviceSpec::Cpu).unwrap();
+        assert_eq!(spec.nccl_device, None);
+        let wgpu = DeviceSpec::Wgpu(crate::device::WgpuAdapter::Discrete(1));
+        let err = spec.set_device(wgpu).unwrap_err().to_string();
+        assert!(
+            err.starts_with("wgpu:1 cannot be one of several ranks"),
+            "{err}"
+        );
+        spec.world_size = 1;
+        spec.set_device(wgpu).unwrap();
         assert_eq!(spec.nccl_device, None);
     }
 }

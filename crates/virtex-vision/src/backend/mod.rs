@@ -104,3 +104,6 @@ impl VisionBackend for burn::backend::NdArray {}
 
 #[cfg(feature = "cuda")]
 impl VisionBackend for burn::backend::Cuda {}
+
+#[cfg(feature = "wgpu")]
+impl VisionBackend for burn::backend::Wgpu {}
