@@ -41,7 +41,7 @@ fn main() -> anyhow::Result<()> {
             resume: false,
             init_from: None,
             world: None,
-            precision: device.precision(false),
+            precision: device.precision(false)?,
         })?
         .context("pretraining stopped")?;
     let checkpoint = summary.checkpoint.context("the run wrote no checkpoint")?;
