@@ -6,7 +6,9 @@
 #
 #   bash tools/gpu/pretrain_check.sh [XTASK] [OUT] [DEVICE]
 #
-# ITERATIONS (50) sets the length of each run.
+# ITERATIONS (50) sets the length of each run, WARMUP_STEPS (the config's 40
+# when unset) its warm-up, which must be shorter; LIMIT_SCALE (1) multiplies
+# each run's time limit.
 set -uo pipefail
 XTASK="${1:-.gpu/xtask}"
 OUT="${2:-${OUT:-/tmp/gpu-check}}"
@@ -17,10 +19,12 @@ mkdir -p "$OUT"
 
 short=(--set OPTIM.NUM_ITERATIONS="$ITERATIONS" --set TRAIN.VALIDATE_EVERY="$ITERATIONS"
     --set TRAIN.CHECKPOINT_EVERY="$ITERATIONS")
+[ -n "${WARMUP_STEPS:-}" ] && short+=(--set OPTIM.WARMUP_STEPS="$WARMUP_STEPS")
+limit=$((240 * ${LIMIT_SCALE:-1}))
 single() { # one --device value: one device, or one process per device
     local devices=$1 run=/tmp/pretrain-${1//[:,]/_}
     rm -rf "$run"
-    RUST_BACKTRACE=1 timeout 240 "$XTASK" pretrain --device "$devices" "${short[@]}" --output "$run" 2>&1 |
+    RUST_BACKTRACE=1 timeout "$limit" "$XTASK" pretrain --device "$devices" "${short[@]}" --output "$run" 2>&1 |
         tee "$OUT/pretrain_${devices//[:,]/_}.txt"
     local rc=${PIPESTATUS[0]}
     cp "$run/metrics.jsonl" "$OUT/metrics_${devices//[:,]/_}.jsonl" 2>/dev/null
