@@ -31,7 +31,8 @@ single() { # one --device value: one device, or one process per device
     return "$rc"
 }
 single "$DEVICE"
-[[ "$DEVICE" == cuda* ]] || exit # wgpu: no NCCL
+rc=$?
+[[ "$DEVICE" == cuda* ]] || exit "$rc" # wgpu: no NCCL
 
 # The multi-process path with NCCL (issue 15): one rank on cuda:0, started
 # with torchrun's variables (the gradients still go through the NCCL
