@@ -20,20 +20,7 @@ type B = Flex;
 fn beam_search_reproduces_the_reference_under_both_prefix_conventions() {
     let (model, features, expected) = beam_fixture::fixture_model::<B>(&Default::default());
     let head = model.transformer_head().unwrap();
-    let decode = |prefix| {
-        CaptionDecoder {
-            strategy: DecodingStrategy::Beam {
-                beam_size: 5,
-                per_node_beam_size: 2,
-                prefix,
-            },
-            ..CaptionDecoder::default()
-        }
-        .decode(head, features.clone(), &mut StdRng::seed_from_u64(0))
-        .into_iter()
-        .map(|c| c.tokens)
-        .collect::<Vec<_>>()
-    };
+    let decode = |prefix| beam_fixture::beam_tokens(head, features.clone(), prefix);
     assert_eq!(decode(BeamPrefix::KeepSos), expected.beam_keep_sos);
     assert_eq!(decode(BeamPrefix::DropSos), expected.beam_drop_sos);
     let differ = expected

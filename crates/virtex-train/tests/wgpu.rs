@@ -19,9 +19,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Tensor};
 use burn_store::ModuleSnapshot;
 use burn_store::pytorch::PytorchReader;
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use virtex_text::decoding::{BeamPrefix, CaptionDecoder, DecodingStrategy};
+use virtex_text::decoding::BeamPrefix;
 use virtex_train::TrainError;
 use virtex_train::checkpoint::{ModelCheckpoint, checkpoint_path};
 use virtex_train::config::Config;
@@ -256,25 +254,12 @@ fn beam_search_on_wgpu_gives_the_reference_tokens() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let (model, features, expected) = beam_fixture::fixture_model::<Gpu>(&adapter());
     let head = model.transformer_head().unwrap();
-    let decode = |prefix| -> Vec<Vec<u32>> {
-        CaptionDecoder {
-            strategy: DecodingStrategy::Beam {
-                beam_size: 5,
-                per_node_beam_size: 2,
-                prefix,
-            },
-            ..CaptionDecoder::default()
-        }
-        .decode(head, features.clone(), &mut StdRng::seed_from_u64(0))
-        .into_iter()
-        .map(|c| c.tokens)
-        .collect()
-    };
     for (prefix, reference) in [
         (BeamPrefix::DropSos, &expected.beam_drop_sos),
         (BeamPrefix::KeepSos, &expected.beam_keep_sos),
     ] {
-        assert_eq!(&decode(prefix), reference, "{prefix:?}");
+        let tokens = beam_fixture::beam_tokens(head, features.clone(), prefix);
+        assert_eq!(&tokens, reference, "{prefix:?}");
     }
 }
 

@@ -8,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
 use serde::Deserialize;
+use virtex_text::decoding::{BeamPrefix, CaptionDecoder, DecodingStrategy};
 use virtex_text::models::TextualHead;
 use virtex_text::pytorch::{CheckpointParts, load_virtex_checkpoint};
 use virtex_text::{PretrainingModel, PretrainingTask, TextualHeadName, TransformerTextualHead};
@@ -69,4 +72,26 @@ pub fn fixture_model<B: Backend>(
         device,
     );
     (model, features, expected)
+}
+
+/// Each image's tokens from the reference's search on the fixture (beam 5,
+/// 2 per node) under `prefix`, decoding `features` `[batch, C, h, w]` with
+/// `head`.
+pub fn beam_tokens<B: Backend>(
+    head: &TransformerTextualHead<B>,
+    features: Tensor<B, 4>,
+    prefix: BeamPrefix,
+) -> Vec<Vec<u32>> {
+    CaptionDecoder {
+        strategy: DecodingStrategy::Beam {
+            beam_size: 5,
+            per_node_beam_size: 2,
+            prefix,
+        },
+        ..CaptionDecoder::default()
+    }
+    .decode(head, features, &mut StdRng::seed_from_u64(0))
+    .into_iter()
+    .map(|c| c.tokens)
+    .collect()
 }
