@@ -228,6 +228,7 @@ impl<B: Backend> LinearTextualHead<B> {
 
     /// Logits `[batch, V]` from layer4 features `[batch, C, h, w]`.
     pub fn forward(&self, visual_features: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.output.forward(global_average_pool(visual_features))
+        // Through `Precision` for its single-row guard (a batch of one).
+        Precision::F32.linear(&self.output, global_average_pool(visual_features))
     }
 }

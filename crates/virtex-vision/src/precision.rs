@@ -91,7 +91,7 @@ impl Precision {
         weight: Tensor<B, 2>,
         bias: Option<Tensor<B, 1>>,
     ) -> Tensor<B, D> {
-        match self.compute_dtype() {
+        single_rows_as_two(x, |x| match self.compute_dtype() {
             None => linear(x, weight, bias),
             Some(dtype) => linear(
                 x.cast(dtype),
@@ -99,7 +99,7 @@ impl Precision {
                 bias.map(|bias| bias.cast(dtype)),
             )
             .cast(FloatDType::F32),
-        }
+        })
     }
 
     /// `lhs.matmul(rhs)`, computed in this precision.
@@ -111,14 +111,44 @@ impl Precision {
         lhs: Tensor<B, D>,
         rhs: Tensor<B, D>,
     ) -> Tensor<B, D> {
-        match self.compute_dtype() {
+        single_rows_as_two(lhs, |lhs| match self.compute_dtype() {
             None => lhs.matmul(rhs),
             Some(dtype) => lhs
                 .cast(dtype)
                 .matmul(rhs.cast(dtype))
                 .cast(FloatDType::F32),
-        }
+        })
     }
+}
+
+/// `product(lhs)`, where `product` multiplies `lhs` `[…, rows, k]` by a
+/// matrix; on a CubeCL backend (CUDA, wgpu) a `lhs` of one row is padded
+/// with a row of zeros first and the result's first row kept.
+///
+/// CubeCL's autotune sends a single row (`[…, 1, k]`, the decoding step's
+/// shape) to cubek-matmul 0.2's vector-matrix kernels, and under burn's
+/// fusion those give wrong results, e.g. when the matrix is stored
+/// transposed as the tied output layer's `wordsᵀ` is (tracel-ai/cubek#262,
+/// fixed after the release burn 0.21 pins; docs/stack.md, "Single-row
+/// products on CubeCL"). Two rows take the general kernels, which training
+/// already runs. Other backends keep their single-row products, so their
+/// results do not move. burn offers no typed way to ask a generic backend
+/// for its kernels, so the backend is recognised by its name (`cubecl<…>`,
+/// inside `fusion<…>` or `autodiff<…>`); the name is only read for single
+/// rows.
+fn single_rows_as_two<B: Backend, const D: usize>(
+    lhs: Tensor<B, D>,
+    product: impl FnOnce(Tensor<B, D>) -> Tensor<B, D>,
+) -> Tensor<B, D> {
+    if D < 2 {
+        return product(lhs);
+    }
+    let rows = D - 2;
+    if lhs.dims()[rows] != 1 || !B::name(&lhs.device()).contains("cubecl<") {
+        return product(lhs);
+    }
+    let padded = Tensor::cat(vec![lhs.clone(), lhs.zeros_like()], rows);
+    product(padded).narrow(rows, 0, 1)
 }
 
 /// `conv`'s padding as `((top, bottom), (left, right))` for an input of

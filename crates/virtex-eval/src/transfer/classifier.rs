@@ -30,7 +30,7 @@ use virtex_train::config::Config;
 use virtex_train::optim::schedule::LrSchedule;
 use virtex_train::optim::{StepRates, VirtexOptimizer};
 use virtex_train::progress::Progress;
-use virtex_vision::{AutodiffVisionBackend, ResNet, VisionBackend};
+use virtex_vision::{AutodiffVisionBackend, Precision, ResNet, VisionBackend};
 
 use super::image_folder::ImageFolder;
 use super::{ClassificationError, TransferMode};
@@ -59,7 +59,8 @@ pub fn linear_head<B: Backend>(channels: usize, classes: usize, device: &B::Devi
 impl<B: VisionBackend> Classifier<B> {
     /// Logits `[batch, classes]` of images `[batch, 3, S, S]`.
     pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
-        self.fc.forward(self.visual.forward_pooled(images))
+        // Through `Precision` for its single-row guard (a last batch of one).
+        Precision::F32.linear(&self.fc, self.visual.forward_pooled(images))
     }
 }
 

@@ -237,7 +237,8 @@ impl<B: VisionBackend> ResNet<B> {
     /// - `images`: `[batch, 3, H, W]` → `[batch, num_classes]`
     pub fn forward_logits(&self, images: Tensor<B, 4>) -> Option<Tensor<B, 2>> {
         let fc = self.fc.as_ref()?;
-        Some(fc.forward(self.forward_pooled(images)))
+        // In f32 (as before), through `Precision` for its single-row guard.
+        Some(Precision::F32.linear(fc, self.forward_pooled(images)))
     }
 }
 
