@@ -21,6 +21,8 @@ check -p virtex-vision --no-default-features
 check -p virtex-vision --no-default-features --features flex
 check -p virtex-vision --no-default-features --features pytorch
 check -p virtex-vision --no-default-features --features ndarray
+check -p virtex-vision --no-default-features --features cuda
+check -p virtex-vision --no-default-features --features wgpu
 check -p virtex-text
 check -p virtex-text --no-default-features
 check -p virtex-train
