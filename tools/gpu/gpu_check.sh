@@ -20,7 +20,8 @@
 # LIMIT_SCALE (1) multiplies every part's time limit. PyTorch has no wgpu
 # device: there its rows are reported as failed and left out. On lavapipe
 # the first part's R-50 step (kernel compilation and autotune on the CPU)
-# outlasts even three times its limit (docs/benchmarks.md).
+# took 227 s on an idle 2-core machine and outlasted three times its limit
+# with a build beside it (docs/benchmarks.md).
 #
 # Each part has its own time limit; on CUDA the whole stays under about 8
 # minutes.
