@@ -241,66 +241,81 @@ fn resnet_features_on_wgpu_equal_torchvision_and_flex() {
     assert!(err < 1e-4, "wgpu against Flex: {err:e}");
 }
 
-/// Products with a single row (the decoding step's `[batch, 1, k]`) equal
-/// Flex's on wgpu, through `Precision`, with the matrix stored transposed as
-/// the tied output layer's `wordsᵀ` is. burn's own `linear` on these inputs
-/// gives errors of about 2 under fusion (cubek-matmul 0.2's vector-matrix
-/// kernel; docs/stack.md, "Single-row products on CubeCL"); the
-/// guard pads the row to two.
+/// Products with a single row or column equal Flex's on wgpu, through
+/// `Precision`: the tied output layer (`x · wordsᵀ + bias`, the matrix
+/// stored transposed) for one token per caption, a layer with one output,
+/// and attention scores over one grid cell or one past token. burn's own
+/// `linear` on the first gives errors of about 2 under fusion (cubek-matmul
+/// 0.2's vector-matrix kernels; docs/stack.md, "Vector products on
+/// CubeCL"); the guard pads the vector side to two.
 #[test]
-fn single_row_products_on_wgpu_equal_flex() {
+fn vector_products_on_wgpu_equal_flex() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let values = |n: usize, seed: usize| -> Vec<f32> {
-        (0..n)
-            .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0) - 0.5)
-            .collect()
-    };
-    let tensor =
-        |shape: Vec<usize>, seed| TensorData::new(values(shape.iter().product(), seed), shape);
     for batch in [8, 1] {
-        let (hidden, vocab) = (32, 3000);
-        let x = tensor(vec![batch, 1, hidden], 1);
-        let words = tensor(vec![vocab, hidden], 2);
-        let bias = tensor(vec![vocab], 3);
-        let logits = |device| {
-            Precision::F32.linear_weights(
-                Tensor::<Gpu, 3>::from_data(x.clone(), device),
-                Tensor::<Gpu, 2>::from_data(words.clone(), device).transpose(),
-                Some(Tensor::<Gpu, 1>::from_data(bias.clone(), device)),
-            )
-        };
-        let cpu = Precision::F32.linear_weights(
-            Tensor::<Cpu, 3>::from_data(x.clone(), &Default::default()),
-            Tensor::<Cpu, 2>::from_data(words.clone(), &Default::default()).transpose(),
-            Some(Tensor::<Cpu, 1>::from_data(
-                bias.clone(),
-                &Default::default(),
-            )),
-        );
-        let gpu = Tensor::<Cpu, 3>::from_data(logits(&adapter()).into_data(), &Default::default());
-        let err = relative_error(gpu, cpu);
-        println!("x · wordsᵀ + bias, batch {batch}, one row each: {err:e}");
-        assert!(err < 1e-5, "batch {batch}: {err:e}");
-
-        let (heads, head_dim, cells) = (2, 16, 9);
-        let query = tensor(vec![batch, heads, 1, head_dim], 4);
-        let keys = tensor(vec![batch, heads, cells, head_dim], 5);
-        let scores = |query: Tensor<Gpu, 4>, keys: Tensor<Gpu, 4>| {
-            Precision::F32.matmul(query, keys.swap_dims(2, 3))
-        };
-        let gpu = scores(
-            Tensor::from_data(query.clone(), &adapter()),
-            Tensor::from_data(keys.clone(), &adapter()),
-        );
-        let cpu = Precision::F32.matmul(
-            Tensor::<Cpu, 4>::from_data(query, &Default::default()),
-            Tensor::<Cpu, 4>::from_data(keys, &Default::default()).swap_dims(2, 3),
-        );
-        let gpu = Tensor::<Cpu, 4>::from_data(gpu.into_data(), &Default::default());
-        let err = relative_error(gpu, cpu);
-        println!("query · keysᵀ, batch {batch}: {err:e}");
-        assert!(err < 1e-5, "batch {batch}: {err:e}");
+        for (rows, outputs) in [(1, 3000), (1, 1), (5, 1)] {
+            let on_gpu = linear_case::<Gpu>(&adapter(), batch, rows, outputs);
+            let on_cpu = linear_case::<Cpu>(&Default::default(), batch, rows, outputs);
+            let err = relative_error(
+                Tensor::from_data(on_gpu.into_data(), &Default::default()),
+                on_cpu,
+            );
+            println!("linear, batch {batch}, {rows} rows, {outputs} outputs: {err:e}");
+            assert!(
+                err < 1e-5,
+                "linear, batch {batch}, {rows} rows, {outputs} outputs: {err:e}"
+            );
+        }
+        for (queries, keys) in [(1, 9), (1, 1), (5, 1)] {
+            let on_gpu = scores_case::<Gpu>(&adapter(), batch, queries, keys);
+            let on_cpu = scores_case::<Cpu>(&Default::default(), batch, queries, keys);
+            let err = relative_error(
+                Tensor::from_data(on_gpu.into_data(), &Default::default()),
+                on_cpu,
+            );
+            println!("query · keysᵀ, batch {batch}, {queries} queries, {keys} keys: {err:e}");
+            assert!(
+                err < 1e-5,
+                "scores, batch {batch}, {queries} queries, {keys} keys: {err:e}"
+            );
+        }
     }
+}
+
+/// Deterministic values in [-0.5, 0.5) of `shape`.
+fn values(shape: Vec<usize>, seed: usize) -> TensorData {
+    let count = shape.iter().product();
+    let values = (0..count)
+        .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 1000.0) - 0.5)
+        .collect();
+    TensorData::new(values, shape)
+}
+
+/// `x · wordsᵀ + bias` through `Precision`: `x` `[batch, rows, 32]`, words
+/// `[outputs, 32]`.
+fn linear_case<B: Backend>(
+    device: &B::Device,
+    batch: usize,
+    rows: usize,
+    outputs: usize,
+) -> Tensor<B, 3> {
+    let hidden = 32;
+    Precision::F32.linear_weights(
+        Tensor::from_data(values(vec![batch, rows, hidden], 1), device),
+        Tensor::<B, 2>::from_data(values(vec![outputs, hidden], 2), device).transpose(),
+        Some(Tensor::from_data(values(vec![outputs], 3), device)),
+    )
+}
+
+/// Attention scores `query · keysᵀ` through `Precision`, 2 heads of 16.
+fn scores_case<B: Backend>(
+    device: &B::Device,
+    batch: usize,
+    queries: usize,
+    keys: usize,
+) -> Tensor<B, 4> {
+    let query = Tensor::from_data(values(vec![batch, 2, queries, 16], 4), device);
+    let keys = Tensor::<B, 4>::from_data(values(vec![batch, 2, keys, 16], 5), device);
+    Precision::F32.matmul(query, keys.swap_dims(2, 3))
 }
 
 /// Beam search on wgpu gives the reference's captions, token for token
@@ -308,7 +323,7 @@ fn single_row_products_on_wgpu_equal_flex() {
 /// log-probability, far above f32's differences between backends): the
 /// fixture's 8 images at once, and its first image alone, where every
 /// product of the decoding step has a single row (virtex-vision's
-/// `Precision` pads those on CubeCL backends; docs/stack.md, "Single-row
+/// `Precision` pads those on CubeCL backends; docs/stack.md, "Vector
 /// products on CubeCL").
 #[test]
 fn beam_search_on_wgpu_gives_the_reference_tokens() {

@@ -91,14 +91,22 @@ impl Precision {
         weight: Tensor<B, 2>,
         bias: Option<Tensor<B, 1>>,
     ) -> Tensor<B, D> {
-        single_rows_as_two(x, |x| match self.compute_dtype() {
-            None => linear(x, weight, bias),
-            Some(dtype) => linear(
-                x.cast(dtype),
-                weight.cast(dtype),
-                bias.map(|bias| bias.cast(dtype)),
-            )
-            .cast(FloatDType::F32),
+        if D == 1 {
+            // burn's `linear` computes a vector as a single row: guard it as one.
+            return self
+                .linear_weights(x.unsqueeze::<2>(), weight, bias)
+                .squeeze_dim(0);
+        }
+        without_vector_kernels(x, weight, bias, |x, weight, bias| {
+            match self.compute_dtype() {
+                None => linear(x, weight, bias),
+                Some(dtype) => linear(
+                    x.cast(dtype),
+                    weight.cast(dtype),
+                    bias.map(|bias| bias.cast(dtype)),
+                )
+                .cast(FloatDType::F32),
+            }
         })
     }
 
@@ -111,7 +119,7 @@ impl Precision {
         lhs: Tensor<B, D>,
         rhs: Tensor<B, D>,
     ) -> Tensor<B, D> {
-        single_rows_as_two(lhs, |lhs| match self.compute_dtype() {
+        without_vector_kernels(lhs, rhs, None, |lhs, rhs, _| match self.compute_dtype() {
             None => lhs.matmul(rhs),
             Some(dtype) => lhs
                 .cast(dtype)
@@ -121,34 +129,62 @@ impl Precision {
     }
 }
 
-/// `product(lhs)`, where `product` multiplies `lhs` `[…, rows, k]` by a
-/// matrix; on a CubeCL backend (CUDA, wgpu) a `lhs` of one row is padded
-/// with a row of zeros first and the result's first row kept.
+/// `product(lhs, rhs, bias)`, a matrix product `lhs` `[…, rows, k]` ·
+/// `rhs` `[…, k, columns]` (+ `bias` `[columns]`); on a CubeCL backend
+/// (CUDA, wgpu) a single row or a single column is padded with zeros to two
+/// first and the result cut back.
 ///
-/// CubeCL's autotune sends a single row (`[…, 1, k]`, the decoding step's
-/// shape) to cubek-matmul 0.2's vector-matrix kernels, and under burn's
-/// fusion those give wrong results, e.g. when the matrix is stored
-/// transposed as the tied output layer's `wordsᵀ` is (tracel-ai/cubek#262,
-/// fixed after the release burn 0.21 pins; docs/stack.md, "Single-row
-/// products on CubeCL"). Two rows take the general kernels, which training
-/// already runs. Other backends keep their single-row products, so their
-/// results do not move. burn offers no typed way to ask a generic backend
-/// for its kernels, so the backend is recognised by its name (`cubecl<…>`,
-/// inside `fusion<…>` or `autodiff<…>`); the name is only read for single
-/// rows.
-fn single_rows_as_two<B: Backend, const D: usize>(
+/// CubeCL's autotune sends a product with one row (`[…, 1, k]`, the
+/// decoding step's shape) or one column (attention over one grid cell or
+/// one past token) to cubek-matmul 0.2's vector-matrix kernels, and under
+/// burn's fusion those give wrong results, e.g. for one row when the matrix
+/// is stored transposed as the tied output layer's `wordsᵀ` is
+/// (tracel-ai/cubek#262, fixed after the release burn 0.21 pins), and for
+/// one column (tracel-ai/burn#5122); docs/stack.md, "Vector products on
+/// CubeCL". Two rows and two columns take the general kernels. Other
+/// backends keep their own products, so their results do not move. burn
+/// offers no typed way to ask a generic backend for its kernels, so the
+/// backend is recognised by its name (`cubecl<…>`, inside `fusion<…>` or
+/// `autodiff<…>`), read only when a side is a vector.
+fn without_vector_kernels<B: Backend, const D: usize, const W: usize>(
     lhs: Tensor<B, D>,
-    product: impl FnOnce(Tensor<B, D>) -> Tensor<B, D>,
+    rhs: Tensor<B, W>,
+    bias: Option<Tensor<B, 1>>,
+    product: impl FnOnce(Tensor<B, D>, Tensor<B, W>, Option<Tensor<B, 1>>) -> Tensor<B, D>,
 ) -> Tensor<B, D> {
-    if D < 2 {
-        return product(lhs);
+    let one_row = lhs.dims()[D - 2] == 1;
+    let one_column = rhs.dims()[W - 1] == 1;
+    if !(one_row || one_column) || !B::name(&lhs.device()).contains("cubecl<") {
+        return product(lhs, rhs, bias);
     }
-    let rows = D - 2;
-    if lhs.dims()[rows] != 1 || !B::name(&lhs.device()).contains("cubecl<") {
-        return product(lhs);
+    let out = product(
+        padded_to_two(lhs, D - 2, one_row),
+        padded_to_two(rhs, W - 1, one_column),
+        bias.map(|bias| padded_to_two(bias, 0, one_column)),
+    );
+    let out = if one_row {
+        out.narrow(D - 2, 0, 1)
+    } else {
+        out
+    };
+    if one_column {
+        out.narrow(D - 1, 0, 1)
+    } else {
+        out
     }
-    let padded = Tensor::cat(vec![lhs.clone(), lhs.zeros_like()], rows);
-    product(padded).narrow(rows, 0, 1)
+}
+
+/// `tensor` with a slice of zeros appended along `dim` when `pad`.
+fn padded_to_two<B: Backend, const D: usize>(
+    tensor: Tensor<B, D>,
+    dim: usize,
+    pad: bool,
+) -> Tensor<B, D> {
+    if pad {
+        Tensor::cat(vec![tensor.clone(), tensor.zeros_like()], dim)
+    } else {
+        tensor
+    }
 }
 
 /// `conv`'s padding as `((top, bottom), (left, right))` for an input of

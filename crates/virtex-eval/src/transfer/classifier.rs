@@ -204,7 +204,10 @@ pub fn train_classifier<B: AutodiffVisionBackend>(
                     device,
                 )?;
                 let features = Tensor::<B, 2>::from_inner(frozen.forward_pooled(images));
-                let loss = loss_fn.forward(model.fc.forward(features), Tensor::from_inner(labels));
+                let loss = loss_fn.forward(
+                    Precision::F32.linear(&model.fc, features),
+                    Tensor::from_inner(labels),
+                );
                 let value = loss.clone().into_scalar().elem::<f64>();
                 let grads = GradientsParams::from_grads(loss.backward(), &model.fc);
                 let optimizer = head_optimizer.as_mut().expect("probe optimiser");
