@@ -253,32 +253,33 @@ fn vector_products_on_wgpu_equal_flex() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     for batch in [8, 1] {
         for (rows, outputs) in [(1, 3000), (1, 1), (5, 1)] {
-            let on_gpu = linear_case::<Gpu>(&adapter(), batch, rows, outputs);
-            let on_cpu = linear_case::<Cpu>(&Default::default(), batch, rows, outputs);
-            let err = relative_error(
-                Tensor::from_data(on_gpu.into_data(), &Default::default()),
-                on_cpu,
-            );
-            println!("linear, batch {batch}, {rows} rows, {outputs} outputs: {err:e}");
-            assert!(
-                err < 1e-5,
-                "linear, batch {batch}, {rows} rows, {outputs} outputs: {err:e}"
+            assert_equal_within_1e5(
+                &format!("linear, batch {batch}, {rows} rows, {outputs} outputs"),
+                linear_case::<Gpu>(&adapter(), batch, rows, outputs),
+                linear_case::<Cpu>(&Default::default(), batch, rows, outputs),
             );
         }
         for (queries, keys) in [(1, 9), (1, 1), (5, 1)] {
-            let on_gpu = scores_case::<Gpu>(&adapter(), batch, queries, keys);
-            let on_cpu = scores_case::<Cpu>(&Default::default(), batch, queries, keys);
-            let err = relative_error(
-                Tensor::from_data(on_gpu.into_data(), &Default::default()),
-                on_cpu,
-            );
-            println!("query · keysᵀ, batch {batch}, {queries} queries, {keys} keys: {err:e}");
-            assert!(
-                err < 1e-5,
-                "scores, batch {batch}, {queries} queries, {keys} keys: {err:e}"
+            assert_equal_within_1e5(
+                &format!("query · keysᵀ, batch {batch}, {queries} queries, {keys} keys"),
+                scores_case::<Gpu>(&adapter(), batch, queries, keys),
+                scores_case::<Cpu>(&Default::default(), batch, queries, keys),
             );
         }
     }
+}
+
+/// Asserts `on_gpu` is `on_cpu` within 1e-5 relative, printing the error
+/// under `label`.
+fn assert_equal_within_1e5<const D: usize>(
+    label: &str,
+    on_gpu: Tensor<Gpu, D>,
+    on_cpu: Tensor<Cpu, D>,
+) {
+    let on_gpu = Tensor::from_data(on_gpu.into_data(), &Default::default());
+    let err = relative_error(on_gpu, on_cpu);
+    println!("{label}: {err:e}");
+    assert!(err < 1e-5, "{label}: {err:e}");
 }
 
 /// Deterministic values in [-0.5, 0.5) of `shape`.
