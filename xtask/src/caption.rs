@@ -49,6 +49,7 @@ impl Captioner {
             decoder: self.decoder,
             beam_prefix: self.beam_prefix,
             prior_penalty: self.prior_penalty,
+            backward_weight: self.backward_weight,
             images,
             batch: self.batch,
             attention_dir,

@@ -330,6 +330,11 @@ pub struct Captioner {
     /// reference's decoding].
     #[arg(long)]
     pub prior_penalty: Option<f64>,
+    /// μ ≥ 0: a bicaptioning checkpoint's caption is the final beam with the
+    /// best forward score + μ·backward log-probability [default: the config's
+    /// MODEL.DECODER.BACKWARD_WEIGHT; 0 is the reference's decoding].
+    #[arg(long)]
+    pub backward_weight: Option<f64>,
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch: usize,

@@ -57,6 +57,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         decoder: None,
         beam_prefix: None,
         prior_penalty: None,
+        backward_weight: None,
         images,
         batch: 8,
         attention_dir: None,

@@ -19,6 +19,7 @@
 //!     decoder: None,             // the config's MODEL.DECODER
 //!     beam_prefix: None,
 //!     prior_penalty: None,
+//!     backward_weight: None,
 //!     images: ImageSet::folder(Path::new("my_photos"))?,
 //!     batch: 16,
 //!     attention_dir: None,
@@ -125,6 +126,8 @@ pub struct CaptionTask {
     pub beam_prefix: Option<BeamPrefix>,
     /// Replaces `MODEL.DECODER.PRIOR_PENALTY` (a finite number ≥ 0).
     pub prior_penalty: Option<f64>,
+    /// Replaces `MODEL.DECODER.BACKWARD_WEIGHT` (a finite number ≥ 0).
+    pub backward_weight: Option<f64>,
     /// The images.
     pub images: ImageSet,
     /// Images per forward pass.
@@ -160,16 +163,19 @@ impl BackendTask for CaptionTask {
         }
         if let Some(penalty) = self.prior_penalty {
             config.model.decoder.prior_penalty = penalty;
-            config
-                .model
-                .decoder
-                .check()
-                .map_err(|(key, message)| ConfigError::Key {
-                    origin: "CaptionTask::prior_penalty".into(),
-                    key: key.into(),
-                    message,
-                })?;
         }
+        if let Some(weight) = self.backward_weight {
+            config.model.decoder.backward_weight = weight;
+        }
+        config
+            .model
+            .decoder
+            .check()
+            .map_err(|(key, message)| ConfigError::Key {
+                origin: "CaptionTask".into(),
+                key: key.into(),
+                message,
+            })?;
         let head = model
             .transformer_head()
             .ok_or_else(|| EvalError::NoDecoder {
@@ -214,7 +220,12 @@ impl BackendTask for CaptionTask {
                 TensorData::new(normalized_batch(&crops), [crops.len(), 3, side, side]),
                 &device,
             );
-            let captions = decoder.decode(head, model.visual.forward(images), &mut rng);
+            let captions = decoder.decode_bicaptioning(
+                head,
+                model.backward_decoder(),
+                model.visual.forward(images),
+                &mut rng,
+            );
             for (((image, path), caption), crop) in kept.zip(captions).zip(&crops) {
                 if let Some(dir) = &self.attention_dir {
                     write_attention(dir, image, path, crop, &caption, &tokenizer)?;

@@ -38,6 +38,7 @@
 //!     decoder: None,
 //!     beam_prefix: None,
 //!     prior_penalty: None,
+//!     backward_weight: None,
 //!     images: ImageSet::folder(Path::new("data/emoji/val2017"))?,
 //!     batch: 16,
 //!     attention_dir: None,

@@ -233,6 +233,7 @@ impl BackendTask for RunCaptioning {
             decoder: None,
             beam_prefix: None,
             prior_penalty: None,
+            backward_weight: None,
             images: ImageSet::from_dataset(&dataset),
             batch: BATCH,
             attention_dir: None,

@@ -96,6 +96,7 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
         decoder: Some(decoder),
         beam_prefix: None,
         prior_penalty: None,
+        backward_weight: None,
         images,
         batch: 2,
         attention_dir: None,
@@ -109,7 +110,8 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
     .run::<CpuBackend>(Default::default())
     .unwrap()
     .results;
-    // A prior penalty out of range is refused, naming the key and the value.
+    // A prior penalty or backward weight out of range is refused, naming
+    // the key and the value.
     let refused = CaptionTask {
         prior_penalty: Some(-1.0),
         ..task(
@@ -122,6 +124,20 @@ fn a_trained_checkpoint_captions_images_and_exports_its_backbone() {
     .to_string();
     assert!(
         refused.contains("MODEL.DECODER.PRIOR_PENALTY") && refused.contains("got -1"),
+        "{refused}"
+    );
+    let refused = CaptionTask {
+        backward_weight: Some(f64::NAN),
+        ..task(
+            ImageSet::from_path(&split, None).unwrap(),
+            DecoderName::BeamSearch,
+        )
+    }
+    .run::<CpuBackend>(Default::default())
+    .unwrap_err()
+    .to_string();
+    assert!(
+        refused.contains("MODEL.DECODER.BACKWARD_WEIGHT") && refused.contains("got NaN"),
         "{refused}"
     );
     let ids: Vec<u64> = coco

@@ -11,12 +11,22 @@
 //! decoding ("A Diversity-Promoting Objective Function for Neural
 //! Conversation Models", 2016): a caption that opens the same way whatever
 //! the image pays for it.
+//!
+//! [`CaptionDecoder::backward_weight`] (virtex-rs; 0 by default) lets a
+//! bicaptioning model's backward decoder choose among beam search's final
+//! beams: each is ranked by its forward score plus μ times the backward
+//! decoder's log-probability of the caption read from its end, the
+//! bidirectional rescoring of Liu et al. ("Agreement on Target-Bidirectional
+//! Neural Machine Translation", 2016). The backward decoder reads the caption's
+//! end first, "… a <kind> emoji" on the bundled data, so it weighs what kind of
+//! thing the image shows before any name.
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::decoder::TransformerDecoder;
 use crate::head::TransformerTextualHead;
 
 /// What the reference gives the previous token (a logit when sampling, a
@@ -101,6 +111,12 @@ pub struct CaptionDecoder {
     /// image)`, "no image" being all-zero visual features (0: the reference's
     /// decoding). Later tokens are scored as without it.
     pub prior_penalty: f32,
+    /// μ ≥ 0: beam search returns the final beam with the best forward score
+    /// plus μ·log p(caption read backwards | image) under the backward
+    /// decoder given to [`CaptionDecoder::decode_bicaptioning`] (0: the
+    /// reference's, the best forward beam). Greedy and nucleus decoding make
+    /// one caption per image, so it has nothing to choose among there.
+    pub backward_weight: f32,
 }
 
 impl Default for CaptionDecoder {
@@ -111,6 +127,7 @@ impl Default for CaptionDecoder {
             sos_id: 1,
             eos_id: 2,
             prior_penalty: 0.0,
+            backward_weight: 0.0,
         }
     }
 }
@@ -211,6 +228,19 @@ impl CaptionDecoder {
         visual_features: Tensor<B, 4>,
         rng: &mut impl Rng,
     ) -> Vec<DecodedCaption> {
+        self.decode_bicaptioning(head, None, visual_features, rng)
+    }
+
+    /// [`Self::decode`], with a bicaptioning model's `backward` decoder (which
+    /// shares `head`'s embedding, projection and output) to rank beam
+    /// search's final beams under [`Self::backward_weight`].
+    pub fn decode_bicaptioning<B: Backend>(
+        &self,
+        head: &TransformerTextualHead<B>,
+        backward: Option<&TransformerDecoder<B>>,
+        visual_features: Tensor<B, 4>,
+        rng: &mut impl Rng,
+    ) -> Vec<DecodedCaption> {
         let max_steps = self.max_steps.min(head.embedding.max_length());
         match self.strategy {
             DecodingStrategy::Beam {
@@ -219,6 +249,7 @@ impl CaptionDecoder {
                 prefix,
             } => self.beam_search(
                 head,
+                backward.filter(|_| self.backward_weight != 0.0),
                 visual_features,
                 beam_size,
                 per_node_beam_size,
@@ -325,9 +356,11 @@ impl CaptionDecoder {
     /// then the lower id); a beam that has said `[EOS]` goes on with `[EOS]`
     /// at no cost; done when every beam has ended or after `max_steps`.
     /// The first tokens are scored under [`Self::prior_penalty`].
+    #[allow(clippy::too_many_arguments)]
     fn beam_search<B: Backend>(
         &self,
         head: &TransformerTextualHead<B>,
+        backward: Option<&TransformerDecoder<B>>,
         visual_features: Tensor<B, 4>,
         beam_size: usize,
         per_node_beam_size: usize,
@@ -335,6 +368,7 @@ impl CaptionDecoder {
         max_steps: usize,
     ) -> Vec<DecodedCaption> {
         let prior = self.first_token_prior(head, &visual_features);
+        let backward = backward.map(|decoder| (decoder, head.memory(visual_features.clone())));
         let device = visual_features.device();
         let batch = visual_features.dims()[0];
         let mut cache = head.start(visual_features);
@@ -424,14 +458,111 @@ impl CaptionDecoder {
             }
             cache = cache.select(int_rows::<B>(parents, &device));
         }
-        beams
-            .into_iter()
+        let finished: Vec<Vec<DecodedCaption>> = beams
+            .iter()
             .map(|image_beams| {
                 image_beams
-                    .into_iter()
-                    .next()
-                    .expect("beam_size ≥ 1")
-                    .finish(self.eos_id)
+                    .iter()
+                    .map(|h| h.clone().finish(self.eos_id))
+                    .collect()
+            })
+            .collect();
+        // The best forward beam (the first), or the best under both decoders.
+        let chosen: Vec<usize> = match backward {
+            None => vec![0; batch],
+            Some((decoder, memory)) => {
+                let captions: Vec<&DecodedCaption> = finished.iter().flatten().collect();
+                let backward_scores = self.backward_log_probs(head, decoder, memory, &captions);
+                beams
+                    .iter()
+                    .enumerate()
+                    .map(|(b, image_beams)| {
+                        let scores: Vec<f32> = image_beams
+                            .iter()
+                            .enumerate()
+                            .map(|(k, h)| {
+                                h.score + self.backward_weight * backward_scores[b * beam_size + k]
+                            })
+                            .collect();
+                        top_k(&scores, 1)[0]
+                    })
+                    .collect()
+            }
+        };
+        finished
+            .into_iter()
+            .zip(chosen)
+            .map(|(image_captions, k)| image_captions.into_iter().nth(k).expect("beam_size ≥ 1"))
+            .collect()
+    }
+
+    /// `log p(caption read backwards | image)` under the backward `decoder`,
+    /// one per caption: the sum of its next-token log-probabilities over
+    /// `[EOS] tk … t1 [SOS]`, the training target's form (the forward
+    /// sequence `[SOS] t1 … tk [EOS]` cut to the head's positions, reversed).
+    /// `captions` are `memory`'s images' beams, `beam_size` per image in order.
+    ///
+    /// # Shapes
+    /// - `memory`: `[batch, S, H]`, `captions`: `batch · beam_size` → as many scores
+    fn backward_log_probs<B: Backend>(
+        &self,
+        head: &TransformerTextualHead<B>,
+        decoder: &TransformerDecoder<B>,
+        memory: Tensor<B, 3>,
+        captions: &[&DecodedCaption],
+    ) -> Vec<f32> {
+        let device = memory.device();
+        let per_image = captions.len() / memory.dims()[0];
+        let sequences: Vec<Vec<u32>> = captions
+            .iter()
+            .map(|caption| {
+                let mut forward = vec![self.sos_id];
+                forward.extend(&caption.tokens);
+                forward.push(self.eos_id);
+                forward.truncate(head.embedding.max_length());
+                forward.reverse();
+                forward
+            })
+            .collect();
+        let lengths: Vec<usize> = sequences.iter().map(Vec::len).collect();
+        let longest = lengths.iter().copied().max().unwrap_or(0);
+        let padded: Vec<i64> = sequences
+            .iter()
+            .flat_map(|s| {
+                s.iter()
+                    .map(|&t| i64::from(t))
+                    .chain(std::iter::repeat_n(0, longest - s.len()))
+            })
+            .collect();
+        let tokens = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(padded, [sequences.len(), longest]),
+            &device,
+        );
+        let rows = int_rows::<B>(
+            (0..captions.len())
+                .map(|r| (r / per_image) as i64)
+                .collect(),
+            &device,
+        );
+        let logits = head.decode_with(decoder, memory.select(0, rows), tokens, &lengths, true);
+        let vocab = head.vocab_size();
+        let logits = logits
+            .into_data()
+            .convert::<f32>()
+            .to_vec::<f32>()
+            .expect("f32 logits");
+        sequences
+            .iter()
+            .enumerate()
+            .map(|(row, sequence)| {
+                sequence
+                    .windows(2)
+                    .enumerate()
+                    .map(|(position, pair)| {
+                        let start = (row * longest + position) * vocab;
+                        log_softmax(&logits[start..start + vocab])[pair[1] as usize]
+                    })
+                    .sum()
             })
             .collect()
     }

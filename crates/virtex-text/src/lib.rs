@@ -11,7 +11,8 @@
 //!   [`head`] the heads themselves.
 //! - [`models`]: the pretraining models ([`PretrainingModelConfig`],
 //!   [`PretrainingModel`]) and [`losses`] their losses.
-//! - [`decoding`]: caption decoding with the forward head.
+//! - [`decoding`]: caption decoding with the forward head (and, to rank beam
+//!   search's final beams, bicaptioning's backward decoder).
 //! - `pytorch` (feature `pytorch`, default): the reference's layout, official
 //!   `.pth` checkpoints into a model and its parameter names.
 //!

@@ -2,15 +2,19 @@
 //! `AutoRegressiveBeamSearch` on a randomly initialised head whose beams
 //! compete (tools/fixtures/make_beam_search_fixture.py), under the
 //! reference's prefix convention ([SOS] dropped after the first step) and
-//! under the one that keeps it; the two disagree on most of the images.
+//! under the one that keeps it; the two disagree on most of the images. The
+//! prior penalty and the backward decoder's ranking change them as described.
 
 use burn::tensor::activation::log_softmax;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 use burn_flex::Flex;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use virtex_text::TransformerTextualHead;
+use virtex_text::decoder::TransformerDecoder;
 use virtex_text::decoding::{BeamPrefix, CaptionDecoder, DecodingStrategy};
+use virtex_text::losses::next_token_loss;
+use virtex_text::{TextualHeadName, TransformerTextualHead};
 
 mod beam_fixture;
 
@@ -98,4 +102,77 @@ fn the_prior_penalty_picks_the_first_token_by_mutual_information() {
             .count();
         assert!(above < 5, "image {image}: {above} better first tokens");
     }
+}
+
+/// `log p(tokens read backwards | image)` by the training loss: the
+/// backward decoder's mean next-token loss over `[EOS] tk … t1 [SOS]`, times
+/// its `k + 1` predictions.
+fn backward_log_prob(
+    head: &TransformerTextualHead<B>,
+    backward: &TransformerDecoder<B>,
+    image: Tensor<B, 4>,
+    tokens: &[u32],
+) -> f32 {
+    let mut sequence: Vec<i64> = vec![2];
+    sequence.extend(tokens.iter().rev().map(|&t| i64::from(t)));
+    sequence.push(1);
+    let length = sequence.len();
+    let sequence =
+        Tensor::<B, 2, Int>::from_data(TensorData::new(sequence, [1, length]), &image.device());
+    let logits = head.decode_with(
+        backward,
+        head.memory(image),
+        sequence.clone(),
+        &[length],
+        true,
+    );
+    -next_token_loss(logits, sequence).into_scalar() * (length - 1) as f32
+}
+
+#[test]
+fn the_backward_weight_ranks_the_final_beams_by_the_backward_decoder() {
+    let device = Default::default();
+    let (model, features, expected) = beam_fixture::fixture_model::<B>(&device);
+    let head = model.transformer_head().unwrap();
+    let TextualHeadName::Transformer { norm, size } = expected.textual.parse().unwrap() else {
+        panic!("the fixture has a transformer head");
+    };
+    B::seed(&device, 0);
+    let backward = TransformerDecoder::<B>::new(&size, norm, 0.0, &device);
+    let decode = |weight| {
+        CaptionDecoder {
+            backward_weight: weight,
+            ..CaptionDecoder::default()
+        }
+        .decode_bicaptioning(
+            head,
+            Some(&backward),
+            features.clone(),
+            &mut StdRng::seed_from_u64(0),
+        )
+        .into_iter()
+        .map(|c| c.tokens)
+        .collect::<Vec<_>>()
+    };
+    // Weight 0 is the reference's search, backward decoder or not.
+    let forward_best = decode(0.0);
+    assert_eq!(forward_best, expected.beam_keep_sos);
+    // A weight this large lets the backward decoder alone choose among the
+    // final beams: never a caption it finds less likely than the forward best.
+    let backward_best = decode(1e4);
+    let mut changed = 0;
+    for (image, (chosen, first)) in backward_best.iter().zip(&forward_best).enumerate() {
+        let image_features = features.clone().slice([image..image + 1]);
+        let chosen_score = backward_log_prob(head, &backward, image_features.clone(), chosen);
+        let first_score = backward_log_prob(head, &backward, image_features, first);
+        assert!(
+            chosen_score >= first_score - 1e-3,
+            "image {image}: {chosen:?} ({chosen_score}) below {first:?} ({first_score})"
+        );
+        changed += usize::from(chosen != first);
+    }
+    assert!(
+        changed > 0,
+        "the backward decoder prefers another beam somewhere"
+    );
 }

@@ -129,16 +129,19 @@ fn the_caption_transform_follows_the_config() {
     assert_eq!((transform.resize, transform.crop), (32, 32));
 }
 
-/// The reference decodes without the first-token prior penalty; the bundled
-/// config sets it, and it reaches the decoder.
+/// The reference decodes without the first-token prior penalty and ranks
+/// beams by the forward decoder alone; the bundled config sets both, and
+/// they reach the decoder.
 #[test]
-fn the_prior_penalty_reaches_the_decoder() {
+fn the_prior_penalty_and_backward_weight_reach_the_decoder() {
     let base = configs().join("_base_bicaptioning_R_50_L1_H1024.yaml");
     let reference = Config::load(Some(&base), &[]).unwrap();
     assert_eq!(reference.caption_decoder(None).prior_penalty, 0.0);
     let bundled = Config::load(Some(&configs().join("emoji_bicaptioning.yaml")), &[]).unwrap();
     assert_eq!(bundled.model.decoder.prior_penalty, 0.5);
     assert_eq!(bundled.caption_decoder(None).prior_penalty, 0.5);
+    assert_eq!(reference.caption_decoder(None).backward_weight, 0.0);
+    assert_eq!(bundled.caption_decoder(None).backward_weight, 2.0);
 }
 
 #[test]
@@ -174,6 +177,11 @@ fn bad_keys_and_values_are_named() {
             "MODEL.DECODER.PRIOR_PENALTY=-0.5",
             "MODEL.DECODER.PRIOR_PENALTY",
             "≥ 0, got -0.5",
+        ),
+        (
+            "MODEL.DECODER.BACKWARD_WEIGHT=inf",
+            "MODEL.DECODER.BACKWARD_WEIGHT",
+            "≥ 0, got inf",
         ),
     ] {
         match Config::load(Some(&base), &[set.into()]) {

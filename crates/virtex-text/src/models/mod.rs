@@ -84,6 +84,12 @@ impl<B: VisionBackend> PretrainingModel<B> {
         }
     }
 
+    /// Bicaptioning's backward decoder, if the model has one (for
+    /// [`crate::decoding::CaptionDecoder::decode_bicaptioning`]).
+    pub fn backward_decoder(&self) -> Option<&TransformerDecoder<B>> {
+        self.backward_textual.as_ref().map(|b| &b.transformer)
+    }
+
     /// The task's loss on `input`, from images through the backbone.
     pub fn forward(
         &self,

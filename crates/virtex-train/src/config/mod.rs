@@ -187,6 +187,7 @@ impl Config {
             sos_id: self.data.sos_index,
             eos_id: self.data.eos_index,
             prior_penalty: settings.prior_penalty as f32,
+            backward_weight: settings.backward_weight as f32,
         }
     }
 

@@ -98,6 +98,11 @@ pub struct DecoderConfig {
     /// λ·log p(t | no image)` (virtex-rs; 0, the reference's decoding, by
     /// default; [`virtex_text::decoding::CaptionDecoder::prior_penalty`]).
     pub prior_penalty: f64,
+    /// μ of beam search's bidirectional ranking: the final beam with the best
+    /// forward score + μ·backward log-probability is the caption
+    /// (bicaptioning models; virtex-rs; 0, the reference's decoding, by
+    /// default; [`virtex_text::decoding::CaptionDecoder::backward_weight`]).
+    pub backward_weight: f64,
 }
 
 /// `MODEL.DECODER.NAME`.
@@ -137,6 +142,7 @@ impl Default for DecoderConfig {
             max_decoding_steps: 30,
             beam_prefix: BeamPrefix::default(),
             prior_penalty: 0.0,
+            backward_weight: 0.0,
         }
     }
 }
@@ -145,14 +151,14 @@ impl DecoderConfig {
     /// The key and what is wrong, for a value the types allow but the
     /// decoder does not.
     pub fn check(&self) -> Result<(), (&'static str, String)> {
-        let penalty = self.prior_penalty;
-        if penalty >= 0.0 && penalty.is_finite() {
-            Ok(())
-        } else {
-            Err((
-                "MODEL.DECODER.PRIOR_PENALTY",
-                format!("must be a finite number ≥ 0, got {penalty}"),
-            ))
+        for (key, value) in [
+            ("MODEL.DECODER.PRIOR_PENALTY", self.prior_penalty),
+            ("MODEL.DECODER.BACKWARD_WEIGHT", self.backward_weight),
+        ] {
+            if !(value >= 0.0 && value.is_finite()) {
+                return Err((key, format!("must be a finite number ≥ 0, got {value}")));
+            }
         }
+        Ok(())
     }
 }

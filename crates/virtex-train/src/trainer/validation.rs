@@ -84,10 +84,12 @@ fn sheet_captions<B: VisionBackend>(
     let features = model
         .visual
         .forward(model_input::<B>(&batch, device).images);
-    let decoded =
-        config
-            .caption_decoder(None)
-            .decode(head, features, &mut StdRng::seed_from_u64(0));
+    let decoded = config.caption_decoder(None).decode_bicaptioning(
+        head,
+        model.backward_decoder(),
+        features,
+        &mut StdRng::seed_from_u64(0),
+    );
     Ok(batch
         .image_ids
         .iter()
