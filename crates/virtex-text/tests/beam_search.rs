@@ -105,17 +105,20 @@ fn the_prior_penalty_picks_the_first_token_by_mutual_information() {
 }
 
 /// `log p(tokens read backwards | image)` by the training loss: the
-/// backward decoder's mean next-token loss over `[EOS] tk … t1 [SOS]`, times
-/// its `k + 1` predictions.
+/// backward decoder's mean next-token loss over the training target, `[SOS]
+/// t1 … tk [EOS]` cut to the 30 learned positions and reversed, times its
+/// predictions.
 fn backward_log_prob(
     head: &TransformerTextualHead<B>,
     backward: &TransformerDecoder<B>,
     image: Tensor<B, 4>,
     tokens: &[u32],
 ) -> f32 {
-    let mut sequence: Vec<i64> = vec![2];
-    sequence.extend(tokens.iter().rev().map(|&t| i64::from(t)));
-    sequence.push(1);
+    let mut sequence: Vec<i64> = vec![1];
+    sequence.extend(tokens.iter().map(|&t| i64::from(t)));
+    sequence.push(2);
+    sequence.truncate(30);
+    sequence.reverse();
     let length = sequence.len();
     let sequence =
         Tensor::<B, 2, Int>::from_data(TensorData::new(sequence, [1, length]), &image.device());
@@ -162,7 +165,7 @@ fn the_backward_weight_ranks_the_final_beams_by_the_backward_decoder() {
     let backward_best = decode(1e4);
     let mut changed = 0;
     for (image, (chosen, first)) in backward_best.iter().zip(&forward_best).enumerate() {
-        let image_features = features.clone().slice([image..image + 1]);
+        let image_features = features.clone().narrow(0, image, 1);
         let chosen_score = backward_log_prob(head, &backward, image_features.clone(), chosen);
         let first_score = backward_log_prob(head, &backward, image_features, first);
         assert!(
