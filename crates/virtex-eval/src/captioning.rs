@@ -182,6 +182,17 @@ impl BackendTask for CaptionTask {
                 source_name: self.source.to_string(),
                 task: config.model.name,
             })?;
+        if self.backward_weight.is_some_and(|w| w > 0.0) && model.backward_decoder().is_none() {
+            return Err(ConfigError::Key {
+                origin: "CaptionTask".into(),
+                key: "MODEL.DECODER.BACKWARD_WEIGHT".into(),
+                message: format!(
+                    "needs a backward decoder, which a {} model has not (bicaptioning has)",
+                    config.model.name
+                ),
+            }
+            .into());
+        }
         let tokenizer_path = self
             .tokenizer
             .clone()

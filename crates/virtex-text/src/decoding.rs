@@ -28,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decoder::TransformerDecoder;
 use crate::head::TransformerTextualHead;
+use crate::losses::caption_log_probs;
 
 /// What the reference gives the previous token (a logit when sampling, a
 /// log-probability in beam search), banning immediate repeats.
@@ -247,15 +248,27 @@ impl CaptionDecoder {
                 beam_size,
                 per_node_beam_size,
                 prefix,
-            } => self.beam_search(
-                head,
-                backward.filter(|_| self.backward_weight != 0.0),
-                visual_features,
-                beam_size,
-                per_node_beam_size,
-                prefix,
-                max_steps,
-            ),
+            } => {
+                let (beams, memory) = self.beam_search(
+                    head,
+                    visual_features,
+                    beam_size,
+                    per_node_beam_size,
+                    prefix,
+                    max_steps,
+                );
+                match backward.filter(|_| self.backward_weight != 0.0) {
+                    Some(decoder) => self.rank_by_both(head, decoder, memory, beams),
+                    // The best forward beam, the first.
+                    None => beams
+                        .into_iter()
+                        .map(|image_beams| {
+                            let best = image_beams.into_iter().next().expect("beam_size ≥ 1");
+                            best.finish(self.eos_id)
+                        })
+                        .collect(),
+                }
+            }
             DecodingStrategy::Greedy => self.sample(head, visual_features, max_steps, |logits| {
                 top_k(logits, 1)[0]
             }),
@@ -356,22 +369,23 @@ impl CaptionDecoder {
     /// then the lower id); a beam that has said `[EOS]` goes on with `[EOS]`
     /// at no cost; done when every beam has ended or after `max_steps`.
     /// The first tokens are scored under [`Self::prior_penalty`].
-    #[allow(clippy::too_many_arguments)]
+    ///
+    /// Returns each image's final beams, best forward score first, and the
+    /// decoder memory `[batch, S, H]` they were decoded from.
     fn beam_search<B: Backend>(
         &self,
         head: &TransformerTextualHead<B>,
-        backward: Option<&TransformerDecoder<B>>,
         visual_features: Tensor<B, 4>,
         beam_size: usize,
         per_node_beam_size: usize,
         prefix: BeamPrefix,
         max_steps: usize,
-    ) -> Vec<DecodedCaption> {
+    ) -> (Vec<Vec<Hypothesis>>, Tensor<B, 3>) {
         let prior = self.first_token_prior(head, &visual_features);
-        let backward = backward.map(|decoder| (decoder, head.memory(visual_features.clone())));
         let device = visual_features.device();
         let batch = visual_features.dims()[0];
-        let mut cache = head.start(visual_features);
+        let memory = head.memory(visual_features);
+        let mut cache = head.transformer.start(memory.clone());
         // The cross-attention keys and values alone, for a prefix without [SOS].
         let empty = (prefix == BeamPrefix::DropSos).then(|| cache.clone());
         let sos = int_rows::<B>(vec![i64::from(self.sos_id); batch], &device);
@@ -458,52 +472,67 @@ impl CaptionDecoder {
             }
             cache = cache.select(int_rows::<B>(parents, &device));
         }
-        let finished: Vec<Vec<DecodedCaption>> = beams
+        (beams, memory)
+    }
+
+    /// Each image's caption: of its final `beams` (decoded from `memory`
+    /// `[batch, S, H]`), the one with the best forward score + μ·log
+    /// p(caption read backwards | image) under the backward `decoder` (ties:
+    /// the better forward beam).
+    fn rank_by_both<B: Backend>(
+        &self,
+        head: &TransformerTextualHead<B>,
+        decoder: &TransformerDecoder<B>,
+        memory: Tensor<B, 3>,
+        beams: Vec<Vec<Hypothesis>>,
+    ) -> Vec<DecodedCaption> {
+        let forward_scores: Vec<Vec<f32>> = beams
             .iter()
+            .map(|image_beams| image_beams.iter().map(|h| h.score).collect())
+            .collect();
+        let finished: Vec<Vec<DecodedCaption>> = beams
+            .into_iter()
             .map(|image_beams| {
                 image_beams
-                    .iter()
-                    .map(|h| h.clone().finish(self.eos_id))
+                    .into_iter()
+                    .map(|h| h.finish(self.eos_id))
                     .collect()
             })
             .collect();
-        // The best forward beam (the first), or the best under both decoders.
-        let chosen: Vec<usize> = match backward {
-            None => vec![0; batch],
-            Some((decoder, memory)) => {
-                let captions: Vec<&DecodedCaption> = finished.iter().flatten().collect();
-                let backward_scores = self.backward_log_probs(head, decoder, memory, &captions);
-                beams
-                    .iter()
-                    .enumerate()
-                    .map(|(b, image_beams)| {
-                        let scores: Vec<f32> = image_beams
-                            .iter()
-                            .enumerate()
-                            .map(|(k, h)| {
-                                h.score + self.backward_weight * backward_scores[b * beam_size + k]
-                            })
-                            .collect();
-                        top_k(&scores, 1)[0]
-                    })
-                    .collect()
-            }
-        };
+        let captions: Vec<&DecodedCaption> = finished.iter().flatten().collect();
+        let mut backward_scores = self
+            .backward_log_probs(head, decoder, memory, &captions)
+            .into_iter();
         finished
             .into_iter()
-            .zip(chosen)
-            .map(|(image_captions, k)| image_captions.into_iter().nth(k).expect("beam_size ≥ 1"))
+            .zip(forward_scores)
+            .map(|(image_captions, forward)| {
+                let scores: Vec<f32> = forward
+                    .iter()
+                    .map(|&f| {
+                        f + self.backward_weight * backward_scores.next().expect("a score per beam")
+                    })
+                    .collect();
+                let best = top_k(&scores, 1)[0];
+                image_captions
+                    .into_iter()
+                    .nth(best)
+                    .expect("a caption per score")
+            })
             .collect()
     }
 
     /// `log p(caption read backwards | image)` under the backward `decoder`,
-    /// one per caption: the sum of its next-token log-probabilities over
-    /// `[EOS] tk … t1 [SOS]`, the training target's form (the forward
-    /// sequence `[SOS] t1 … tk [EOS]` cut to the head's positions, reversed).
-    /// `captions` are `memory`'s images' beams, `beam_size` per image in order.
+    /// one per caption: the sum of its next-token log-probabilities over the
+    /// backward decoder's training target, `[SOS] t1 … tk [EOS]` cut to the
+    /// head's positions and reversed (the framing of
+    /// `virtex_data::caption::CaptionTokens::from_pieces`, which virtex-text's
+    /// tests check this against; not a dependency here, for one rule).
+    /// `captions` are `memory`'s images' beams, the same number per image, in
+    /// order.
     ///
     /// # Shapes
-    /// - `memory`: `[batch, S, H]`, `captions`: `batch · beam_size` → as many scores
+    /// - `memory`: `[batch, S, H]`, `captions`: a multiple of `batch` → as many scores
     fn backward_log_probs<B: Backend>(
         &self,
         head: &TransformerTextualHead<B>,
@@ -511,8 +540,12 @@ impl CaptionDecoder {
         memory: Tensor<B, 3>,
         captions: &[&DecodedCaption],
     ) -> Vec<f32> {
+        let images = memory.dims()[0];
+        if images == 0 {
+            return Vec::new();
+        }
+        let per_image = captions.len() / images;
         let device = memory.device();
-        let per_image = captions.len() / memory.dims()[0];
         let sequences: Vec<Vec<u32>> = captions
             .iter()
             .map(|caption| {
@@ -544,27 +577,18 @@ impl CaptionDecoder {
                 .collect(),
             &device,
         );
-        let logits = head.decode_with(decoder, memory.select(0, rows), tokens, &lengths, true);
-        let vocab = head.vocab_size();
-        let logits = logits
+        let logits = head.decode_with(
+            decoder,
+            memory.select(0, rows),
+            tokens.clone(),
+            &lengths,
+            true,
+        );
+        caption_log_probs(logits, tokens)
             .into_data()
             .convert::<f32>()
             .to_vec::<f32>()
-            .expect("f32 logits");
-        sequences
-            .iter()
-            .enumerate()
-            .map(|(row, sequence)| {
-                sequence
-                    .windows(2)
-                    .enumerate()
-                    .map(|(position, pair)| {
-                        let start = (row * longest + position) * vocab;
-                        log_softmax(&logits[start..start + vocab])[pair[1] as usize]
-                    })
-                    .sum()
-            })
-            .collect()
+            .expect("f32 scores")
     }
 }
 

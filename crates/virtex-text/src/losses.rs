@@ -14,10 +14,32 @@ pub fn cross_entropy_ignoring_padding<B: Backend>(
     targets: Tensor<B, 2, Int>,
 ) -> Tensor<B, 1> {
     let kept = targets.clone().not_equal_elem(0).float();
-    let picked = log_softmax(logits, 2)
-        .gather(2, targets.unsqueeze_dim(2))
-        .squeeze_dim::<2>(2);
+    let picked = target_log_probs(logits, targets);
     -(picked * kept.clone()).sum() / kept.sum()
+}
+
+/// `log p(target)` at each position: `[batch, T, V]` logits, `[batch, T]` targets → `[batch, T]`.
+fn target_log_probs<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 2> {
+    log_softmax(logits, 2)
+        .gather(2, targets.unsqueeze_dim(2))
+        .squeeze_dim::<2>(2)
+}
+
+/// Each caption's log-probability under teacher forcing: the sum over its
+/// positions of `log p(tokens[t + 1] | tokens[..=t])` from `logits[t]`, the
+/// padding id 0 left out (what [`next_token_loss`] averages, per caption).
+///
+/// # Shapes
+/// - `logits`: `[batch, T, V]`, `tokens`: `[batch, T]` → `[batch]`
+pub fn caption_log_probs<B: Backend>(
+    logits: Tensor<B, 3>,
+    tokens: Tensor<B, 2, Int>,
+) -> Tensor<B, 1> {
+    let [batch, length, vocab] = logits.dims();
+    let targets = tokens.slice([0..batch, 1..length]);
+    let kept = targets.clone().not_equal_elem(0).float();
+    let picked = target_log_probs(logits.slice([0..batch, 0..length - 1, 0..vocab]), targets);
+    (picked * kept).sum_dim(1).squeeze_dim(1)
 }
 
 /// The captioning loss: predicting `tokens[:, 1:]` from `logits[:, :-1]`.
@@ -51,7 +73,7 @@ pub fn label_set_loss<B: Backend>(logits: Tensor<B, 2>, labels: Tensor<B, 2, Int
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
+    use burn::tensor::{Distribution, TensorData};
     use burn_flex::Flex;
 
     type B = Flex;
@@ -80,5 +102,33 @@ mod tests {
         let first = -((2f32.exp() / z).ln() + (1.0 / z).ln()) / 2.0;
         let second = 3f32.ln();
         assert!((loss - (first + second) / 2.0).abs() < 1e-5, "{loss}");
+    }
+
+    #[test]
+    fn caption_log_probs_sum_what_the_loss_averages() {
+        let device = Default::default();
+        let logits = Tensor::<B, 3>::random([3, 5, 7], Distribution::Normal(0.0, 1.0), &device);
+        // Captions of 5, 3 and 2 tokens, right-padded with 0: 4, 2 and 1 predictions.
+        let tokens = Tensor::<B, 2, Int>::from_data(
+            TensorData::new(vec![1i64, 4, 5, 6, 2, 1, 3, 2, 0, 0, 1, 2, 0, 0, 0], [3, 5]),
+            &device,
+        );
+        let each = caption_log_probs(logits.clone(), tokens.clone())
+            .into_data()
+            .to_vec::<f32>()
+            .unwrap();
+        for (row, predictions) in [(0, 4), (1, 2), (2, 1)] {
+            let mean = next_token_loss(
+                logits.clone().narrow(0, row, 1),
+                tokens.clone().narrow(0, row, 1),
+            )
+            .into_scalar();
+            assert!(
+                (each[row] + mean * predictions as f32).abs() < 1e-5,
+                "row {row}: {} against {}",
+                each[row],
+                -mean * predictions as f32
+            );
+        }
     }
 }

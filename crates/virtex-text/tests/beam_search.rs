@@ -11,6 +11,7 @@ use burn::tensor::{Int, Tensor, TensorData};
 use burn_flex::Flex;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
+use virtex_data::caption::{CaptionTokens, MAX_CAPTION_LENGTH};
 use virtex_text::decoder::TransformerDecoder;
 use virtex_text::decoding::{BeamPrefix, CaptionDecoder, DecodingStrategy};
 use virtex_text::losses::next_token_loss;
@@ -105,20 +106,16 @@ fn the_prior_penalty_picks_the_first_token_by_mutual_information() {
 }
 
 /// `log p(tokens read backwards | image)` by the training loss: the
-/// backward decoder's mean next-token loss over the training target, `[SOS]
-/// t1 … tk [EOS]` cut to the 30 learned positions and reversed, times its
-/// predictions.
+/// backward decoder's mean next-token loss over the training target
+/// (virtex-data's framing), times its predictions.
 fn backward_log_prob(
     head: &TransformerTextualHead<B>,
     backward: &TransformerDecoder<B>,
     image: Tensor<B, 4>,
     tokens: &[u32],
 ) -> f32 {
-    let mut sequence: Vec<i64> = vec![1];
-    sequence.extend(tokens.iter().map(|&t| i64::from(t)));
-    sequence.push(2);
-    sequence.truncate(30);
-    sequence.reverse();
+    let target = CaptionTokens::from_pieces(1, tokens.iter().copied(), 2, MAX_CAPTION_LENGTH);
+    let sequence: Vec<i64> = target.backward.iter().map(|&t| i64::from(t)).collect();
     let length = sequence.len();
     let sequence =
         Tensor::<B, 2, Int>::from_data(TensorData::new(sequence, [1, length]), &image.device());

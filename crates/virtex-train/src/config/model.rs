@@ -100,8 +100,9 @@ pub struct DecoderConfig {
     pub prior_penalty: f64,
     /// μ of beam search's bidirectional ranking: the final beam with the best
     /// forward score + μ·backward log-probability is the caption
-    /// (bicaptioning models; virtex-rs; 0, the reference's decoding, by
-    /// default; [`virtex_text::decoding::CaptionDecoder::backward_weight`]).
+    /// (bicaptioning models; no effect on a model without a backward decoder;
+    /// virtex-rs; 0, the reference's decoding, by default;
+    /// [`virtex_text::decoding::CaptionDecoder::backward_weight`]).
     pub backward_weight: f64,
 }
 
