@@ -179,9 +179,9 @@ fn bad_keys_and_values_are_named() {
             "≥ 0, got -0.5",
         ),
         (
-            "MODEL.DECODER.BACKWARD_WEIGHT=inf",
+            "MODEL.DECODER.BACKWARD_WEIGHT=-2",
             "MODEL.DECODER.BACKWARD_WEIGHT",
-            "≥ 0, got inf",
+            "≥ 0, got -2",
         ),
     ] {
         match Config::load(Some(&base), &[set.into()]) {
