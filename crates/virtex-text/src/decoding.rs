@@ -18,7 +18,7 @@
 //! decoder's log-probability of the caption read from its end, the
 //! bidirectional rescoring of Liu et al. ("Agreement on Target-Bidirectional
 //! Neural Machine Translation", 2016). The backward decoder reads the caption's
-//! end first, "… a <kind> emoji" on the bundled data, so it weighs what kind of
+//! end first, `… a <kind> emoji` on the bundled data, so it weighs what kind of
 //! thing the image shows before any name.
 
 use burn::tensor::backend::Backend;
